@@ -1,0 +1,1 @@
+"""The always-on service: HTTP, GitHub, Slack, DingTalk and storage."""

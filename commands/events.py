@@ -1,0 +1,141 @@
+"""The agent→bot event protocol: what a run reports while it works, as versioned, sequenced JSON objects."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .jobspec import SpecError
+
+EVENT_VERSION = 1
+
+EventType = Literal["accepted", "phase", "progress", "eval_result", "artifact", "heartbeat", "finished"]
+Phase = Literal["download", "train", "merge", "eval", "upload"]
+Status = Literal["succeeded", "failed", "cancelled"]
+
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+PHASES: tuple[str, ...] = get_args(Phase)
+STATUSES: tuple[str, ...] = get_args(Status)
+
+# Payload fields per event type: name -> (accepted python types, required).
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "accepted": {"kind": ((str,), True), "model": ((str,), True), "host": ((str, type(None)), False)},
+    "phase": {"phase": ((str,), True), "detail": ((str, type(None)), False)},
+    "progress": {
+        "step": ((int,), True),
+        "total": ((int,), True),
+        "loss": (_OPT_NUM, False),
+        "learning_rate": (_OPT_NUM, False),
+        "eta_s": (_OPT_NUM, False),
+        "samples_per_s": (_OPT_NUM, False),
+        "epoch": (_OPT_NUM, False),
+        "phase": ((str,), False),
+    },
+    "eval_result": {
+        "benchmark": ((str,), True),
+        "score": (_NUM, True),
+        "n": ((int,), True),
+        "subsets": ((dict,), False),
+    },
+    "artifact": {
+        "name": ((str,), True),
+        "path": ((str,), True),
+        "sha256": ((str, type(None)), False),
+        "bytes": ((int, type(None)), False),
+    },
+    "heartbeat": {},
+    "finished": {"status": ((str,), True), "reason": ((str, type(None)), False)},
+}
+_ENVELOPE = {"v", "run_id", "seq", "ts", "type"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of one run. `seq` starts at 0 and increases by one; `ts` is seconds since the epoch (the caller's)."""
+
+    run_id: str
+    seq: int
+    ts: float
+    type: EventType
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.type == "finished"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": EVENT_VERSION, "run_id": self.run_id, "seq": self.seq, "ts": self.ts, "type": self.type,
+                **dict(self.data)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+
+def make_event(run_id: str, seq: int, ts: float, type: str, **data: Any) -> Event:
+    """Build an event and check it against the protocol, so a bad event fails where it is made."""
+    return event_from_dict({"v": EVENT_VERSION, "run_id": run_id, "seq": seq, "ts": ts, "type": type, **data})
+
+
+def event_from_dict(raw: Any) -> Event:
+    if not isinstance(raw, Mapping):
+        raise SpecError("event: expected a JSON object")
+    if raw.get("v") != EVENT_VERSION:
+        raise SpecError(f"event: unsupported version {raw.get('v')!r}; expected {EVENT_VERSION}")
+    etype = raw.get("type")
+    if etype not in _PAYLOADS:
+        raise SpecError(f"event: unknown type {etype!r}; allowed: {', '.join(EVENT_TYPES)}")
+    run_id, seq, ts = raw.get("run_id"), raw.get("seq"), raw.get("ts")
+    if not isinstance(run_id, str) or not run_id:
+        raise SpecError("event.run_id: must be a non-empty string")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise SpecError("event.seq: must be a non-negative integer")
+    if not isinstance(ts, _NUM) or isinstance(ts, bool):
+        raise SpecError("event.ts: must be a number")
+    spec = _PAYLOADS[etype]
+    data = {k: v for k, v in raw.items() if k not in _ENVELOPE}
+    unknown = sorted(set(data) - set(spec))
+    if unknown:
+        raise SpecError(f"event {etype}: unknown field(s) {', '.join(unknown)}")
+    for name, (types, required) in spec.items():
+        if name not in data:
+            if required:
+                raise SpecError(f"event {etype}: missing field {name!r}")
+            continue
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise SpecError(f"event {etype}.{name}: wrong type {type(value).__name__}")
+    if etype == "phase" and data["phase"] not in PHASES:
+        raise SpecError(f"event phase: unknown phase {data['phase']!r}; allowed: {', '.join(PHASES)}")
+    if etype == "finished" and data["status"] not in STATUSES:
+        raise SpecError(f"event finished: unknown status {data['status']!r}; allowed: {', '.join(STATUSES)}")
+    return Event(run_id=run_id, seq=seq, ts=float(ts), type=etype, data=data)
+
+
+def event_from_json(text: str | bytes) -> Event:
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"event: not valid JSON ({exc})") from None
+    return event_from_dict(raw)
+
+
+# --- signing of callback bodies ---------------------------------------------------------------------------------------
+
+SIGNATURE_HEADER = "X-Tunebot-Signature-256"
+
+
+def sign_body(token: str, body: bytes) -> str:
+    """`sha256=<hex>` HMAC of the exact body bytes with the run's token (the same shape as GitHub's header)."""
+    return "sha256=" + hmac.new(token.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_body(token: str, body: bytes, signature: str | None) -> bool:
+    if not signature or not signature.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign_body(token, body), signature)

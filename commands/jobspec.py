@@ -1,0 +1,271 @@
+"""The job spec: the versioned JSON contract that tells a runner agent exactly what one run must do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, cast, get_args
+
+JOB_SPEC_VERSION = 1
+
+JobKind = Literal["train", "eval", "train+eval"]
+Tuner = Literal["lora", "qlora", "full"]
+ModelSource = Literal["modelscope", "huggingface", "local", "builtin"]
+DatasetSource = Literal["local", "modelscope", "huggingface", "builtin"]
+
+JOB_KINDS: tuple[str, ...] = get_args(JobKind)
+TUNERS: tuple[str, ...] = get_args(Tuner)
+MODEL_SOURCES: tuple[str, ...] = get_args(ModelSource)
+DATASET_SOURCES: tuple[str, ...] = get_args(DatasetSource)
+
+
+class SpecError(ValueError):
+    """A job spec (or event) that does not match the contract; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which base model to use, resolved from a preset: where to get it and how ms-swift must treat it."""
+
+    name: str
+    source: ModelSource
+    id: str
+    model_type: str
+    template: str
+    revision: str | None = None
+    hf_id: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class HyperParams:
+    """Typed training hyper-parameters; only these ever reach `swift sft`."""
+
+    lora_rank: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    learning_rate: float = 1e-4
+    num_train_epochs: float = 1.0
+    max_steps: int | None = None
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    max_length: int = 2048
+    warmup_ratio: float = 0.0
+    logging_steps: int = 5
+    save_steps: int = 500
+    seed: int = 42
+    torch_dtype: str = "bfloat16"
+    quant_bits: int = 4
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A training dataset: a repo-local file (path relative to the checkout), a hub id, or a built-in set."""
+
+    name: str
+    source: DatasetSource
+    id: str
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark to evaluate: which pack, which subsets, how many questions, how many shots."""
+
+    name: str
+    subsets: tuple[str, ...] = ()
+    limit: int | None = None
+    few_shot: int = 0
+    max_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """An adapter produced by an earlier run, to evaluate on top of the base model."""
+
+    run_id: str
+    path: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_clock_s: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Where the agent reports events; `token` is the per-run HMAC key (never logged)."""
+
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    run_id: str
+    repo: str
+    sha: str
+    kind: JobKind
+    model: ModelRef
+    tuner: Tuner | None = None
+    hyper: HyperParams = field(default_factory=HyperParams)
+    datasets: tuple[DatasetRef, ...] = ()
+    benchmarks: tuple[BenchmarkSpec, ...] = ()
+    adapter: AdapterRef | None = None
+    limits: Limits = field(default_factory=Limits)
+    callback: Callback | None = None
+    version: int = JOB_SPEC_VERSION
+
+    @property
+    def trains(self) -> bool:
+        return self.kind in ("train", "train+eval")
+
+    @property
+    def evaluates(self) -> bool:
+        return self.kind in ("eval", "train+eval")
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-ready data for any spec dataclass (tuples become lists)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: to_dict(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def job_to_json(job: JobSpec) -> str:
+    return json.dumps(to_dict(job), sort_keys=True, ensure_ascii=False)
+
+
+# --- strict parsing -------------------------------------------------------------------------------------------------
+
+_NESTED: dict[str, type] = {
+    "model": ModelRef,
+    "hyper": HyperParams,
+    "adapter": AdapterRef,
+    "limits": Limits,
+    "callback": Callback,
+}
+_NESTED_LISTS: dict[str, type] = {"datasets": DatasetRef, "benchmarks": BenchmarkSpec}
+_LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
+    (JobSpec, "kind"): JOB_KINDS,
+    (JobSpec, "tuner"): TUNERS,
+    (ModelRef, "source"): MODEL_SOURCES,
+    (DatasetRef, "source"): DATASET_SOURCES,
+}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
+
+
+def _check_scalar(where: str, value: Any, annotation: str) -> Any:
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise SpecError(f"{where}: must not be null")
+    if base.startswith("tuple[str"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SpecError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if base.startswith(("Literal", "JobKind", "Tuner", "ModelSource", "DatasetSource")):
+        base = "str"
+    expected = _TYPES.get(base)
+    if expected is None:
+        return value
+    # bool is an int in Python; a spec that says 1 for a flag, or true for a count, is a mistake.
+    if isinstance(value, bool) and base != "bool":
+        raise SpecError(f"{where}: expected {base}, got a boolean")
+    if not isinstance(value, expected):
+        raise SpecError(f"{where}: expected {base}, got {type(value).__name__}")
+    return float(cast(float, value)) if base == "float" else value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: expected an object")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        path = f"{where}.{name}" if where else name
+        if name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise SpecError(f"{path}: required field is missing")
+            continue
+        value = data[name]
+        if name in _NESTED and cls is not BenchmarkSpec:
+            kwargs[name] = None if value is None and "None" in str(f.type) else _build(_NESTED[name], value, path)
+        elif name in _NESTED_LISTS and cls is JobSpec:
+            if not isinstance(value, list):
+                raise SpecError(f"{path}: expected a list")
+            kwargs[name] = tuple(_build(_NESTED_LISTS[name], v, f"{path}[{i}]") for i, v in enumerate(value))
+        else:
+            checked = _check_scalar(path, value, str(f.type))
+            allowed = _LITERALS.get((cls, name))
+            if allowed is not None and checked is not None and checked not in allowed:
+                raise SpecError(f"{path}: {checked!r} is not one of {', '.join(allowed)}")
+            kwargs[name] = checked
+    return cls(**kwargs)
+
+
+def job_from_dict(data: Any) -> JobSpec:
+    """Parse a job spec strictly: unknown fields, wrong types or another version are errors, never guesses."""
+    if not isinstance(data, Mapping):
+        raise SpecError("job spec: expected a JSON object")
+    version = data.get("version", None)
+    if version != JOB_SPEC_VERSION:
+        raise SpecError(f"job spec: unsupported version {version!r}; this tunebot speaks version {JOB_SPEC_VERSION}")
+    job = cast(JobSpec, _build(JobSpec, data, ""))
+    validate_job(job)
+    return job
+
+
+def job_from_json(text: str) -> JobSpec:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"job spec: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    return job_from_dict(data)
+
+
+def validate_job(job: JobSpec) -> None:
+    """Cross-field rules that types alone cannot say."""
+    if not job.run_id or not all(c.isalnum() or c in "-_." for c in job.run_id):
+        raise SpecError("run_id: must be non-empty and use only letters, digits, '-', '_' and '.'")
+    if job.trains:
+        if job.tuner is None:
+            raise SpecError(f"tuner: required for kind {job.kind!r}")
+        if not job.datasets:
+            raise SpecError(f"datasets: kind {job.kind!r} needs at least one training dataset")
+    if job.evaluates and not job.benchmarks:
+        raise SpecError(f"benchmarks: kind {job.kind!r} needs at least one benchmark")
+    if job.adapter is not None and job.trains:
+        raise SpecError("adapter: only an eval job evaluates an existing adapter")
+    for ds in job.datasets:
+        if ds.source == "local" and (ds.id.startswith("/") or ".." in ds.id.split("/")):
+            raise SpecError(f"datasets: {ds.name!r} must be a path inside the repository, got {ds.id!r}")
+    h = job.hyper
+    if h.max_steps is not None and h.max_steps <= 0:
+        raise SpecError("hyper.max_steps: must be positive")
+    if job.limits.wall_clock_s <= 0:
+        raise SpecError("limits.wall_clock_s: must be positive")
+
+
+def content_hash(data: Any) -> str:
+    """A stable sha256 of JSON-able data, used to recognise identical work."""
+    blob = json.dumps(to_dict(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

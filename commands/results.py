@@ -1,0 +1,108 @@
+"""The results contract: per-benchmark scores with per-subject and per-question outcomes, plus the run's manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .jobspec import SpecError
+
+RESULTS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SubsetScore:
+    n: int
+    correct: int
+
+    @property
+    def score(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Scores of one benchmark. `questions` maps a stable question id (`<subset>/<row id>`) to right (True)/wrong."""
+
+    benchmark: str
+    subsets: Mapping[str, SubsetScore]
+    questions: Mapping[str, bool]
+    config_hash: str = ""
+
+    @property
+    def n(self) -> int:
+        return sum(s.n for s in self.subsets.values())
+
+    @property
+    def correct(self) -> int:
+        return sum(s.correct for s in self.subsets.values())
+
+    @property
+    def score(self) -> float:
+        """Micro average over all questions (what EvalScope reports as the overall score)."""
+        return self.correct / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "score": self.score,
+            "n": self.n,
+            "correct": self.correct,
+            "config_hash": self.config_hash,
+            "subsets": {k: {"n": v.n, "correct": v.correct, "score": v.score} for k, v in sorted(self.subsets.items())},
+            "questions": dict(sorted(self.questions.items())),
+        }
+
+
+@dataclass(frozen=True)
+class Results:
+    run_id: str
+    status: str
+    benchmarks: Mapping[str, BenchmarkResult] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": RESULTS_VERSION,
+            "run_id": self.run_id,
+            "status": self.status,
+            "scores": {k: v.to_dict() for k, v in sorted(self.benchmarks.items())},
+            "train": dict(self.train),
+            "manifest": dict(self.manifest),
+            "artifacts": [dict(a) for a in self.artifacts],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def benchmark_from_dict(raw: Mapping[str, Any]) -> BenchmarkResult:
+    try:
+        subsets = {str(k): SubsetScore(n=int(v["n"]), correct=int(v["correct"])) for k, v in raw["subsets"].items()}
+        questions = {str(k): bool(v) for k, v in raw.get("questions", {}).items()}
+        return BenchmarkResult(benchmark=str(raw["benchmark"]), subsets=subsets, questions=questions,
+                               config_hash=str(raw.get("config_hash", "")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SpecError(f"results: malformed benchmark entry ({exc})") from None
+
+
+def results_from_dict(raw: Any) -> Results:
+    if not isinstance(raw, Mapping):
+        raise SpecError("results: expected a JSON object")
+    if raw.get("version") != RESULTS_VERSION:
+        raise SpecError(f"results: unsupported version {raw.get('version')!r}; expected {RESULTS_VERSION}")
+    scores = raw.get("scores", {})
+    if not isinstance(scores, Mapping):
+        raise SpecError("results.scores: expected an object")
+    return Results(
+        run_id=str(raw.get("run_id", "")),
+        status=str(raw.get("status", "")),
+        benchmarks={str(k): benchmark_from_dict(v) for k, v in scores.items()},
+        train=dict(raw.get("train", {})),
+        manifest=dict(raw.get("manifest", {})),
+        artifacts=tuple(raw.get("artifacts", [])),
+    )

@@ -1,0 +1,3 @@
+from tunebot.cli import main
+
+raise SystemExit(main())
