@@ -1,0 +1,208 @@
+"""The service's one typed configuration, built once at the entry point from a file and/or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased so that an operator knows what to set."""
+
+
+class Secret:
+    """A secret value that never shows up in logs, reprs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class DingTalkRobot:
+    name: str
+    webhook: str
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class Config:
+    # GitHub App (APP_ID + PRIVATE_KEY / PRIVATE_KEY_PATH) or token mode (GITHUB_TOKEN).
+    app_id: str = ""
+    private_key: Secret = field(default_factory=lambda: Secret(""))
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    github_token: Secret = field(default_factory=lambda: Secret(""))
+    github_api_url: str = "https://api.github.com"
+    github_web_url: str = "https://github.com"
+    bot_login: str = "tunebot[bot]"
+    command_name: str = "tunebot"
+    workflow_file: str = "tunebot-run.yml"
+    # Signs the job spec that travels through workflow_dispatch; runners hold the same key.
+    job_signing_key: Secret = field(default_factory=lambda: Secret(""))
+    database_url: str = "sqlite:///tunebot.db"
+    public_url: str = "http://127.0.0.1:3000"
+    host: str = "0.0.0.0"
+    port: int = 3000
+    max_body_bytes: int = 1 << 20  # GitHub caps payloads at 25 MB, but comment events are far smaller
+    workers: int = 4
+    card_edit_interval_s: float = 10.0
+    sweep_interval_s: float = 60.0
+    stale_run_after_s: float = 1800.0
+    slack_token: Secret = field(default_factory=lambda: Secret(""))
+    slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))
+    slack_api_url: str = "https://slack.com/api/"
+    slack_user_map: Mapping[str, str] = field(default_factory=dict)  # Slack user id -> GitHub login
+    dingtalk_robots: tuple[DingTalkRobot, ...] = ()
+    dingtalk_user_map: Mapping[str, str] = field(default_factory=dict)  # GitHub login -> DingTalk user id
+    log_level: str = "INFO"
+
+    @property
+    def app_mode(self) -> bool:
+        return bool(self.app_id and self.private_key)
+
+    def problems(self) -> list[str]:
+        """What is missing or inconsistent, each as an instruction; empty when the service can start."""
+        out: list[str] = []
+        if not self.webhook_secret:
+            out.append("WEBHOOK_SECRET is not set: webhooks cannot be verified (set it to the App's webhook secret)")
+        if not self.app_mode and not self.github_token:
+            out.append("no GitHub credentials: set APP_ID and PRIVATE_KEY (or PRIVATE_KEY_PATH), or GITHUB_TOKEN")
+        if self.app_id and not self.private_key:
+            out.append("APP_ID is set but PRIVATE_KEY / PRIVATE_KEY_PATH is not")
+        if not self.job_signing_key:
+            out.append("TUNEBOT_JOB_SIGNING_KEY is not set: runners cannot verify dispatched jobs")
+        if not self.public_url.startswith(("http://", "https://")):
+            out.append(f"TUNEBOT_PUBLIC_URL must be an http(s) URL, got {self.public_url!r}")
+        if not (0 < self.port < 65536):
+            out.append(f"PORT must be 1-65535, got {self.port}")
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as shown to people: secrets say only whether they are set."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                out[f.name] = "set" if value else "unset"
+            elif f.name == "dingtalk_robots":
+                out[f.name] = [r.name for r in value]
+            else:
+                out[f.name] = value
+        return out
+
+
+# Environment names follow the GitHub App conventions people know from probot.
+_ENV: dict[str, str] = {
+    "APP_ID": "app_id",
+    "PRIVATE_KEY": "private_key",
+    "WEBHOOK_SECRET": "webhook_secret",
+    "GITHUB_TOKEN": "github_token",
+    "TUNEBOT_GITHUB_API_URL": "github_api_url",
+    "TUNEBOT_GITHUB_WEB_URL": "github_web_url",
+    "TUNEBOT_BOT_LOGIN": "bot_login",
+    "TUNEBOT_WORKFLOW": "workflow_file",
+    "TUNEBOT_JOB_SIGNING_KEY": "job_signing_key",
+    "TUNEBOT_DATABASE_URL": "database_url",
+    "TUNEBOT_PUBLIC_URL": "public_url",
+    "HOST": "host",
+    "PORT": "port",
+    "TUNEBOT_WORKERS": "workers",
+    "SLACK_BOT_TOKEN": "slack_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "TUNEBOT_SLACK_API_URL": "slack_api_url",
+    "LOG_LEVEL": "log_level",
+}
+# NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
+_FILE_ENV: dict[str, str] = {
+    "PRIVATE_KEY_PATH": "private_key",
+    "PRIVATE_KEY_FILE": "private_key",
+    "WEBHOOK_SECRET_FILE": "webhook_secret",
+    "GITHUB_TOKEN_FILE": "github_token",
+    "TUNEBOT_JOB_SIGNING_KEY_FILE": "job_signing_key",
+    "SLACK_BOT_TOKEN_FILE": "slack_token",
+}
+_SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
+_INTS = {"port", "workers", "max_body_bytes"}
+_FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _SECRETS:
+        return Secret(str(value).strip() if name != "private_key" else str(value))
+    try:
+        if name in _INTS:
+            return int(value)
+        if name in _FLOATS:
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    return value
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """File values first, then the environment, then explicit overrides (tests, CLI flags)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(Config)}
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: invalid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        unknown = sorted(set(raw) - known - {"dingtalk"})
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}")
+        for key, value in raw.items():
+            if key == "dingtalk":
+                values["dingtalk_robots"] = tuple(
+                    DingTalkRobot(str(r["name"]), str(r["webhook"]), Secret(str(r.get("secret", ""))))
+                    for r in (value or [])
+                )
+            elif key in ("slack_user_map", "dingtalk_user_map"):
+                values[key] = dict(value or {})
+            else:
+                values[key] = _coerce(key, value)
+    for env_name, attr in _FILE_ENV.items():
+        if env.get(env_name):
+            values[attr] = _coerce(attr, _read_secret_file(env[env_name], env_name))
+    for env_name, attr in _ENV.items():
+        if env.get(env_name):
+            values[attr] = _coerce(attr, env[env_name])
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = value if isinstance(value, (Secret, tuple, dict)) else _coerce(key, value)
+    return replace(Config(), **values)
