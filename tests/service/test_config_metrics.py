@@ -22,7 +22,9 @@ def test_env_names_follow_probot_and_secrets_never_print(tmp_path) -> None:
 
 def test_file_then_env_then_overrides(tmp_path) -> None:
     f = tmp_path / "svc.yaml"
-    f.write_text("port: 4000\npublic_url: https://bot.example\ndingtalk:\n  - {name: team, webhook: 'http://x', secret: SEC1}\n")
+    f.write_text(
+        "port: 4000\npublic_url: https://bot.example\ndingtalk:\n  - {name: team, webhook: 'http://x', secret: SEC1}\n"
+    )
     cfg = load_config(str(f), environ={"PORT": "5000"}, workers=2)
     assert cfg.port == 5000 and cfg.public_url == "https://bot.example" and cfg.workers == 2
     assert cfg.dingtalk_robots[0].secret == Secret("SEC1")
