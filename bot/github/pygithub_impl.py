@@ -1,0 +1,617 @@
+"""The GitHub port implemented with PyGithub in a bounded thread pool, with App auth and bounded retries.
+
+PyGithub is blocking, so every call runs in a small executor; its own urllib3 retry is switched off because it
+would blindly re-POST on 5xx (a second comment, a second GPU run). Retries live here instead: 5xx and secondary
+rate limits are retried a bounded number of times, waits honour `Retry-After` / `x-ratelimit-reset`, and the
+two non-idempotent writes (create comment, dispatch) first look whether the failed attempt landed anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import github
+import requests
+from github import Auth, GithubException, GithubIntegration
+
+from bot.github.port import (
+    REACTIONS,
+    RUN_NAME_INPUT,
+    CheckOutput,
+    CheckRunRef,
+    Comment,
+    CommentBody,
+    CommentRef,
+    Conflict,
+    DispatchResult,
+    Forbidden,
+    GitHubError,
+    NotFound,
+    Permission,
+    PullInfo,
+    RateLimited,
+    RetryPolicy,
+    ServerError,
+    Unauthorized,
+    ValidationFailed,
+    WorkflowRun,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_API_URL = "https://api.github.com"
+# GitHub's clock and ours drift; a run created "before" our dispatch by a few seconds is still ours.
+CLOCK_SKEW = timedelta(seconds=60)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- App authentication
+@dataclass(frozen=True)
+class _CachedToken:
+    token: str
+    expires_at: datetime
+
+
+class AppTokenProvider:
+    """Mints installation access tokens from the App's JWT and caches each one until `refresh_margin` before expiry.
+
+    Thread-safe: it is called from the executor threads, inside PyGithub's request path.
+    """
+
+    def __init__(self, app_id: int | str, private_key: str, *, base_url: str = DEFAULT_API_URL,
+                 clock: Clock = _utcnow, refresh_margin: timedelta = timedelta(minutes=5),
+                 timeout: int = 15) -> None:
+        if not str(app_id).strip():
+            raise ValueError("GitHub App id is empty")
+        if "PRIVATE KEY" not in private_key:
+            raise ValueError("GitHub App private key is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY')")
+        self.app_id = app_id
+        self.clock = clock
+        self.refresh_margin = refresh_margin
+        self._integration = GithubIntegration(auth=Auth.AppAuth(app_id, private_key), base_url=base_url,
+                                              timeout=timeout, retry=None, seconds_between_requests=None,
+                                              seconds_between_writes=None)
+        self._tokens: dict[int, _CachedToken] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.mint_count = 0
+
+    def token(self, installation_id: int) -> str:
+        with self._guard:
+            lock = self._locks.setdefault(installation_id, threading.Lock())
+        with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None and self.clock() < cached.expires_at - self.refresh_margin:
+                return cached.token
+            auth = self._integration.get_access_token(installation_id)
+            expires = auth.expires_at
+            if expires.tzinfo is None:
+                expires = expires.replace(tzinfo=UTC)
+            self._tokens[installation_id] = _CachedToken(auth.token, expires)
+            self.mint_count += 1
+            log.info("minted installation token for %s (expires %s)", installation_id, expires.isoformat())
+            return auth.token
+
+    def invalidate(self, installation_id: int) -> None:
+        with self._guard:
+            self._tokens.pop(installation_id, None)
+
+    def installation_for(self, repo: str) -> int:
+        owner, name = _split(repo)
+        return int(self._integration.get_repo_installation(owner, name).id)
+
+    def close(self) -> None:
+        self._integration.close()
+
+
+class _InstallationAuth(Auth.Auth):
+    """PyGithub auth that asks the provider for a (cached, refreshed) installation token on every request."""
+
+    def __init__(self, provider: AppTokenProvider, installation_id: int) -> None:
+        self._provider = provider
+        self._installation_id = installation_id
+
+    @property
+    def token_type(self) -> str:
+        return "token"
+
+    @property
+    def token(self) -> str:
+        return self._provider.token(self._installation_id)
+
+
+# --------------------------------------------------------------------------- helpers
+def _split(repo: str) -> tuple[str, str]:
+    owner, sep, name = repo.partition("/")
+    if not sep or not owner or not name or "/" in name:
+        raise ValueError(f"repository must be 'owner/name', got {repo!r}")
+    return owner, name
+
+
+def _repo_path(repo: str) -> str:
+    owner, name = _split(repo)
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _header(headers: dict[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _message(exc: GithubException) -> str:
+    data = exc.data
+    if isinstance(data, dict):
+        msg = str(data.get("message") or "")
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            details = "; ".join(str(e.get("message") or e.get("code") or e) if isinstance(e, dict) else str(e)
+                                for e in errors)
+            msg = f"{msg} ({details})" if msg else details
+        return msg or str(exc.status)
+    return str(data) if data else str(exc.status)
+
+
+def _rate_limit_wait(exc: GithubException, now: float, policy: RetryPolicy) -> float | None:
+    """Seconds to wait when `exc` is a primary/secondary rate limit, else None (403 for lack of permission)."""
+    if exc.status not in (403, 429):
+        return None
+    headers = exc.headers or {}
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    if _header(headers, "x-ratelimit-remaining") == "0":
+        reset = _header(headers, "x-ratelimit-reset")
+        if reset and reset.isdigit():
+            return max(0.0, int(reset) - now) + 1.0  # +1: the reset happens somewhere inside that second
+    message = _message(exc).lower()
+    if exc.status == 429 or "secondary rate limit" in message or "rate limit" in message:
+        return policy.secondary_default_wait
+    return None
+
+
+def _typed_error(exc: GithubException) -> GitHubError:
+    status, msg = exc.status, _message(exc)
+    doc = exc.data.get("documentation_url") if isinstance(exc.data, dict) else None
+    kinds: dict[int, type[GitHubError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+                                           410: NotFound, 422: ValidationFailed}
+    if status >= 500:
+        return ServerError(status, msg, documentation_url=doc)
+    return kinds.get(status, GitHubError)(status, msg, documentation_url=doc)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _run_from(raw: dict[str, Any]) -> WorkflowRun:
+    return WorkflowRun(id=int(raw["id"]), name=str(raw.get("name") or ""),
+                       display_title=str(raw.get("display_title") or raw.get("name") or ""),
+                       status=str(raw.get("status") or ""), conclusion=raw.get("conclusion"),
+                       html_url=str(raw.get("html_url") or ""), head_sha=str(raw.get("head_sha") or ""),
+                       event=str(raw.get("event") or ""), run_attempt=int(raw.get("run_attempt") or 1),
+                       created_at=_parse_time(raw.get("created_at")), updated_at=_parse_time(raw.get("updated_at")))
+
+
+class _Retryable(Exception):
+    """Internal: the attempt failed in a way worth retrying after `wait` seconds."""
+
+    def __init__(self, error: GitHubError, wait: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+# --------------------------------------------------------------------------- the port
+class PyGithubPort:
+    """`GitHubPort` over PyGithub. Build it with `with_token(...)` or `with_app(...)`; `await close()` at shutdown."""
+
+    def __init__(self, *, base_url: str = DEFAULT_API_URL, token: str | None = None,
+                 app: AppTokenProvider | None = None, retry: RetryPolicy | None = None,
+                 sleep: Sleep = asyncio.sleep, clock: Clock = _utcnow, max_workers: int = 8,
+                 timeout: int = 15, min_write_interval: float = 1.0, per_page: int = 100,
+                 default_branch_ttl: timedelta = timedelta(minutes=10)) -> None:
+        if (token is None) == (app is None):
+            raise ValueError("give exactly one of token (GITHUB_TOKEN mode) or app (GitHub App mode)")
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._app = app
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._timeout = timeout
+        # GitHub's best practices: about one second between content-creating requests per installation.
+        self._write_interval = min_write_interval or None
+        self._per_page = per_page
+        self._default_branch_ttl = default_branch_ttl
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github")
+        self._clients: dict[int | None, github.Github] = {}
+        self._clients_lock = threading.Lock()
+        self._installations: dict[str, int] = {}
+        self._default_branches: dict[str, tuple[str, datetime]] = {}
+        self.waits: list[float] = []  # every retry wait, in order (for logs and tests)
+
+    @classmethod
+    def with_token(cls, base_url: str, token: str, **kw: Any) -> PyGithubPort:
+        """Simple mode: one token (GITHUB_TOKEN / a PAT) for every repository."""
+        if not token:
+            raise ValueError("GitHub token is empty")
+        return cls(base_url=base_url, token=token, **kw)
+
+    @classmethod
+    def with_app(cls, base_url: str, app_id: int | str, private_key: str, *, clock: Clock = _utcnow,
+                 refresh_margin: timedelta = timedelta(minutes=5), **kw: Any) -> PyGithubPort:
+        """GitHub App mode: JWT from app id + private key, one cached installation token per installation."""
+        provider = AppTokenProvider(app_id, private_key, base_url=base_url, clock=clock,
+                                    refresh_margin=refresh_margin)
+        return cls(base_url=base_url, app=provider, clock=clock, **kw)
+
+    @property
+    def app(self) -> AppTokenProvider | None:
+        return self._app
+
+    def remember_installation(self, repo: str, installation_id: int) -> None:
+        """Seed the repo -> installation map from a webhook's `installation.id` (saves a lookup)."""
+        self._installations[repo.lower()] = int(installation_id)
+
+    async def close(self) -> None:
+        with self._clients_lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
+        if self._app is not None:
+            self._app.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ plumbing
+    def _client(self, installation_id: int | None) -> github.Github:
+        with self._clients_lock:
+            client = self._clients.get(installation_id)
+            if client is None:
+                auth: Auth.Auth
+                if self._app is not None:
+                    assert installation_id is not None
+                    auth = _InstallationAuth(self._app, installation_id)
+                else:
+                    assert self._token is not None
+                    auth = Auth.Token(self._token)
+                client = github.Github(base_url=self.base_url, auth=auth, timeout=self._timeout, retry=None,
+                                       per_page=self._per_page, seconds_between_requests=None,
+                                       seconds_between_writes=self._write_interval, lazy=True)
+                self._clients[installation_id] = client
+            return client
+
+    def _installation_sync(self, repo: str) -> int | None:
+        if self._app is None:
+            return None
+        key = repo.lower()
+        if key not in self._installations:
+            try:
+                self._installations[key] = self._app.installation_for(repo)
+            except GithubException as exc:
+                if exc.status == 404:
+                    raise NotFound(404, f"the GitHub App is not installed on {repo}") from exc
+                raise
+        return self._installations[key]
+
+    def _attempt(self, repo: str, fn: Callable[[github.Github], T]) -> T:
+        """One attempt in a worker thread; GitHub failures become typed errors or _Retryable."""
+        try:
+            return fn(self._client(self._installation_sync(repo)))
+        except GithubException as exc:
+            wait = _rate_limit_wait(exc, time.time(), self.retry)
+            if wait is not None:
+                raise _Retryable(RateLimited(exc.status, _message(exc), retry_after=wait), wait) from exc
+            err = _typed_error(exc)
+            if isinstance(err, Unauthorized) and self._app is not None:
+                # A revoked/expired installation token: drop it so the next attempt mints a fresh one.
+                inst = self._installations.get(repo.lower())
+                if inst is not None:
+                    self._app.invalidate(inst)
+                raise _Retryable(err, 0.0) from exc
+            if exc.status in self.retry.statuses:
+                raise _Retryable(err, -1.0) from exc
+            raise err from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Retryable(ServerError(0, f"connection to {self.base_url} failed: {exc}"), -1.0) from exc
+
+    async def _call(self, repo: str, fn: Callable[[github.Github], T], *, idempotent: bool = True,
+                    landed: Callable[[], Awaitable[T | None]] | None = None) -> T:
+        """Run `fn` with bounded retries. For non-idempotent writes `landed` checks whether a failed attempt
+        was applied anyway (then its result is returned instead of writing twice)."""
+        loop = asyncio.get_running_loop()
+        policy = self.retry
+        unauthorized_retried = False
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                return await loop.run_in_executor(self._executor, self._attempt, repo, fn)
+            except _Retryable as r:
+                err = r.error
+                if isinstance(err, Unauthorized):
+                    if unauthorized_retried:
+                        raise err from None
+                    unauthorized_retried = True
+                    continue
+                if isinstance(err, ServerError) and not idempotent:
+                    if landed is None:
+                        raise err from None
+                    found = await landed()
+                    if found is not None:
+                        log.warning("GitHub answered %s but the write landed; not repeating it", err.status)
+                        return found
+                if attempt == policy.max_attempts:
+                    raise err from None
+                backoff = policy.base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4)  # jitter
+                wait = r.wait if r.wait >= 0 else min(policy.max_delay, backoff)
+                if isinstance(err, RateLimited) and wait > policy.max_delay:
+                    raise err from None  # waiting longer would stall the webhook handler; the caller reschedules
+                log.warning("GitHub %s (%s); retry %d/%d in %.1fs", err.status, err.message, attempt,
+                            policy.max_attempts - 1, wait)
+                self.waits.append(wait)
+                await self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raw(self, g: github.Github, verb: str, url: str, **kw: Any) -> tuple[dict[str, Any], Any]:
+        # PyGithub lacks these calls (role_name, reactions by comment id, ...): use its requester so auth,
+        # base URL, timeouts and headers stay the same as everywhere else.
+        return g.requester.requestJsonAndCheck(verb, url, **kw)
+
+    # ------------------------------------------------------------------ the GitHubPort API
+    async def get_permission(self, repo: str, user: str) -> Permission:
+        url = f"{_repo_path(repo)}/collaborators/{quote(user, safe='')}/permission"
+
+        def go(g: github.Github) -> Permission:
+            _, data = self._raw(g, "GET", url)
+            permission = str(data.get("permission") or "none")
+            return Permission(permission, str(data.get("role_name") or permission))
+
+        return await self._call(repo, go)
+
+    async def get_pull(self, repo: str, number: int) -> PullInfo:
+        def go(g: github.Github) -> PullInfo:
+            pr = g.get_repo(repo).get_pull(number)
+            head_repo = pr.head.repo.full_name if pr.head.repo is not None else None
+            base_repo = pr.base.repo.full_name
+            return PullInfo(number=pr.number, head_sha=pr.head.sha, head_ref=pr.head.ref, head_repo=head_repo,
+                            base_ref=pr.base.ref, base_repo=base_repo,
+                            # A deleted fork (head.repo null) is as untrusted as a live one.
+                            is_fork=head_repo is None or head_repo.lower() != base_repo.lower(),
+                            author=pr.user.login, state=pr.state, merged=bool(pr.merged), draft=bool(pr.draft),
+                            title=pr.title or "", html_url=pr.html_url or "")
+
+        return await self._call(repo, go)
+
+    async def create_comment(self, repo: str, number: int, body: str) -> CommentRef:
+        started = self._clock()
+
+        def go(g: github.Github) -> CommentRef:
+            c = g.get_repo(repo).get_issue(number).create_comment(body)
+            return CommentRef(c.id, c.html_url)
+
+        async def landed() -> CommentRef | None:
+            # GitHub often applies a POST that then answers 502: look for our identical comment before re-posting.
+            for c in reversed(await self.list_comments(repo, number)):
+                if c.body == body and c.created_at is not None and c.created_at >= started - CLOCK_SKEW:
+                    return CommentRef(c.id, c.html_url)
+            return None
+
+        return await self._call(repo, go, idempotent=False, landed=landed)
+
+    async def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}"
+        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input={"body": body}))
+
+    async def get_comment(self, repo: str, comment_id: int) -> CommentBody:
+        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}"
+
+        def go(g: github.Github) -> CommentBody:
+            _, data = self._raw(g, "GET", url)
+            return CommentBody(str(data.get("body") or ""), str((data.get("user") or {}).get("login") or ""))
+
+        return await self._call(repo, go)
+
+    async def list_comments(self, repo: str, number: int) -> list[Comment]:
+        def go(g: github.Github) -> list[Comment]:
+            out = []
+            for c in g.get_repo(repo).get_issue(number).get_comments():
+                out.append(Comment(id=c.id, body=c.body or "", author_login=c.user.login if c.user else "",
+                                   author_type=c.user.type if c.user else "", html_url=c.html_url or "",
+                                   created_at=_aware(c.created_at), updated_at=_aware(c.updated_at)))
+            return out
+
+        return await self._call(repo, go)
+
+    async def add_reaction(self, repo: str, comment_id: int, content: str) -> None:
+        if content not in REACTIONS:
+            raise ValueError(f"unknown reaction {content!r}; GitHub accepts {sorted(REACTIONS)}")
+        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}/reactions"
+        # Idempotent on GitHub's side: re-adding the same reaction answers 200 instead of 201.
+        await self._call(repo, lambda g: self._raw(g, "POST", url, input={"content": content}))
+
+    async def dispatch_workflow(self, repo: str, workflow_file: str, ref: str,
+                                inputs: dict[str, str]) -> DispatchResult:
+        bad = {k: type(v).__name__ for k, v in inputs.items() if not isinstance(v, str)}
+        if bad:
+            raise ValueError(f"workflow inputs must be strings; got {bad}")
+        started = self._clock()
+        url = f"{_repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/dispatches"
+        body: dict[str, Any] = {"ref": ref, "inputs": inputs, "return_run_details": True}
+
+        def go(g: github.Github) -> DispatchResult:
+            # requestJsonAndCheck rather than Workflow.create_dispatch: we need to tell 200-with-body from 204.
+            _, data = self._raw(g, "POST", url, input=body)
+            if isinstance(data, dict) and data.get("workflow_run_id") is not None:
+                return DispatchResult(int(data["workflow_run_id"]), data.get("html_url"), data.get("run_url"))
+            return DispatchResult(None, None, None)
+
+        token = inputs.get(RUN_NAME_INPUT)
+
+        async def landed() -> DispatchResult | None:
+            # A 5xx may hide a dispatch that happened: only the run-name token can tell, so without one we
+            # refuse to risk a second GPU run and surface the error.
+            if not token:
+                return None
+            run = await self.find_run_by_name(repo, workflow_file, token, started)
+            return None if run is None else DispatchResult(run.id, run.html_url, None)
+
+        return await self._call(repo, go, idempotent=False, landed=landed if token else None)
+
+    async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
+                               created_after: datetime, *, max_runs: int = 300) -> WorkflowRun | None:
+        if not run_name_token:
+            raise ValueError("run_name_token is empty")
+        since = _iso((_aware(created_after) or created_after) - CLOCK_SKEW)
+
+        def go(g: github.Github) -> WorkflowRun | None:
+            wf = g.get_repo(repo).get_workflow(workflow_file)
+            for i, run in enumerate(wf.get_runs(event="workflow_dispatch", created=f">={since}")):
+                if i >= max_runs:
+                    break
+                if run_name_token in (run.raw_data.get("display_title") or ""):
+                    return _run_from(run.raw_data)
+            return None
+
+        return await self._call(repo, go)
+
+    async def get_workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        url = f"{_repo_path(repo)}/actions/runs/{int(run_id)}"
+
+        def go(g: github.Github) -> WorkflowRun:
+            _, data = self._raw(g, "GET", url)
+            return _run_from(data)
+
+        return await self._call(repo, go)
+
+    async def cancel_workflow_run(self, repo: str, run_id: int) -> bool:
+        """True when GitHub accepted the cancel (202); False when the run had already completed (409)."""
+        url = f"{_repo_path(repo)}/actions/runs/{int(run_id)}/cancel"
+        try:
+            await self._call(repo, lambda g: self._raw(g, "POST", url))
+        except Conflict:
+            return False
+        return True
+
+    async def create_check_run(self, repo: str, name: str, head_sha: str, status: str = "queued", *,
+                               conclusion: str | None = None, output: CheckOutput | None = None,
+                               details_url: str | None = None, external_id: str | None = None,
+                               started_at: datetime | None = None,
+                               completed_at: datetime | None = None) -> CheckRunRef:
+        body: dict[str, Any] = {"name": name, "head_sha": head_sha, "status": status}
+        body.update(self._check_fields(conclusion, output, details_url, completed_at))
+        if external_id is not None:
+            body["external_id"] = external_id
+        if started_at is not None:
+            body["started_at"] = _iso(started_at)
+        url = f"{_repo_path(repo)}/check-runs"
+
+        def go(g: github.Github) -> CheckRunRef:
+            _, data = self._raw(g, "POST", url, input=body)
+            return CheckRunRef(int(data["id"]), str(data.get("html_url") or ""))
+
+        # A duplicate check run is harmless (GitHub shows the latest one per name), so retrying is fine.
+        return await self._call(repo, go)
+
+    async def update_check_run(self, repo: str, check_run_id: int, *, status: str | None = None,
+                               conclusion: str | None = None, output: CheckOutput | None = None,
+                               details_url: str | None = None, completed_at: datetime | None = None) -> None:
+        body: dict[str, Any] = self._check_fields(conclusion, output, details_url, completed_at)
+        if status is not None:
+            body["status"] = status
+        url = f"{_repo_path(repo)}/check-runs/{int(check_run_id)}"
+        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input=body))
+
+    @staticmethod
+    def _check_fields(conclusion: str | None, output: CheckOutput | None, details_url: str | None,
+                      completed_at: datetime | None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if conclusion is not None:
+            body["conclusion"] = conclusion
+        if output is not None:
+            body["output"] = output.to_json()
+        if details_url is not None:
+            body["details_url"] = details_url
+        if completed_at is not None:
+            body["completed_at"] = _iso(completed_at)
+        return body
+
+    async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
+        """The UTF-8 text of a file at `ref` (default branch when None), or None when it does not exist."""
+        url = f"{_repo_path(repo)}/contents/{quote(path.lstrip('/'), safe='/')}"
+
+        def go(g: github.Github) -> str | None:
+            try:
+                _, data = self._raw(g, "GET", url, parameters={"ref": ref} if ref else None)
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            if isinstance(data, list) or data.get("type") != "file":
+                kind = "directory" if isinstance(data, list) else data.get("type")
+                raise GitHubError(0, f"{repo}:{path} is not a file (it is a {kind})")
+            if data.get("encoding") != "base64":
+                raise GitHubError(0, f"{repo}:{path} is too large for the contents API ({data.get('size')} bytes)")
+            try:
+                raw = base64.b64decode(str(data.get("content") or ""))
+                return raw.decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise GitHubError(0, f"{repo}:{path} is not UTF-8 text: {exc}") from exc
+
+        return await self._call(repo, go)
+
+    async def list_pull_files(self, repo: str, number: int) -> list[str]:
+        return await self._call(repo, lambda g: [f.filename for f in g.get_repo(repo).get_pull(number).get_files()])
+
+    async def default_branch(self, repo: str) -> str:
+        key = repo.lower()
+        cached = self._default_branches.get(key)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+
+        def go(g: github.Github) -> str:
+            _, data = self._raw(g, "GET", _repo_path(repo))
+            return str(data["default_branch"])
+
+        branch = await self._call(repo, go)
+        self._default_branches[key] = (branch, self._clock() + self._default_branch_ttl)
+        return branch
