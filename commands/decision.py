@@ -1,0 +1,122 @@
+"""The outcome of reading a comment: parsed commands, a reply to post, or a reason to stay silent."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+# A typed argument value: what a validated `key=value` (or positional) becomes.
+ArgValue: TypeAlias = int | float | bool | str | tuple[str, ...]
+
+_BARE = re.compile(r"^[A-Za-z0-9._:/@+,\-]+$")
+
+
+def render_value(value: ArgValue) -> str:
+    """The canonical text of a value, quoted only when it would not survive tokenising as a bare word."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = ",".join(value) if isinstance(value, tuple) else value
+    if _BARE.match(text):
+        return text
+    quote = "'" if '"' in text else '"'
+    return f"{quote}{text}{quote}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One validated command: the verb, its typed arguments (canonical names) and where it came from.
+
+    `line` (the text as typed) and `lineno` (1-based line in the comment) do not take part in equality: two comments
+    that say the same thing in different words give equal commands.
+    """
+
+    verb: str
+    args: Mapping[str, ArgValue] = field(default_factory=dict)
+    line: str = field(default="", compare=False)
+    lineno: int = field(default=0, compare=False)
+
+    def __hash__(self) -> int:
+        return hash(self.render())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.args.get(key, default)
+
+    def render(self) -> str:
+        """Canonical text that parses back to an equal command (the help registry says which args are positional)."""
+        from .verbs import get_spec  # late: the registry imports this module
+
+        spec = get_spec(self.verb)
+        parts = [f"/{self.verb}"]
+        keyed = dict(self.args)
+        if spec is not None:
+            for name in spec.positional:
+                if name not in keyed:
+                    continue
+                value = keyed.pop(name)
+                if isinstance(value, tuple):
+                    parts.extend(render_value(v) for v in value)
+                else:
+                    parts.append(render_value(value))
+        parts.extend(f"{k}={render_value(v)}" for k, v in sorted(keyed.items()))
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verb": self.verb,
+            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.args.items())},
+            "render": self.render(),
+            "line": self.line,
+            "lineno": self.lineno,
+        }
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One or more commands to act on, in comment order; `notes` tell the user how odd input was read."""
+
+    commands: tuple[Command, ...]
+    notes: tuple[str, ...] = ()
+
+    outcome = "parsed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "commands": [c.to_dict() for c in self.commands], "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Text to post back (help, a usage error, a suggestion); nothing is started."""
+
+    text: str
+
+    outcome = "reply"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Say nothing; `reason` is for the log."""
+
+    reason: str
+
+    outcome = "ignore"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason": self.reason}
+
+
+Decision: TypeAlias = Parsed | Reply | Ignore
+
+
+def quote_user(text: str, limit: int = 60) -> str:
+    """User text echoed back safely: one line, no backticks (so it cannot break out of a code span), shortened."""
+    flat = " ".join(text.replace("`", "'").split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return f"`{flat}`" if flat else "``"

@@ -1,0 +1,416 @@
+"""Turns a validated command (or a declarative training config) plus PR facts into fully resolved job specs.
+
+Every default is resolved here, in one documented order, so that a job spec says exactly what will run:
+HyperParams defaults < the model's size bracket and preset defaults < the training preset < `key=value` overrides.
+Each planned job carries a content hash of what determines its result, so identical work can be reused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
+
+from .args import ArgError
+from .catalog import Catalog, ModelPreset
+from .decision import ArgValue, Command
+from .jobspec import (
+    AdapterRef,
+    BenchmarkSpec,
+    DatasetRef,
+    HyperParams,
+    JobKind,
+    JobSpec,
+    Limits,
+    ModelRef,
+    SpecError,
+    Tuner,
+    content_hash,
+    validate_job,
+)
+from .policy import Policy
+from .verbs.base import default_datasets
+
+RESULT_KEY_VERSION = 1
+_HYPER_FIELDS = {f.name: str(f.type) for f in fields(HyperParams)}
+# Settings that change what a run reports, not what it learns: left out of the result key.
+_NOT_IN_KEY = ("logging_steps", "save_steps")
+_LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules")
+
+
+class PlanError(ValueError):
+    """The command is valid but cannot be planned with these facts; the message is for the user."""
+
+
+class ConfigError(PlanError):
+    """A declarative training config that cannot be used: which file, which line (1-based, or None), and why."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        super().__init__(f"`{path}` line {line}: {message}" if line else f"`{path}`: {message}")
+        self.path = path
+        self.line = line
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished training run of this PR (or repository), as the store knows it."""
+
+    run_id: str
+    model: str  # the model preset it trained
+    result_key: str = ""  # its training result key, when known: lets eval results be reused across reruns
+
+
+@dataclass(frozen=True)
+class PRFacts:
+    """What the bot knows about the PR a command was given on."""
+
+    repo: str  # owner/name
+    head_sha: str
+    base_ref: str = "main"
+    number: int | None = None
+    latest_train_run: str | None = None  # the PR's latest successful training run (resolves `adapter=latest`)
+    trained_runs: Mapping[str, TrainedRun] = field(default_factory=dict)  # run id -> facts (base model of adapter=)
+    latest_benchmarks: tuple[str, ...] = ()  # what this PR was last evaluated on (a bare /compare reuses it)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job to dispatch (callback left None: the bot fills in its URL and the per-run token)."""
+
+    job: JobSpec
+    result_key: str  # train / train+eval: the training key; eval: the key of all its benchmarks together
+    benchmark_keys: Mapping[str, str] = field(default_factory=dict)  # benchmark -> eval result key
+    force: bool = False  # rerun even if a stored result has the same key
+    compare_ref: str | None = None  # /compare: the ref or run id to compare against (the bot resolves it)
+
+
+def plan(
+    command: Command,
+    pr: PRFacts,
+    policy: Policy,
+    catalog: Catalog,
+    run_ids: Iterator[str] | Iterable[str],
+) -> list[PlannedJob]:
+    """The jobs a command starts ([] for verbs that start none: status, cancel, retry, help, …).
+
+    `/retry` re-dispatches a stored spec under a new run id; that is the bot's (it holds the spec).
+    Raises PlanError when the facts do not allow planning (e.g. `adapter=latest` before any training run).
+    """
+    ids = iter(run_ids)
+    try:
+        if command.verb == "train":
+            return [_plan_train(command, pr, policy, catalog, _next_id(ids))]
+        if command.verb == "eval":
+            return [_plan_eval(command, pr, policy, catalog, _next_id(ids))]
+        if command.verb == "compare":
+            return [_plan_compare(command, pr, policy, catalog, _next_id(ids))]
+    except (SpecError, ArgError, KeyError) as exc:
+        raise PlanError(str(exc).strip("'\"")) from None
+    return []
+
+
+def _next_id(ids: Iterator[str]) -> str:
+    try:
+        return next(ids)
+    except StopIteration:
+        raise PlanError("internal: no run id left for this job") from None
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+
+
+def model_ref(preset: ModelPreset, hub: str | None, revision: str | None) -> ModelRef:
+    """Where to fetch the preset's weights: the built-in model, or the chosen hub (falling back to the one it has)."""
+    if preset.source == "builtin":
+        return ModelRef(name=preset.name, source="builtin", id=preset.modelscope_id, model_type=preset.model_type,
+                        template=preset.template, revision=revision, hf_id=None,
+                        trust_remote_code=preset.trust_remote_code)
+    use_hf = (hub == "huggingface" and preset.hf_id is not None) or (hub is None and preset.source == "huggingface")
+    return ModelRef(
+        name=preset.name,
+        source="huggingface" if use_hf else "modelscope",
+        id=cast(str, preset.hf_id) if use_hf else preset.modelscope_id,
+        model_type=preset.model_type,
+        template=preset.template,
+        revision=revision,
+        hf_id=preset.hf_id,
+        trust_remote_code=preset.trust_remote_code,
+    )
+
+
+def _model_identity(model: ModelRef, preset: ModelPreset) -> dict[str, Any]:
+    # The same weights on either hub give the same result: key on the preset's ids, not on the hub used.
+    return {"ms": preset.modelscope_id, "hf": preset.hf_id, "revision": model.revision,
+            "model_type": model.model_type, "template": model.template}
+
+
+def _model(command: Command, policy: Policy, catalog: Catalog, name: str) -> tuple[ModelRef, ModelPreset]:
+    preset = catalog.models[name]
+    hub = command.args.get("hub") or policy.hub
+    revision = command.args.get("revision")
+    return model_ref(preset, str(hub), revision if isinstance(revision, str) else None), preset
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _HYPER_FIELDS[name]
+    if value is None:
+        return None
+    if kind.startswith("float"):
+        return float(value)
+    if kind.startswith("int"):
+        return int(value)
+    return str(value)
+
+
+def resolve_hyper(command: Command, preset: ModelPreset, catalog: Catalog) -> tuple[HyperParams, str]:
+    """Hyper-parameters and tuner, every default resolved, in the documented order."""
+    values = {k: v for k, v in catalog.model_defaults(preset).items() if k in _HYPER_FIELDS}
+    training_name = str(command.args.get("preset", "default"))
+    training = catalog.training.get(training_name)
+    if training is not None:
+        values.update({k: v for k, v in training.hyper.items() if k in _HYPER_FIELDS})
+    values.update({k: v for k, v in command.args.items() if k in _HYPER_FIELDS})
+    hyper = HyperParams(**{k: _coerce(k, v) for k, v in values.items()})
+    tuner = command.args.get("tuner") or (training.tuner if training is not None else None) \
+        or catalog.recommended_tuner(preset)
+    return hyper, str(tuner)
+
+
+def _datasets(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, preset: ModelPreset) \
+        -> tuple[DatasetRef, ...]:
+    names = command.args.get("dataset")
+    chosen = names if isinstance(names, tuple) else default_datasets(preset, catalog, policy)
+    if not chosen:
+        raise PlanError("which data? add `dataset=<name>`")
+    registry = policy.datasets(catalog)
+    max_samples = command.args.get("max_samples")
+    limit = max_samples if isinstance(max_samples, int) else None
+    out: list[DatasetRef] = []
+    for name in chosen:
+        entry = registry.get(name)
+        if entry is not None:
+            out.append(DatasetRef(name=name, source=cast(Any, entry.source), id=entry.id, max_samples=limit))
+        else:  # a repo-local file, already checked to lie under dataset_dir by the parser
+            out.append(DatasetRef(name=name, source="local", id=name, max_samples=limit))
+    return tuple(out)
+
+
+def _bench_specs(names: Iterable[str], catalog: Catalog, subsets: ArgValue | None = None,
+                 limit: ArgValue | None = None, few_shot: ArgValue | None = None) -> tuple[BenchmarkSpec, ...]:
+    out: list[BenchmarkSpec] = []
+    for name in sorted(set(names)):
+        pack = catalog.benchmarks[name]
+        if isinstance(subsets, tuple) and subsets != ("all",):
+            chosen = subsets
+        elif subsets == ("all",) and pack.subjects:
+            chosen = pack.subjects
+        else:
+            chosen = pack.default_subsets
+        out.append(BenchmarkSpec(
+            name=name,
+            subsets=tuple(sorted(chosen)),
+            limit=limit if isinstance(limit, int) else pack.limit,
+            few_shot=few_shot if isinstance(few_shot, int) else pack.few_shot,
+            max_tokens=pack.max_tokens,
+        ))
+    return tuple(out)
+
+
+def train_key(job: JobSpec, preset: ModelPreset, head_sha: str) -> str:
+    """What determines a trained adapter: model, tuner, hyper-parameters, data (repo files at this commit)."""
+    hyper = {k: v for k, v in vars(job.hyper).items() if k not in _NOT_IN_KEY}
+    if job.tuner == "full":
+        hyper = {k: v for k, v in hyper.items() if k not in _LORA_FIELDS}
+    if job.tuner != "qlora":
+        hyper.pop("quant_bits", None)
+    data = [{"source": d.source, "id": d.id, "max_samples": d.max_samples,
+             "at": head_sha.lower() if d.source == "local" else None} for d in job.datasets]
+    return content_hash({"v": RESULT_KEY_VERSION, "what": "train", "model": _model_identity(job.model, preset),
+                         "tuner": job.tuner, "hyper": hyper, "datasets": data})
+
+
+def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: BenchmarkSpec,
+             local_at: str | None = None) -> str:
+    """What determines one benchmark score: model, adapter, benchmark, subjects, limit, shots, max_tokens.
+
+    `local_at` is the commit for packs whose questions come from the repository (general_mcq).
+    """
+    return content_hash({"v": RESULT_KEY_VERSION, "what": "eval", "model": model, "adapter": adapter,
+                         "benchmark": bench.name, "subsets": list(bench.subsets), "limit": bench.limit,
+                         "few_shot": bench.few_shot, "max_tokens": bench.max_tokens, "at": local_at})
+
+
+def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None:
+    pack = catalog.benchmarks[bench.name]
+    return pr.head_sha.lower() if not pack.subjects else None  # repo-defined questions change with the commit
+
+
+def _bench_keys(benches: tuple[BenchmarkSpec, ...], model: dict[str, Any], adapter: dict[str, Any] | None,
+                catalog: Catalog, pr: PRFacts) -> dict[str, str]:
+    return {b.name: eval_key(model, adapter, b, _local_at(b, catalog, pr)) for b in benches}
+
+
+def _limits(policy: Policy) -> Limits:
+    return Limits(wall_clock_s=max(60, int(policy.quotas.max_run_hours * 3600)))
+
+
+def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, run_id: str) -> PlannedJob:
+    model, preset = _model(command, policy, catalog, str(command.args["model"]))
+    hyper, tuner = resolve_hyper(command, preset, catalog)
+    datasets = _datasets(command, pr, policy, catalog, preset)
+    wanted = command.args.get("eval")
+    names: tuple[str, ...] = () if wanted == ("none",) else (
+        wanted if isinstance(wanted, tuple) else policy.default_benchmarks)
+    benches = _bench_specs(names, catalog)
+    kind: JobKind = "train+eval" if benches else "train"
+    job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind=kind, model=model, tuner=cast(Tuner, tuner),
+                  hyper=hyper, datasets=datasets, benchmarks=benches, limits=_limits(policy))
+    validate_job(job)
+    key = train_key(job, preset, pr.head_sha)
+    ident = _model_identity(model, preset)
+    return PlannedJob(job=job, result_key=key,
+                      benchmark_keys=_bench_keys(benches, ident, {"train": key}, catalog, pr))
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+
+
+def _adapter(command: Command, pr: PRFacts) -> tuple[str | None, TrainedRun | None]:
+    wanted = command.args.get("adapter")
+    if not isinstance(wanted, str):
+        return None, None
+    run_id = wanted
+    if wanted.lower() == "latest":
+        if pr.latest_train_run is None:
+            raise PlanError("this PR has no successful training run yet: run `/train …` first, or name a run with "
+                            "`adapter=<run-id>`")
+        run_id = pr.latest_train_run
+    return run_id, pr.trained_runs.get(run_id)
+
+
+def _eval_job(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, run_id: str,
+              benchmarks: tuple[str, ...], adapter_run: str | None, trained: TrainedRun | None,
+              force: bool, compare_ref: str | None = None) -> PlannedJob:
+    model_name = command.args.get("model")
+    if not isinstance(model_name, str):
+        if trained is not None:
+            model_name = trained.model
+        elif adapter_run is not None:
+            raise PlanError(f"which base model did run `{adapter_run}` train? add `model=<preset>`")
+        elif policy.default_model is not None:
+            model_name = policy.default_model
+        else:
+            raise PlanError("which model? add `model=<preset>` or `adapter=latest`")
+    if model_name not in catalog.models:
+        raise PlanError(f"unknown model `{model_name}`")
+    model, preset = _model(command, policy, catalog, model_name)
+    benches = _bench_specs(benchmarks, catalog, command.args.get("subsets"), command.args.get("limit"),
+                           command.args.get("few_shot"))
+    adapter = AdapterRef(run_id=adapter_run) if adapter_run is not None else None
+    job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind="eval", model=model, benchmarks=benches,
+                  adapter=adapter, limits=_limits(policy))
+    validate_job(job)
+    ident = _model_identity(model, preset)
+    adapter_ident: dict[str, Any] | None = None
+    if adapter_run is not None:
+        adapter_ident = {"train": trained.result_key} if trained is not None and trained.result_key \
+            else {"run": adapter_run}
+    keys = _bench_keys(benches, ident, adapter_ident, catalog, pr)
+    return PlannedJob(job=job, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys, force=force,
+                      compare_ref=compare_ref)
+
+
+def _benchmarks_of(command: Command, policy: Policy, pr: PRFacts, verb: str) -> tuple[str, ...]:
+    named = command.args.get("benchmarks")
+    if isinstance(named, tuple) and named:
+        return named
+    if policy.default_benchmarks:
+        return policy.default_benchmarks
+    if verb == "compare" and pr.latest_benchmarks:
+        return pr.latest_benchmarks
+    raise PlanError(f"which benchmark? e.g. `/{verb} cmmlu`")
+
+
+def _plan_eval(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, run_id: str) -> PlannedJob:
+    adapter_run, trained = _adapter(command, pr)
+    return _eval_job(command, pr, policy, catalog, run_id, _benchmarks_of(command, policy, pr, "eval"),
+                     adapter_run, trained, bool(command.args.get("force", False)))
+
+
+def _plan_compare(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, run_id: str) -> PlannedJob:
+    """The head side of a comparison: the PR's latest adapter (or the default model) on the benchmarks.
+
+    The reference side (`compare_ref`: a ref or run id, default the base branch) is looked up in the store by
+    the bot, using the same result keys.
+    """
+    benchmarks = _benchmarks_of(command, policy, pr, "compare")
+    adapter_run = pr.latest_train_run
+    trained = pr.trained_runs.get(adapter_run) if adapter_run else None
+    if adapter_run is None and policy.default_model is None:
+        raise PlanError("nothing to compare yet: train on this PR first (`/train <model>`), or set `models.default` "
+                        "in .tunebot.yml to compare the base model")
+    ref = command.args.get("ref")
+    return _eval_job(command, pr, policy, catalog, run_id, benchmarks, adapter_run, trained,
+                     bool(command.args.get("force", False)), str(ref) if isinstance(ref, str) else pr.base_ref)
+
+
+# --- declarative configs -----------------------------------------------------------------------------------------
+
+
+def plan_config_file(
+    text: str,
+    path: str,
+    pr: PRFacts,
+    policy: Policy,
+    catalog: Catalog,
+    run_ids: Iterator[str] | Iterable[str],
+) -> list[PlannedJob]:
+    """The jobs a declarative training config plans: exactly those of its equivalent `/train` line.
+
+    [] when the file is not a tunebot training config (no `tunebot: train` marker); ConfigError when it is but is
+    wrong (with the line).
+    """
+    from .configfile import config_to_command
+
+    command = config_to_command(text, path, catalog=catalog, policy=policy)
+    if command is None:
+        return []
+    try:
+        return plan(command, pr, policy, catalog, run_ids)
+    except PlanError as exc:
+        raise ConfigError(path, None, str(exc)) from None
+
+
+# --- auto-train path matching -------------------------------------------------------------------------------------
+
+
+def _glob_re(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("^" + "".join(out) + "$")
+
+
+def auto_train_matches(path: str, policy: Policy) -> bool:
+    """Whether a changed file should trigger auto-training (`auto_train.paths`; `**` crosses folders)."""
+    return policy.auto_train and any(_glob_re(p).match(path) for p in policy.auto_train_paths)

@@ -1,0 +1,8 @@
+"""The verbs tunebot understands: one module per verb (or family) registers its spec here, Prow style."""
+
+from __future__ import annotations
+
+from . import compare, evaluate, misc, runs, train  # noqa: F401  (importing registers the verbs)
+from .base import REGISTRY, Context, RawCommand, VerbSpec, all_specs, get_spec
+
+__all__ = ["REGISTRY", "Context", "RawCommand", "VerbSpec", "all_specs", "get_spec"]
