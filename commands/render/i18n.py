@@ -1,0 +1,205 @@
+"""The message catalogue: every user-visible phrase tunebot renders, in English and Chinese."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Language = Literal["en", "zh"]
+LANGUAGES: tuple[Language, ...] = ("en", "zh")
+
+_ALIASES: dict[str, Language] = {
+    "en": "en", "en-us": "en", "en_us": "en", "en-gb": "en", "english": "en",
+    "zh": "zh", "zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "cn": "zh", "chinese": "zh", "中文": "zh",
+}
+
+
+def normalize_language(value: str) -> Language:
+    """"zh", "zh-CN", "cn", "中文" → zh; "en", "en-US", "english" → en; anything else is an error, not a guess."""
+    lang = _ALIASES.get(value.strip().lower())
+    if lang is None:
+        raise ValueError(f"unsupported language {value!r}; use one of: en, zh")
+    return lang
+
+
+# key -> (English, Chinese). Placeholders use str.format names.
+_MESSAGES: dict[str, tuple[str, str]] = {
+    # states
+    "state.queued": ("queued", "排队中"),
+    "state.dispatched": ("dispatched", "已派发"),
+    "state.running": ("running", "运行中"),
+    "state.succeeded": ("succeeded", "已完成"),
+    "state.failed": ("failed", "失败"),
+    "state.cancelled": ("cancelled", "已取消"),
+    "phase.download": ("downloading the model", "下载模型"),
+    "phase.train": ("training", "训练"),
+    "phase.merge": ("merging the adapter", "合并适配器"),
+    "phase.eval": ("evaluating", "评测"),
+    "phase.upload": ("uploading artifacts", "上传产物"),
+    # verdicts
+    "verdict.improved": ("improved", "显著提升"),
+    "verdict.regressed": ("regressed", "显著下降"),
+    "verdict.within_noise": ("within noise", "在噪声范围内"),
+    "verdict.untested": ("not tested", "未检验"),
+    "conclusion.success": ("success", "通过"),
+    "conclusion.neutral": ("neutral", "中性"),
+    "conclusion.failure": ("failure", "失败"),
+    # headline pieces
+    # {change} is the English signed Δ, or in Chinese the first item's "本次PR提升CMMLU成绩2.3个百分点" / later
+    # items' "C-Eval成绩下降0.4个百分点" (built in github.headline).
+    "head.significant": ("{change} ({p}, significant)", "{change}（显著，{p}）"),
+    "head.noise": ("{change} (within noise)", "{change}（在噪声范围内）"),
+    "head.unchanged": ("{bench} ±0.0 (unchanged)", "{bench}成绩不变"),
+    "head.untested": ("{change} (not tested: no per-question data)", "{change}（未检验：缺少逐题结果）"),
+    "head.sep": (" · ", "；"),
+    "head.nothing": ("No benchmark in common: nothing to compare", "两次运行没有共同的评测集，无法比较"),
+    # comparison report
+    "cmp.title": ("Evaluation comparison", "评测对比"),
+    "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
+                    "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
+    "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",
+                  "**检查结论：{conclusion}** —— 依据规则 `{rule}`：{explanation}"),
+    "cmp.col.benchmark": ("Benchmark", "评测集"),
+    "cmp.col.subject": ("Subject", "科目"),
+    "cmp.col.n": ("n", "题数"),
+    "cmp.col.base": ("Baseline", "基线"),
+    "cmp.col.new": ("New", "本次"),
+    "cmp.col.delta": ("Δ (points)", "Δ（百分点）"),
+    "cmp.col.ci": ("95% CI", "95% 置信区间"),
+    "cmp.col.p": ("p (McNemar)", "p（McNemar）"),
+    "cmp.col.p_holm": ("p (Holm)", "p（Holm 校正）"),
+    "cmp.col.verdict": ("Verdict", "结论"),
+    "cmp.notes": ("Notes", "说明"),
+    "cmp.note.common": (
+        "{bench}: the two runs did not answer the same questions ({only_base} only in the baseline, {only_new} only "
+        "in the new run); compared on the {n} questions both answered.",
+        "{bench}：两次运行作答的题目不同（仅基线 {only_base} 题，仅本次 {only_new} 题），只比较共同作答的 {n} 题。"),
+    "cmp.note.config": (
+        "{bench}: the runs used different evaluation settings (config hash differs); the comparison may not be "
+        "like for like.",
+        "{bench}：两次运行的评测配置不同（配置哈希不一致），对比结果可能不可比。"),
+    "cmp.note.unpaired": (
+        "{bench}: no per-question outcomes, so the change was not tested; scores are each run's own totals.",
+        "{bench}：缺少逐题结果，未做显著性检验；分数为各自运行的总分。"),
+    "cmp.note.holm": (
+        "Per-subject verdicts are Holm-corrected for the number of subjects tested in each benchmark ({m}; "
+        "α = {alpha}): with many subjects tested at once, an uncorrected p < {alpha} would often be chance.",
+        "逐科目结论已按每个评测集同时检验的科目数做 Holm 多重比较校正（{m}；α = {alpha}）：同时检验多个科目时，"
+        "未经校正的 p < {alpha} 很可能只是偶然。"),
+    "cmp.note.only_base": ("Only in the baseline (not compared): {names}.", "仅基线有、未比较的评测集：{names}。"),
+    "cmp.note.only_new": ("Only in the new run (not compared): {names}.", "仅本次运行有、未比较的评测集：{names}。"),
+    "cmp.note.small": (
+        "{bench}: with {n} questions of which {flips} changed outcome, changes smaller than about {mde} points are "
+        "hard to tell from noise.",
+        "{bench}：{n} 道题中有 {flips} 道结果变化，小于约 {mde} 个百分点的变化难以与噪声区分。"),
+    "cmp.subjects": ("{bench}: {m} subjects ({improved} improved, {regressed} regressed)",
+                     "{bench}：{m} 个科目（{improved} 个显著提升，{regressed} 个显著下降）"),
+    "cmp.flips": ("{bench}: {total} questions flipped ({rw} right → wrong, {wr} wrong → right)",
+                  "{bench}：{total} 道题结果翻转（{rw} 道由对变错，{wr} 道由错变对）"),
+    "cmp.flips.rw": ("Right → wrong", "由对变错"),
+    "cmp.flips.wr": ("Wrong → right", "由错变对"),
+    "cmp.flips.more": ("… and {more} more", "……另有 {more} 道"),
+    "cmp.method": (
+        "Method: two-sided exact McNemar test on the questions whose outcome changed; 95% paired bootstrap interval "
+        "for Δ ({resamples} resamples, seed {seed}); α = {alpha}.",
+        "方法：对结果发生变化的题目做双侧精确 McNemar 检验；Δ 的 95% 配对 bootstrap 置信区间（{resamples} 次重采样，"
+        "种子 {seed}）；α = {alpha}。"),
+    "cmp.continued": ("*(continued, part {i} of {n})*", "*（续，第 {i}/{n} 部分）*"),
+    "split.continued": (" (continued)", "（续）"),
+    "links.actions": ("Actions run", "Actions 运行"),
+    "links.artifacts": ("Artifacts", "产物"),
+    "links.base": ("baseline run", "基线运行"),
+    "links.new": ("new run", "本次运行"),
+    # run card
+    "card.title": ("tunebot run {run}: {state}", "tunebot 运行 {run}：{state}"),
+    "card.requested": ("requested by @{actor} on {where}", "由 @{actor} 在 {where} 发起"),
+    "card.col.model": ("Model", "模型"),
+    "card.col.tuner": ("Tuner", "微调方式"),
+    "card.col.hyper": ("Hyper-parameters", "超参数"),
+    "card.col.kind": ("Job", "任务"),
+    "card.progress": ("Progress", "进度"),
+    "card.step": ("step {step}/{total}", "第 {step}/{total} 步"),
+    "card.loss": ("loss {loss}", "损失 {loss}"),
+    "card.lr": ("lr {lr}", "学习率 {lr}"),
+    "card.eta": ("ETA {eta}", "预计剩余 {eta}"),
+    "card.speed": ("{speed} samples/s", "{speed} 样本/秒"),
+    "card.col.lr": ("Learning rate", "学习率"),
+    "card.col.eta": ("ETA", "预计剩余"),
+    "card.col.speed": ("Samples/s", "样本/秒"),
+    "card.col.loss": ("Loss", "损失"),
+    "card.epoch": ("epoch {epoch}", "第 {epoch} 轮"),
+    "card.scores": ("Scores", "评测成绩"),
+    "card.col.score": ("Score", "得分"),
+    "card.col.baseline": ("Baseline", "基线"),
+    "card.loss_curve": ("Training loss", "训练损失"),
+    "card.reason": ("Reason", "原因"),
+    "card.started": ("started {t}", "开始于 {t}"),
+    "card.finished": ("finished {t} (took {d})", "结束于 {t}（用时 {d}）"),
+    "card.elapsed": ("running for {d}", "已运行 {d}"),
+    "card.updated": ("updated {t}", "更新于 {t}"),
+    "card.waiting": ("Waiting for a runner…", "等待运行器…"),
+    "card.chart.step": ("step", "步数"),
+    "card.chart.loss": ("loss", "损失"),
+    "card.dropped": ("{k} non-finite loss values left out", "已略去 {k} 个非有限的损失值"),
+    # status list
+    "status.title": ("tunebot runs on this pull request", "本 PR 的 tunebot 运行"),
+    "status.empty": ("No tunebot runs on this pull request yet.", "本 PR 还没有 tunebot 运行。"),
+    "status.col.run": ("Run", "运行"),
+    "status.col.command": ("Command", "命令"),
+    "status.col.state": ("State", "状态"),
+    "status.col.progress": ("Progress", "进度"),
+    "status.col.started": ("Started", "开始时间"),
+    "status.col.links": ("Links", "链接"),
+    "status.more": ("… and {more} older runs", "……以及更早的 {more} 次运行"),
+    # cached result
+    "cached.body": (
+        "An identical evaluation already ran in run {run} at {sha}; its results are reused below. "
+        "Use `force=true` to run it again.",
+        "相同的评测已在运行 {run}（提交 {sha}）中完成，下面直接复用其结果。如需重新运行，请加上 `force=true`。"),
+    # leaderboard
+    "lb.title": ("Leaderboard: {bench}", "排行榜：{bench}"),
+    "lb.title_all": ("Leaderboard", "排行榜"),
+    "lb.empty": ("No stored results yet.", "还没有已保存的评测结果。"),
+    "lb.empty_bench": ("No stored results for {bench} yet.", "还没有 {bench} 的评测结果。"),
+    "lb.col.rank": ("#", "排名"),
+    "lb.col.model": ("Model", "模型"),
+    "lb.col.adapter": ("Adapter / run", "适配器 / 运行"),
+    "lb.col.score": ("Score", "得分"),
+    "lb.col.ci": ("95% CI", "95% 置信区间"),
+    "lb.col.n": ("n", "题数"),
+    "lb.col.date": ("Date", "日期"),
+    "lb.base_model": ("(base model)", "（基座模型）"),
+    "lb.more": ("… {more} more not shown", "……另有 {more} 条未显示"),
+    "lb.note": ("Scores with overlapping intervals are not reliably different.",
+                "置信区间重叠的成绩之间没有可靠差异。"),
+    # milestones (Slack thread replies, DingTalk text)
+    "ms.queued": ("⏳ Run {run} queued: {command}", "⏳ 运行 {run} 已排队：{command}"),
+    "ms.dispatched": ("📤 Run {run} dispatched to a runner", "📤 运行 {run} 已派发给运行器"),
+    "ms.started": ("▶️ Run {run} started on {model}", "▶️ 运行 {run} 已开始（{model}）"),
+    "ms.phase": ("🔄 Run {run}: {phase}", "🔄 运行 {run}：{phase}"),
+    "ms.progress": ("🔄 Run {run}: {percent}% (step {step}/{total})",
+                    "🔄 运行 {run}：{percent}%（第 {step}/{total} 步）"),
+    "ms.scores": ("📊 Run {run} scores: {scores}", "📊 运行 {run} 成绩：{scores}"),
+    "ms.succeeded": ("✅ Run {run} succeeded in {d}", "✅ 运行 {run} 已完成，用时 {d}"),
+    "ms.failed": ("❌ Run {run} failed: {reason}", "❌ 运行 {run} 失败：{reason}"),
+    "ms.cancelled": ("🚫 Run {run} cancelled: {reason}", "🚫 运行 {run} 已取消：{reason}"),
+    "ms.unknown_reason": ("no reason given", "未说明原因"),
+    "ms.view": ("View run", "查看运行"),
+    "ms.view_report": ("View report", "查看报告"),
+    # check run
+    "check.title": ("{conclusion}: {headline}", "{conclusion}：{headline}"),
+    "check.truncated": ("*(truncated; the full report is in the pull-request comment)*",
+                        "*（内容过长已截断，完整报告见 PR 评论）*"),
+    "split.omitted": ("*({k} more parts omitted; see the artifacts for the full report)*",
+                      "*（另有 {k} 部分未显示，完整报告见产物）*"),
+}
+
+
+def t(language: Language, key: str, **values: object) -> str:
+    """The phrase for `key` in `language`, with the placeholders filled in."""
+    en, zh = _MESSAGES[key]
+    text = zh if language == "zh" else en
+    return text.format(**values) if values else text
+
+
+def message_keys() -> tuple[str, ...]:
+    return tuple(_MESSAGES)
