@@ -1,0 +1,126 @@
+"""Webhook deliveries: recorded once per (source, delivery id) on the hot path, then claimed and worked off."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, delete, select, update
+
+from .base import Access, clip_error, non_empty, utc
+from .errors import StoreError
+from .models import DELIVERY_STATES, Delivery, DeliveryState, NewDelivery
+from .schema import deliveries as t
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    m = row._mapping
+    return Delivery(id=m["id"], source=m["source"], delivery_id=m["delivery_id"], event=m["event"],
+                    action=m["action"], body=bytes(m["body"]), received_at=m["received_at"],
+                    state=cast(DeliveryState, m["state"]), attempts=m["attempts"], error=m["error"],
+                    updated_at=m["updated_at"])
+
+
+class DeliveryStore(Access):
+    async def record_deliveries(self, batch: Sequence[NewDelivery]) -> list[bool]:
+        """Record a batch in ONE transaction; for each item, True if it is new, False if already known.
+
+        A repeated (source, delivery_id), whether stored earlier or repeated inside this batch, gives False and
+        leaves the stored row as it was (`INSERT … ON CONFLICT DO NOTHING`). Each item's `received_at` is kept.
+        """
+        rows: list[dict[str, Any]] = []
+        first: dict[tuple[str, str], int] = {}
+        for i, d in enumerate(batch):
+            key = (non_empty(d.source, "delivery source", 200), non_empty(d.delivery_id, "delivery id", 100))
+            non_empty(d.event, "delivery event", 100)
+            if not isinstance(d.body, (bytes, bytearray, memoryview)):
+                raise StoreError(f"delivery {d.delivery_id}: body must be the raw bytes, got {type(d.body).__name__}")
+            received = utc(d.received_at, f"delivery {d.delivery_id}: received_at")
+            if key in first:
+                continue
+            first[key] = i
+            rows.append({"source": key[0], "delivery_id": key[1], "event": d.event, "action": d.action,
+                         "received_at": received, "body": bytes(d.body), "state": "pending", "attempts": 0,
+                         "error": None, "updated_at": received})
+        if not rows:
+            return [False] * len(batch)
+        # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") with
+        # RETURNING, and only inserted rows come back. (A `.values(rows)` statement would be compiled anew for
+        # every batch, which cost more than the database work itself.)
+        stmt = (self._insert(t).on_conflict_do_nothing(index_elements=[t.c.source, t.c.delivery_id])
+                .returning(t.c.source, t.c.delivery_id))
+        async with self._write() as conn:
+            inserted = {(r[0], r[1]) for r in (await conn.execute(stmt, rows)).all()}
+        return [first.get((d.source, d.delivery_id)) == i and (d.source, d.delivery_id) in inserted
+                for i, d in enumerate(batch)]
+
+    async def get_delivery(self, source: str, delivery_id: str) -> Delivery | None:
+        async with self._read() as conn:
+            row = (await conn.execute(
+                select(t).where(t.c.source == source, t.c.delivery_id == delivery_id))).first()
+        return _delivery(row) if row is not None else None
+
+    async def claim_pending(self, limit: int, *, now: datetime) -> list[Delivery]:
+        """Atomically move up to `limit` pending deliveries (oldest first) to processing and return them.
+
+        Two workers (or two processes) never claim the same delivery: PostgreSQL skips rows another claimer holds
+        (`FOR UPDATE SKIP LOCKED`); SQLite runs the whole statement under its single write lock.
+        """
+        now = utc(now)
+        if limit <= 0:
+            return []
+        ids = (select(t.c.id).where(t.c.state == "pending").order_by(t.c.id).limit(limit)
+               .with_for_update(skip_locked=True).scalar_subquery())
+        stmt = (update(t).where(t.c.id.in_(ids))
+                .values(state="processing", attempts=t.c.attempts + 1, updated_at=now).returning(t))
+        async with self._write() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
+
+    async def mark_delivery(self, id: int, state: DeliveryState, error: str | None = None, *,
+                            now: datetime) -> Delivery:
+        """Set a delivery's state (and error text, cleared when None); raises if the id is unknown."""
+        if state not in DELIVERY_STATES:
+            raise StoreError(f"delivery state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
+        stmt = (update(t).where(t.c.id == id)
+                .values(state=state, error=clip_error(error), updated_at=utc(now)).returning(t))
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            raise StoreError(f"unknown delivery id {id}")
+        return _delivery(row)
+
+    async def unfinished_deliveries(self, limit: int | None = None) -> list[Delivery]:
+        """Pending and processing deliveries, oldest first: what a restarted service must pick up again.
+
+        A `processing` delivery at start-up was interrupted by the crash; `requeue_processing` moves such rows
+        back to pending so `claim_pending` hands them out again.
+        """
+        stmt = select(t).where(t.c.state.in_(("pending", "processing"))).order_by(t.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_delivery(r) for r in rows]
+
+    async def requeue_processing(self, *, now: datetime, claimed_before: datetime | None = None) -> int:
+        """Move `processing` deliveries (claimed before `claimed_before`, or all) back to pending; returns how many."""
+        now = utc(now)
+        stmt = update(t).where(t.c.state == "processing")
+        if claimed_before is not None:
+            stmt = stmt.where(t.c.updated_at < utc(claimed_before, "claimed_before"))
+        async with self._write() as conn:
+            result = await conn.execute(stmt.values(state="pending", updated_at=now))
+        return int(result.rowcount)
+
+    async def prune_deliveries(self, *, before: datetime) -> int:
+        """Delete done/failed deliveries received before `before` (their bodies are the bulk of the database).
+
+        A pruned delivery id is forgotten: a manual redelivery of it after pruning is treated as new, so keep a
+        window (days) far longer than anyone redelivers by hand.
+        """
+        stmt = delete(t).where(t.c.state.in_(("done", "failed")), t.c.received_at < utc(before, "before"))
+        async with self._write() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount)

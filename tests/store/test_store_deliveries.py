@@ -1,0 +1,124 @@
+"""Webhook deliveries: dedupe per (source, GUID), claiming without double work, and pick-up after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bot.store import NewDelivery, Store, StoreError
+
+from .helpers import at, delivery
+
+
+async def test_batch_reports_new_and_duplicate_per_item(store: Store) -> None:
+    assert await store.record_deliveries([delivery("g1"), delivery("g2")]) == [True, True]
+    # Redelivery reuses the GUID; a second App may see the same GUID (a different source): that one is new.
+    batch = [delivery("g2"), delivery("g3"), delivery("g3"), delivery("g2", source="github:app/2")]
+    assert await store.record_deliveries(batch) == [False, True, False, True]
+    assert await store.record_deliveries([]) == []
+    got = await store.unfinished_deliveries()
+    assert [(d.source, d.delivery_id) for d in got] == [
+        ("github:app/1", "g1"), ("github:app/1", "g2"), ("github:app/1", "g3"), ("github:app/2", "g2")]
+
+
+async def test_duplicate_keeps_the_first_body_and_raw_bytes_survive(store: Store) -> None:
+    raw = b'{"comment": {"body": "/train \xe4\xb8\xad"}}\r\n\x00\xff'  # not valid UTF-8 at the end: bytes are bytes
+    assert await store.record_deliveries([delivery("g1", body=raw, seconds=5)]) == [True]
+    assert await store.record_deliveries([delivery("g1", body=b"{}", seconds=9)]) == [False]
+    got = await store.get_delivery("github:app/1", "g1")
+    assert got is not None and got.body == raw and got.received_at == at(5)
+    assert got.state == "pending" and got.attempts == 0 and got.action == "created"
+    assert await store.get_delivery("github:app/1", "nope") is None
+
+
+async def test_claim_hands_out_oldest_first_and_each_once(store: Store) -> None:
+    await store.record_deliveries([delivery(f"g{i}", seconds=i) for i in range(5)])
+    first = await store.claim_pending(2, now=at(10))
+    assert [d.delivery_id for d in first] == ["g0", "g1"]
+    assert all(d.state == "processing" and d.attempts == 1 and d.updated_at == at(10) for d in first)
+    rest = await store.claim_pending(10, now=at(11))
+    assert [d.delivery_id for d in rest] == ["g2", "g3", "g4"]
+    assert await store.claim_pending(10, now=at(12)) == []
+    assert await store.claim_pending(0, now=at(12)) == []
+
+
+async def test_concurrent_claimers_never_share_a_delivery(store: Store,
+                                                          another: Callable[[], Awaitable[Store]]) -> None:
+    await store.record_deliveries([delivery(f"g{i:03}") for i in range(60)])
+    others = [await another() for _ in range(2)]
+
+    async def drain(s: Store) -> list[str]:
+        got: list[str] = []
+        while batch := await s.claim_pending(4, now=at(1)):
+            got += [d.delivery_id for d in batch]
+            await asyncio.sleep(0)
+        return got
+
+    results = await asyncio.gather(drain(store), *(drain(s) for s in others))
+    claimed = [gid for r in results for gid in r]
+    assert sorted(claimed) == [f"g{i:03}" for i in range(60)]  # every one, none twice
+
+
+async def test_mark_and_restart_pick_up(store: Store) -> None:
+    await store.record_deliveries([delivery(f"g{i}", seconds=i) for i in range(4)])
+    a, b, c = await store.claim_pending(3, now=at(10))
+    done = await store.mark_delivery(a.id, "done", now=at(11))
+    assert done.state == "done" and done.error is None and done.updated_at == at(11)
+    failed = await store.mark_delivery(b.id, "failed", "GitHub said 502" + "x" * 10_000, now=at(12))
+    assert failed.state == "failed" and failed.error is not None
+    assert failed.error.startswith("GitHub said 502") and len(failed.error) <= 4000
+    # "Crash" here: c is processing, g3 pending. A restart sees both, requeues c and claims it again.
+    unfinished = await store.unfinished_deliveries()
+    assert [(d.delivery_id, d.state) for d in unfinished] == [("g2", "processing"), ("g3", "pending")]
+    assert await store.requeue_processing(now=at(20), claimed_before=at(10)) == 0  # claimed at 10, not before
+    assert await store.requeue_processing(now=at(20)) == 1
+    again = await store.claim_pending(10, now=at(21))
+    assert [(d.delivery_id, d.attempts) for d in again] == [("g2", 2), ("g3", 1)]
+    assert c.id == again[0].id
+
+
+async def test_mark_rejects_bad_state_and_unknown_id(store: Store) -> None:
+    await store.record_deliveries([delivery("g1")])
+    (d,) = await store.claim_pending(1, now=at(1))
+    with pytest.raises(StoreError, match="'finished' is not one of"):
+        await store.mark_delivery(d.id, "finished", now=at(2))  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="unknown delivery id 999"):
+        await store.mark_delivery(999, "done", now=at(2))
+
+
+async def test_prune_forgets_only_old_finished_deliveries(store: Store) -> None:
+    await store.record_deliveries([delivery("old-done", seconds=0), delivery("old-pending", seconds=1),
+                                   delivery("new-done", seconds=100)])
+    for d in await store.claim_pending(10, now=at(200)):
+        if d.delivery_id != "old-pending":
+            await store.mark_delivery(d.id, "done", now=at(200))
+    assert await store.prune_deliveries(before=at(50)) == 1
+    assert await store.get_delivery("github:app/1", "old-done") is None
+    assert await store.get_delivery("github:app/1", "old-pending") is not None
+    assert await store.get_delivery("github:app/1", "new-done") is not None
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (NewDelivery("github:app/1", "", "issue_comment", b"{}", at(0)), "delivery id: must be a non-empty"),
+        (NewDelivery("", "g", "issue_comment", b"{}", at(0)), "delivery source: must be a non-empty"),
+        (NewDelivery("s", "g", "issue_comment", "{}", at(0)), "body must be the raw bytes"),  # type: ignore[arg-type]
+        (NewDelivery("s", "g", "issue_comment", b"{}", at(0).replace(tzinfo=None)), "naive datetime"),
+    ],
+)
+async def test_bad_delivery_input_is_refused_and_nothing_of_the_batch_is_stored(
+        store: Store, bad: NewDelivery, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        await store.record_deliveries([delivery("fine"), bad])
+    assert await store.unfinished_deliveries() == []
+
+
+async def test_batch_in_a_rolled_back_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="crash"):
+        async with store.transaction() as tx:
+            assert await tx.record_deliveries([delivery("g1")]) == [True]
+            raise RuntimeError("crash before commit")
+    assert await store.record_deliveries([delivery("g1")]) == [True]
