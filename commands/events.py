@@ -37,11 +37,17 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "epoch": (_OPT_NUM, False),
         "phase": ((str,), False),
     },
+    # `subsets`: {name: {"n", "correct"}}; `questions`: {"<subset>/<row id>": bool} — the paired outcomes the bot's
+    # comparisons need; `manifest`: model/adapter/dataset hashes and tool versions (see commands.results).
     "eval_result": {
         "benchmark": ((str,), True),
         "score": (_NUM, True),
         "n": ((int,), True),
+        "correct": ((int,), False),
         "subsets": ((dict,), False),
+        "questions": ((dict,), False),
+        "config_hash": ((str,), False),
+        "manifest": ((dict,), False),
     },
     "artifact": {
         "name": ((str,), True),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, cast
 
 from .args import ArgError
@@ -357,6 +357,22 @@ def _plan_compare(command: Command, pr: PRFacts, policy: Policy, catalog: Catalo
     ref = command.args.get("ref")
     return _eval_job(command, pr, policy, catalog, run_id, benchmarks, adapter_run, trained,
                      bool(command.args.get("force", False)), str(ref) if isinstance(ref, str) else pr.base_ref)
+
+
+def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> PlannedJob:
+    """The reference side of a comparison: the same evaluation (benchmarks, subjects, limit, shots) on the base
+    model without any adapter, at `pr.head_sha` (the ref being compared against). Its result keys are the ones a
+    stored base-model result of the same eval config carries, so an existing baseline is found, not re-run."""
+    preset = catalog.models.get(job.model.name)
+    if preset is None:
+        raise PlanError(f"unknown model `{job.model.name}`")
+    if not job.benchmarks:
+        raise PlanError("nothing to compare: the run evaluated no benchmark")
+    base = replace(job, run_id=run_id, kind="eval", tuner=None, datasets=(), adapter=None, sha=pr.head_sha,
+                   callback=None)
+    validate_job(base)
+    keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr)
+    return PlannedJob(job=base, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys)
 
 
 # --- declarative configs -----------------------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""Owns the aiohttp application: its routes, its one ClientSession, and the worker, outbox and sweep loops that do
+the slow work after the webhook has been answered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from bot.chat import CHAT_KINDS
+from bot.config import Config
+from bot.intake import Intake, Wakeup
+from bot.metrics import Metrics
+from bot.outbox import GITHUB_KINDS
+from bot.service import Service
+from bot.store import NewDelivery, Store
+from bot.store.models import Delivery
+
+log = logging.getLogger(__name__)
+
+SERVICE_KEY: web.AppKey[Service] = web.AppKey("service", Service)
+RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime", object)  # type: ignore[arg-type]
+
+
+class Runtime:
+    """The background loops: delivery workers, the outbox pump and the periodic sweep."""
+
+    def __init__(self, service: Service, config: Config, metrics: Metrics) -> None:
+        self.service = service
+        self.config = config
+        self.metrics = metrics
+        self.wakeup = Wakeup()
+        self.outbox_wakeup = Wakeup()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
+        self.in_flight = 0
+        metrics.describe("worker_busy", "gauge", "Deliveries being processed now.")
+
+    def start(self) -> None:
+        for i in range(max(1, self.config.workers)):
+            self.tasks.append(asyncio.create_task(self._worker(i), name=f"tunebot-worker-{i}"))
+        self.tasks.append(asyncio.create_task(self._outbox_loop(GITHUB_KINDS, self.outbox_wakeup), name="outbox"))
+        # Chat has its own loop: a slow Slack or a DingTalk minute-limit never delays a GitHub write.
+        self.tasks.append(asyncio.create_task(self._outbox_loop(CHAT_KINDS, Wakeup()), name="chat-outbox"))
+        self.tasks.append(asyncio.create_task(self._sweep_loop(), name="tunebot-sweep"))
+
+    async def recover(self) -> None:
+        """Deliveries that were accepted but not finished when the last process died are picked up again."""
+        store = self.service.store
+        n = await store.requeue_processing(now=self.service.now())
+        pending = await store.unfinished_deliveries()
+        if n or pending:
+            log.info("recovering %d unfinished deliveries (%d were mid-processing)", len(pending), n)
+        self.wakeup.set()
+
+    async def _process(self, delivery: Delivery) -> None:
+        store = self.service.store
+        self.in_flight += 1
+        self.metrics.set("worker_busy", self.in_flight)
+        try:
+            await self.service.process_delivery(delivery)
+            await store.mark_delivery(delivery.id, "done", now=self.service.now())
+        except Exception as exc:  # one bad delivery must not stop the worker; the store keeps the reason
+            log.exception("delivery %s failed", delivery.delivery_id)
+            with contextlib.suppress(Exception):
+                await store.mark_delivery(delivery.id, "failed", f"{type(exc).__name__}: {exc}",
+                                          now=self.service.now())
+        finally:
+            self.in_flight -= 1
+            self.metrics.set("worker_busy", self.in_flight)
+
+    async def _worker(self, index: int) -> None:
+        store = self.service.store
+        while not self.stopping:
+            try:
+                batch = await store.claim_pending(32, now=self.service.now())
+            except Exception:
+                log.exception("claiming deliveries failed")
+                await asyncio.sleep(1.0)
+                continue
+            if not batch:
+                await self.wakeup.wait(1.0)
+                continue
+            for delivery in batch:
+                await self._process(delivery)
+
+    async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup) -> None:
+        while not self.stopping:
+            try:
+                await self.service.outbox.pump(kinds=kinds)
+            except Exception:
+                log.exception("outbox pump failed")
+            await wakeup.wait(2.0)
+
+    async def _sweep_loop(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.config.sweep_interval_s)
+            try:
+                await self.service.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Stop taking new work, let in-flight deliveries finish, then stop the loops."""
+        deadline = time.monotonic() + timeout
+        pending = not self.stopping  # with the workers already gone there is nobody to wait for
+        while pending and time.monotonic() < deadline:
+            pending = bool(await self.service.store.unfinished_deliveries(limit=1)) or self.in_flight > 0
+            if pending:
+                self.wakeup.set()
+                await asyncio.sleep(0.05)
+        self.stopping = True
+        self.wakeup.set()
+        self.outbox_wakeup.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.service.settle()
+
+
+def _new_delivery(*, source: str, delivery_id: str, event: str, body: bytes, received_at: float) -> NewDelivery:
+    return NewDelivery(source=source, delivery_id=delivery_id, event=event, body=body,
+                       received_at=datetime.fromtimestamp(received_at, UTC))
+
+
+def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
+    config: Config = service.config
+    metrics = service.metrics
+    runtime = Runtime(service, config, metrics)
+    intake = Intake(secret=config.webhook_secret.get().encode("utf-8"), record_batch=service.store.record_deliveries,
+                    make_delivery=_new_delivery, metrics=metrics, wake=runtime.wakeup.set)
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[SERVICE_KEY] = service
+    app[RUNTIME_KEY] = runtime
+    started = time.time()
+
+    async def webhook(request: web.Request) -> web.Response:
+        return await intake.handle(request)
+
+    async def callback(request: web.Request) -> web.Response:
+        body = await request.read()
+        status, text = await service.accept_callback(request.match_info["run_id"], body,
+                                                     request.headers.get("X-Tunebot-Signature-256"))
+        runtime.outbox_wakeup.set()
+        return web.json_response({"status": text}, status=status)
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            await service.store.ping()
+        except Exception as exc:
+            return web.json_response({"ok": False, "store": str(exc)}, status=503)
+        return web.json_response({"ok": True, "uptime_s": round(time.time() - started, 1),
+                                  "accepting": intake.accepting})
+
+    async def metrics_route(request: web.Request) -> web.Response:
+        with contextlib.suppress(Exception):
+            metrics.set("process_resident_memory_bytes", _rss_bytes())
+        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    app.router.add_post("/webhook", webhook)
+    app.router.add_post("/api/runs/{run_id}/events", callback)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_route)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await runtime.recover()
+        if start_loops:
+            runtime.start()
+        yield
+        await intake.drain()
+        await runtime.drain()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def _rss_bytes() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def open_service(config: Config, *, github: Any = None, clock: Callable[[], float] = time.time,
+                       session: Any = None) -> Service:
+    """Build the service from its configuration (store opened and migrated, GitHub port per auth mode)."""
+    from configs import load_catalog
+
+    store = await Store.open(config.database_url)
+    if github is None:
+        from bot.github.pygithub_impl import PyGithubPort
+
+        if config.app_mode:
+            github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get())
+        else:
+            github = PyGithubPort.with_token(config.github_api_url, config.github_token.get())
+    chat = None
+    if session is not None and (config.slack_token or config.dingtalk_robots):
+        from bot.chat import Chat
+
+        chat = Chat(config=config, session=session, clock=clock)
+    service = Service(config=config, store=store, github=github, catalog=load_catalog(), metrics=Metrics(),
+                      clock=clock, chat=chat)
+    if chat is not None:
+        chat.attach(service)
+    return service
+
+

@@ -1,0 +1,374 @@
+"""Local mode: the real service, store and agent on this machine, with the terminal standing in for the PR thread
+(`tunebot try "<comment>"` and the guided `tunebot demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Config, Secret, load_config
+from bot.github.port import (
+    CheckOutput,
+    CheckRunRef,
+    Comment,
+    CommentBody,
+    CommentRef,
+    DispatchResult,
+    NotFound,
+    Permission,
+    PullInfo,
+    WorkflowRun,
+)
+
+log = logging.getLogger(__name__)
+
+BOT_LOGIN = "tunebot[bot]"
+# What `make demo` runs with when the directory has no .tunebot.yml: evaluate right after training, on both packs.
+DEMO_POLICY = """version: 1
+language: en
+benchmarks:
+  default: [ceval, cmmlu]
+"""
+
+
+def _git_head(cwd: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and len(sha) == 40:
+            return sha
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "0" * 40
+
+
+class Terminal:
+    """Prints the conversation: the user's comments and the bot's comments as they are posted and finalised."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        self.color = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def _c(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def user(self, login: str, text: str) -> None:
+        print("\n" + self._c("1;36", f"💬 @{login} commented:"), file=self.stream)
+        for line in text.splitlines():
+            print("   " + line, file=self.stream)
+        self.stream.flush()
+
+    def bot(self, text: str, *, edited: bool = False) -> None:
+        head = "✏️  tunebot updated its comment:" if edited else "🤖 tunebot commented:"
+        print("\n" + self._c("1;35", head), file=self.stream)
+        for line in text.splitlines():
+            if line.startswith("<!--"):
+                continue
+            print("   " + line, file=self.stream)
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        print(self._c("2", f"   · {text}"), file=self.stream)
+        self.stream.flush()
+
+
+@dataclass
+class _LocalRun:
+    run: WorkflowRun
+    inputs: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class LocalGitHub:
+    """The GitHubPort for local mode: one repository and one pull request (this directory), comments printed on the
+    terminal, and a workflow dispatch that runs `tunebot agent run` here as a subprocess."""
+
+    workdir: Path
+    runs_dir: Path
+    terminal: Terminal
+    user: str
+    repo: str = "local/demo"
+    head_sha: str = "0" * 40
+    agent_args: list[str] = field(default_factory=list)
+    comments: dict[int, Comment] = field(default_factory=dict)
+    runs: dict[int, _LocalRun] = field(default_factory=dict)
+    checks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    on_workflow_done: Any = None  # async (WorkflowRun) -> None, set by the session
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    printed: dict[int, str] = field(default_factory=dict)
+    quiet_edits: bool = True
+
+    async def get_permission(self, repo: str, user: str) -> Permission:
+        return Permission("admin", "admin")  # it is your own machine
+
+    async def get_pull(self, repo: str, number: int) -> PullInfo:
+        return PullInfo(number=number, head_sha=self.head_sha, head_ref="local", head_repo=self.repo,
+                        base_ref="main", base_repo=self.repo, is_fork=False, author=self.user, state="open",
+                        title="local", html_url=f"file://{self.workdir}")
+
+    async def create_comment(self, repo: str, number: int, body: str) -> CommentRef:
+        cid = next(self._ids)
+        now = datetime.now(UTC)
+        self.comments[cid] = Comment(cid, body, BOT_LOGIN, "Bot", f"local#{cid}", now, now)
+        self.terminal.bot(body)
+        self.printed[cid] = body
+        return CommentRef(cid, f"local#{cid}")
+
+    async def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        old = self.comments.get(comment_id)
+        if old is None:
+            raise NotFound(404, f"comment {comment_id}")
+        self.comments[comment_id] = Comment(comment_id, body, old.author_login, old.author_type, old.html_url,
+                                            old.created_at, datetime.now(UTC))
+
+    def flush_edits(self) -> None:
+        """Print the final version of every comment that changed since it was last shown."""
+        for cid, c in self.comments.items():
+            if self.printed.get(cid) != c.body:
+                self.terminal.bot(c.body, edited=True)
+                self.printed[cid] = c.body
+
+    async def get_comment(self, repo: str, comment_id: int) -> CommentBody:
+        c = self.comments.get(comment_id)
+        if c is None:
+            raise NotFound(404, f"comment {comment_id}")
+        return CommentBody(c.body, c.author_login)
+
+    async def list_comments(self, repo: str, number: int) -> list[Comment]:
+        return list(self.comments.values())
+
+    async def add_reaction(self, repo: str, comment_id: int, content: str) -> None:
+        self.terminal.note("tunebot reacted 👀")
+
+    async def dispatch_workflow(self, repo: str, workflow_file: str, ref: str,
+                                inputs: dict[str, str]) -> DispatchResult:
+        wid = 9000 + next(self._ids)
+        now = datetime.now(UTC)
+        run = WorkflowRun(wid, "tunebot run", f"tunebot {inputs.get('run_id', '')}", "queued", None,
+                          f"file://{self.runs_dir / inputs['run_id']}", inputs.get("sha", self.head_sha),
+                          "workflow_dispatch", 1, now, now)
+        local = _LocalRun(run, dict(inputs))
+        self.runs[wid] = local
+        local.task = asyncio.create_task(self._run_agent(local))
+        return DispatchResult(wid, run.html_url)
+
+    async def _run_agent(self, local: _LocalRun) -> None:
+        run_id = local.inputs["run_id"]
+        run_dir = self.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job_path = run_dir / "job.json"
+        job = json.loads(local.inputs["job"])
+        # Jobs that evaluate an earlier run's adapter find it in that run's output folder (on GitHub the workflow
+        # downloads it as an artifact).
+        adapter = job.get("adapter")
+        if adapter and not adapter.get("path"):
+            adapter["path"] = str(self.runs_dir / adapter["run_id"] / "out")
+        job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+        out = run_dir / "out"
+        if out.exists():
+            shutil.rmtree(out)
+        cmd = [sys.executable, "-m", "tunebot", "agent", "run", "--job", str(job_path), "--out", str(out),
+               "--repo-dir", str(self.workdir), *self.agent_args]
+        self.terminal.note(f"runner: {' '.join(cmd[2:])}")
+        local.run = _with(local.run, status="in_progress")
+        proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        local.process = proc
+        code = await proc.wait()
+        conclusion = "success" if code == 0 else ("cancelled" if code in (130, 143, -15, -2) else "failure")
+        local.run = _with(local.run, status="completed", conclusion=conclusion)
+        self.terminal.note(f"runner: agent exited with {code} ({conclusion}); outputs in {out}")
+        if self.on_workflow_done is not None:
+            await self.on_workflow_done(local.run)
+
+    async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
+                               created_after: datetime) -> WorkflowRun | None:
+        for local in self.runs.values():
+            if run_name_token in local.run.display_title:
+                return local.run
+        return None
+
+    async def get_workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        local = self.runs.get(run_id)
+        if local is None:
+            raise NotFound(404, f"workflow run {run_id}")
+        return local.run
+
+    async def cancel_workflow_run(self, repo: str, run_id: int) -> bool:
+        local = self.runs.get(run_id)
+        if local is None or local.process is None or local.process.returncode is not None:
+            return False
+        os.killpg(local.process.pid, signal.SIGTERM)  # the agent stops gracefully and reports `cancelled`
+        return True
+
+    async def create_check_run(self, repo: str, name: str, head_sha: str, status: str = "queued", *,
+                               conclusion: str | None = None, output: CheckOutput | None = None,
+                               details_url: str | None = None, external_id: str | None = None,
+                               started_at: datetime | None = None,
+                               completed_at: datetime | None = None) -> CheckRunRef:
+        cid = next(self._ids)
+        self.checks[cid] = {"name": name, "status": status, "conclusion": conclusion}
+        return CheckRunRef(cid, f"local-check#{cid}")
+
+    async def update_check_run(self, repo: str, check_run_id: int, *, status: str | None = None,
+                               conclusion: str | None = None, output: CheckOutput | None = None,
+                               details_url: str | None = None, completed_at: datetime | None = None) -> None:
+        check = self.checks.setdefault(check_run_id, {})
+        check.update({k: v for k, v in {"status": status, "conclusion": conclusion}.items() if v})
+        if conclusion and output is not None:
+            self.terminal.note(f"check run: {conclusion} — {output.title}")
+
+    async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
+        target = (self.workdir / path).resolve()
+        if self.workdir.resolve() not in target.parents:
+            return None
+        if path == ".tunebot.yml" and not target.is_file():
+            return DEMO_POLICY
+        return target.read_text(encoding="utf-8") if target.is_file() else None
+
+    async def list_pull_files(self, repo: str, number: int) -> list[str]:
+        return []
+
+    async def default_branch(self, repo: str) -> str:
+        return "main"
+
+    async def wait_all(self) -> None:
+        tasks = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        for local in self.runs.values():
+            if local.process is not None and local.process.returncode is None:
+                os.killpg(local.process.pid, signal.SIGTERM)
+        await self.wait_all()
+
+
+def _with(run: WorkflowRun, **changes: Any) -> WorkflowRun:
+    from dataclasses import replace
+
+    return replace(run, updated_at=datetime.now(UTC), **changes)
+
+
+class LocalSession:
+    """The service on 127.0.0.1 (for the agent's callbacks), a SQLite store under runs/, and LocalGitHub."""
+
+    def __init__(self, workdir: Path, runs_dir: Path, *, agent_args: list[str] | None = None,
+                 terminal: Terminal | None = None) -> None:
+        self.workdir = workdir
+        self.runs_dir = runs_dir
+        self.terminal = terminal or Terminal()
+        self.user = os.environ.get("USER") or "you"
+        self.github = LocalGitHub(workdir, runs_dir, self.terminal, self.user,
+                                  repo=f"local/{workdir.name or 'repo'}", head_sha=_git_head(workdir),
+                                  agent_args=list(agent_args or []))
+        self.github.on_workflow_done = self._workflow_done
+        self.runner: web.AppRunner | None = None
+        self.service: Any = None
+        self.comment_seq = itertools.count(1)
+
+    async def __aenter__(self) -> LocalSession:
+        from bot.app import build_app, open_service
+
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        config: Config = load_config(
+            environ={}, webhook_secret=Secret("local"), github_token=Secret("local"),
+            job_signing_key=Secret("local"), database_url=f"sqlite:///{self.runs_dir / 'tunebot.db'}",
+            bot_login=BOT_LOGIN, card_edit_interval_s=5.0, sweep_interval_s=3600.0)
+        self.service = await open_service(config, github=self.github)
+        app = build_app(self.service)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        from dataclasses import replace
+
+        self.service.config = replace(config, public_url=f"http://127.0.0.1:{port}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.github.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.service is not None:
+            await self.service.store.close()
+
+    async def _workflow_done(self, run: WorkflowRun) -> None:
+        stored = await self.service.store.find_run_by_name_token(run.display_title.split()[-1])
+        if stored is not None:
+            await self.service.workflow_completed(stored, run.conclusion, run.html_url)
+
+    async def say(self, text: str) -> None:
+        """Post `text` as a comment on the local PR and wait until everything it started has finished."""
+        self.terminal.user(self.user, text)
+        await self.service.handle_text(self.github.repo, 1, self.user, text,
+                                       trigger=f"local:{time.time():.6f}:{next(self.comment_seq)}")
+        await self.settle()
+
+    async def settle(self) -> None:
+        store = self.service.store
+        while True:
+            await self.github.wait_all()
+            await self.service.settle()
+            await self.service.outbox.pump()
+            active = await store.active_runs()
+            if not active and not await store.due(self.service.now(), 1):
+                break
+            await asyncio.sleep(0.2)
+        # Let the last callbacks and the final card edits land.
+        for _ in range(3):
+            await self.service.outbox.pump()
+            await asyncio.sleep(0.05)
+        self.github.flush_edits()
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("--workdir", type=Path, default=Path.cwd(), help="the repository to act on (default: here)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="where runs, reports and the store go (./runs)")
+    p.add_argument("--agent-arg", action="append", default=[], help="extra argument for `tunebot agent run`")
+    return p
+
+
+def try_main(argv: list[str]) -> int:
+    p = _parser("tunebot try")
+    p.add_argument("comment", nargs="+", help='the comment text, e.g. "/train tiny max_steps=20"')
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    text = " ".join(args.comment).replace("\\n", "\n")
+    runs_dir = args.runs_dir or args.workdir / "runs"
+
+    async def go() -> None:
+        async with LocalSession(args.workdir, runs_dir, agent_args=args.agent_arg) as session:
+            await session.say(text)
+
+    asyncio.run(go())
+    return 0
+
+
+def demo_main(argv: list[str]) -> int:
+    from bot.demo import run_demo
+
+    p = _parser("tunebot demo")
+    p.add_argument("--steps", type=int, default=None, help="training steps for the tiny model")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run_demo(args.workdir, args.runs_dir or args.workdir / "runs", steps=args.steps,
+                                agent_args=args.agent_arg))

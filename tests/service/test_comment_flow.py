@@ -1,0 +1,221 @@
+"""The comment flow end to end inside the service: signed webhook → parse → authorize → dispatch → run card,
+and agent callbacks → card, check run and results. The agent side is scripted here; tests/e2e runs the real one."""
+
+import asyncio
+
+from commands.events import verify_body
+from tests.service.conftest import SIGNING_KEY, job_of
+
+
+async def test_train_comment_dispatches_signed_job_on_default_branch(make_bot) -> None:
+    bot = await make_bot()
+    res = await bot.comment("Looks good.\n/train tiny max_steps=20")
+    assert res.status == 202
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    assert dispatch["ref"] == "main"  # never the PR branch: its author could rewrite the workflow
+    inputs = dispatch["inputs"]
+    job = job_of(dispatch)
+    assert job.model.name == "tiny" and job.hyper.max_steps == 20 and job.kind in ("train", "train+eval")
+    assert job.sha == bot.repo.pulls[1].head_sha == inputs["sha"]
+    assert verify_body(SIGNING_KEY, inputs["job"].encode(), inputs["job_sig"])
+    assert job.callback is not None and job.callback.url == f"{bot.url}/api/runs/{job.run_id}/events"
+    assert inputs["callback_url"] == job.callback.url
+    run = await bot.service.store.get_run(job.run_id)
+    assert run is not None and run.state == "dispatched" and run.workflow_run_id is not None
+    [card] = bot.bot_comments()
+    assert f"<!-- tunebot:run:{job.run_id} -->" in card
+    reactions = bot.github.requests_to("POST", "*/reactions")
+    assert [r.json["content"] for r in reactions] == ["eyes"]
+
+
+async def test_callbacks_drive_the_card_to_final_scores(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    job = job_of(bot.dispatches()[0])
+    run = await bot.service.store.get_run(job.run_id)
+    rid, token = run.run_id, run.run_token
+    assert (await bot.post_event(rid, token, 0, "accepted", kind=job.kind, model="tiny"))[0] == 202
+    assert (await bot.post_event(rid, token, 1, "phase", phase="train"))[0] == 202
+    # Out of order: seq 3 arrives before seq 2; it waits for the gap to fill.
+    assert (await bot.post_event(rid, token, 3, "progress", step=10, total=20, loss=2.0))[0] == 202
+    assert (await bot.store_state(rid) if hasattr(bot, "store_state") else None) is None
+    run = await bot.service.store.get_run(rid)
+    assert run.last_seq == 1
+    assert (await bot.post_event(rid, token, 2, "progress", step=5, total=20, loss=3.0))[0] == 202
+    run = await bot.service.store.get_run(rid)
+    assert run.last_seq == 3 and run.state == "running" and run.progress["step"] == 10
+    # A replayed event is recognised, not applied twice.
+    assert (await bot.post_event(rid, token, 2, "progress", step=5, total=20, loss=3.0))[0] == 200
+    subsets = {"agronomy": {"n": 2, "correct": 1}, "arts": {"n": 2, "correct": 2}}
+    questions = {"agronomy/0": True, "agronomy/1": False, "arts/0": True, "arts/1": True}
+    await bot.post_event(rid, token, 4, "eval_result", benchmark="cmmlu", score=0.75, n=4, correct=3,
+                         subsets=subsets, questions=questions)
+    await bot.post_event(rid, token, 5, "finished", status="succeeded")
+    await bot.settle()
+    run = await bot.service.store.get_run(rid)
+    assert run.state == "succeeded"
+    results = await bot.service.store.load_results(rid)
+    assert results.benchmarks["cmmlu"].questions == questions
+    [card] = bot.bot_comments()
+    assert "75" in card and "cmmlu" in card.lower()
+
+
+async def test_forged_and_wrong_run_callbacks_are_refused(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    run = await bot.service.store.get_run(job_of(bot.dispatches()[0]).run_id)
+    status, _ = await bot.post_event(run.run_id, "not-the-token", 0, "accepted", kind="train", model="tiny")
+    assert status == 401
+    status, _ = await bot.post_event("tb-000000000000", run.run_token, 0, "accepted", kind="train", model="x")
+    assert status == 404
+    assert (await bot.service.store.get_run(run.run_id)).last_seq == -1
+
+
+async def test_forged_signature_and_duplicate_delivery(make_bot) -> None:
+    bot = await make_bot()
+    forged = await bot.comment("/train tiny", secret="wrong-secret")
+    assert forged.status == 401
+    first = await bot.comment("/train tiny max_steps=20", delivery_id="11111111-2222-3333-4444-555555555555")
+    again = await bot.comment("/train tiny max_steps=20", delivery_id="11111111-2222-3333-4444-555555555555")
+    assert (first.status, again.status) == (202, 200)
+    await bot.settle()
+    assert len(bot.dispatches()) == 1
+    text = bot.service.metrics.render()
+    assert 'tunebot_webhook_requests_total{outcome="bad_signature"} 1' in text
+    assert 'tunebot_webhook_requests_total{outcome="duplicate"} 1' in text
+
+
+async def test_unauthorized_commenter_gets_a_reason_and_nothing_runs(make_bot) -> None:
+    bot = await make_bot()
+    bot.repo.set_permission("mallory", "read")
+    await bot.comment("/train tiny", login="mallory", association="CONTRIBUTOR")
+    await bot.settle()
+    assert bot.dispatches() == []
+    [reply] = bot.bot_comments()
+    assert "@mallory" in reply and "write" in reply
+
+
+async def test_bots_edits_and_plain_comments_cost_no_github_call(make_bot) -> None:
+    bot = await make_bot()
+    before = len(bot.github.requests)
+    await bot.comment("just a normal review comment")
+    await bot.comment("/train tiny", login="dependabot[bot]", user_type="Bot")
+    await bot.comment("/train tiny", action="edited")
+    await bot.settle()
+    assert len(bot.github.requests) == before and bot.dispatches() == []
+
+
+async def test_status_and_cancel(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    await bot.comment("/status")
+    await bot.settle()
+    assert any(rid in c and "|" in c for c in bot.bot_comments())
+    await bot.comment("/cancel")
+    await bot.settle()
+    run = await bot.service.store.get_run(rid)
+    assert run.state == "cancelled" and "Codertocat" in (run.reason or "")
+    assert bot.github.requests_to("POST", f"*/actions/runs/{run.workflow_run_id}/cancel")
+    # The agent learns it was cancelled from the answer to its next event.
+    status, _ = await bot.post_event(rid, run.run_token, 0, "heartbeat")
+    assert status == 410
+
+
+async def test_retry_dispatches_the_same_job_again(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    first = job_of(bot.dispatches()[0])
+    await bot.comment("/retry")
+    await bot.settle()
+    second = job_of(bot.dispatches()[1])
+    assert second.run_id != first.run_id
+    assert (second.model, second.hyper, second.sha) == (first.model, first.hyper, first.sha)
+    assert (await bot.service.store.get_run(second.run_id)).retry_of == first.run_id
+
+
+async def test_workflow_failure_before_agent_spoke_is_reconciled(make_bot) -> None:
+    bot = await make_bot()
+    bot.github.webhook_url = f"{bot.url}/webhook"
+    bot.github.webhook_secret = "webhook-secret-for-tests"
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    run = await bot.service.store.get_run(job_of(bot.dispatches()[0]).run_id)
+    bot.github.set_run_status(run.workflow_run_id, "completed", "failure")
+    await bot.github.emit_workflow_run(run.workflow_run_id, "completed")
+    await asyncio.sleep(0.05)
+    await bot.settle()
+    run = await bot.service.store.get_run(run.run_id)
+    assert run.state == "failed" and "before the agent reported" in run.reason
+    assert "actions/runs" in run.reason
+    assert any("failed" in c.lower() for c in bot.bot_comments())
+
+
+async def test_fork_pr_needs_a_grant_bound_to_the_head_sha(make_bot) -> None:
+    bot = await make_bot()
+    bot.repo.add_pull(2, head_repo="eve/Hello-World", author="eve")
+    bot.repo.set_permission("eve", "write")
+    await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    assert bot.dispatches() == []
+    assert "/ok-to-train" in bot.bot_comments(2)[-1]
+    await bot.comment("/ok-to-train", number=2)  # Codertocat is admin
+    await bot.settle()
+    await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1
+    # A new push voids the approval: the next /train needs a new one.
+    from tests.fakes.deliveries import deliver, load_payload
+
+    new_sha = "f" * 40
+    bot.repo.pulls[2].head_sha = new_sha
+    payload = load_payload("pull_request.synchronize", number=2, pull_request__number=2,
+                           pull_request__head__sha=new_sha)
+    payload["repository"]["full_name"] = "Codertocat/Hello-World"
+    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, "webhook-secret-for-tests",
+                        session=bot.session)
+    assert res.status == 202
+    await bot.settle()
+    await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1
+    assert "/ok-to-train" in bot.bot_comments(2)[-1]
+
+
+async def test_bot_killed_mid_run_and_restarted_loses_and_doubles_nothing(make_bot, tmp_path) -> None:
+    db = tmp_path / "shared.db"
+    bot = await make_bot(db=db)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")
+    await bot.settle()
+    # "Crash": the next delivery is recorded (202) but never processed, then the process goes away.
+    from bot.app import RUNTIME_KEY
+
+    bot.runner.app[RUNTIME_KEY].stopping = True
+    for task in bot.runner.app[RUNTIME_KEY].tasks:
+        task.cancel()
+    res = await bot.comment("/status")
+    assert res.status == 202
+    github = bot.github
+    await bot.session.close()
+    await bot.runner.cleanup()
+    await bot.service.store.close()
+    # Restart on the same database: the accepted delivery is processed, the run continues, nothing is doubled.
+    bot2 = await make_bot(db=db, github=github)
+    await bot2.settle()
+    run = await bot2.service.store.get_run(rid)
+    await bot2.post_event(rid, run.run_token, 1, "finished", status="succeeded")
+    await bot2.settle()
+    assert (await bot2.service.store.get_run(rid)).state == "succeeded"
+    assert len(bot2.dispatches()) == 1
+    cards = [c for c in bot2.bot_comments() if f"tunebot:run:{rid}" in c]
+    assert len(cards) == 1
+    assert any("|" in c and rid in c and f"tunebot:run:{rid}" not in c for c in bot2.bot_comments())

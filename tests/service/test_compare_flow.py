@@ -1,0 +1,64 @@
+"""/compare: the PR's stored eval is reused, a missing baseline is backfilled, and the comparison is posted."""
+
+import random
+
+from tests.service.conftest import job_of
+
+POLICY = "version: 1\nbenchmarks:\n  default: [cmmlu]\n"
+
+
+def outcomes(seed: int, p_right: float, n: int = 60) -> dict:
+    rnd = random.Random(seed)
+    questions = {f"{s}/{i}": rnd.random() < p_right for s in ("agronomy", "anatomy") for i in range(n // 2)}
+    subsets = {s: {"n": n // 2, "correct": sum(v for k, v in questions.items() if k.startswith(s))}
+               for s in ("agronomy", "anatomy")}
+    correct = sum(questions.values())
+    return {"benchmark": "cmmlu", "score": correct / n, "n": n, "correct": correct, "subsets": subsets,
+            "questions": questions}
+
+
+async def run_to_end(bot, run_id: str, result: dict) -> None:
+    run = await bot.service.store.get_run(run_id)
+    await bot.post_event(run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(run_id, run.run_token, 1, "eval_result", **result)
+    await bot.post_event(run_id, run.run_token, 2, "finished", status="succeeded")
+    await bot.settle()
+
+
+async def test_compare_backfills_the_baseline_then_answers_from_the_store(make_bot) -> None:
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    train = job_of(bot.dispatches()[0])
+    assert train.kind == "train+eval"
+    await run_to_end(bot, train.run_id, outcomes(1, 0.9))
+    # No baseline yet, and nobody asked: no comparison was posted automatically.
+    assert not any("tunebot:compare:" in c for c in bot.bot_comments())
+
+    await bot.comment("/compare main")
+    await bot.settle()
+    dispatched = [job_of(d) for d in bot.dispatches()]
+    assert len(dispatched) == 2  # the PR side came from the store; only the baseline was dispatched
+    baseline = dispatched[1]
+    assert baseline.kind == "eval" and baseline.adapter is None and baseline.model.name == "tiny"
+    assert [b.name for b in baseline.benchmarks] == ["cmmlu"]
+    await run_to_end(bot, baseline.run_id, outcomes(2, 0.3))
+    reports = [c for c in bot.bot_comments() if "tunebot:compare:" in c]
+    assert len(reports) == 1
+    assert "cmmlu" in reports[0].lower() or "CMMLU" in reports[0]
+    assert "significant" in reports[0].lower()
+
+    # Everything is stored now: a second /compare answers at once and dispatches nothing.
+    await bot.comment("/compare main")
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+    reports = [c for c in bot.github.comments_on("Codertocat/Hello-World", 1) if "tunebot:compare:" in c.body]
+    assert len(reports) == 1 and reports[0].edits >= 1  # the report was refreshed in place, not posted twice
+    # An identical /eval is answered from the store too, unless force=true.
+    await bot.comment("/eval cmmlu adapter=latest")
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+    assert any(train.run_id in c and "force=true" in c for c in bot.bot_comments())
+    await bot.comment("/eval cmmlu adapter=latest force=true")
+    await bot.settle()
+    assert len(bot.dispatches()) == 3
