@@ -179,6 +179,13 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
         await runtime.drain()
 
     app.cleanup_ctx.append(lifecycle)
+
+    # --- Slack app mode (bot/slack_app.py): POST /slack/commands and /slack/events, only when configured. Added
+    # after `lifecycle` so that its cleanup runs first: Slack commands still in flight finish while the service is up.
+    if config.slack_signing_secret:
+        from bot.slack_app import mount_slack  # lazily: slack_bolt is only imported when Slack is configured
+
+        mount_slack(app, service)
     return app
 
 

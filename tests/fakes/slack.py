@@ -2,6 +2,10 @@
 
 It checks the bearer token, accepts JSON and form bodies like Slack, records every message, and can answer
 HTTP 429 + Retry-After (`{"ok":false,"error":"ratelimited"}`) or `ok:false` errors on demand.
+
+For the Slack app mode it also answers `auth.test` (what Bolt asks once per token), `chat.postEphemeral`, and the
+slash-command `response_url`s it hands out (`/commands/{team}/{id}/{secret}`; answered `200 ok` in text/plain,
+like Slack's message-response webhooks).
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ class SlackMessage:
     blocks: list[dict[str, Any]] | None
     thread_ts: str | None = None
     updates: list[dict[str, Any]] = field(default_factory=list)  # every chat.update body applied, in order
+    user: str | None = None  # who wrote it (a person's message added by a test); None for the bot's own
+    ephemeral_to: str | None = None  # chat.postEphemeral: the only user who sees it
+
+
+@dataclass(frozen=True)
+class SlackResponse:
+    """One POST to a slash command's response_url."""
+
+    url: str
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,13 @@ class FakeSlack:
         self._counter = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.ephemeral: list[SlackMessage] = []  # chat.postEphemeral, kept apart: nobody else sees these
+        self.responses: list[SlackResponse] = []  # bodies POSTed to response_urls handed out by new_response_url
+        self._response_urls: set[str] = set()
+        # auth.test identity: the bot user whose own messages Bolt ignores.
+        self.team_id = "T0TUNEBOT1"
+        self.bot_user_id = "U0TUNEBOT1"
+        self.bot_id = "B0TUNEBOT1"
 
     @property
     def base_url(self) -> str:
@@ -59,6 +80,7 @@ class FakeSlack:
     async def __aenter__(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_post("/commands/{team}/{id}/{secret}", self._handle_response_url)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -81,6 +103,27 @@ class FakeSlack:
     def in_channel(self, channel: str) -> list[SlackMessage]:
         cid = self._resolve(channel) or channel
         return [m for m in self.messages if m.channel == cid]
+
+    def thread(self, channel: str, thread_ts: str) -> list[SlackMessage]:
+        """The replies in a thread, oldest first (not the parent message)."""
+        cid = self._resolve(channel) or channel
+        return [m for m in self.messages if m.channel == cid and m.thread_ts == thread_ts]
+
+    def add_user_message(self, channel: str, text: str, *, user: str, thread_ts: str | None = None) -> str:
+        """A message a person wrote (so that a later event can point at it); returns its ts."""
+        cid = self._resolve(channel)
+        if cid is None:
+            raise KeyError(f"unknown channel {channel!r}")
+        ts = f"{int(time.time()):010d}.{next(self._counter):06d}"
+        self.messages.append(SlackMessage(cid, ts, text, None, thread_ts, user=user))
+        return ts
+
+    def new_response_url(self, team: str | None = None) -> str:
+        """A slash command's response_url, in Slack's shape (hooks.slack.com/commands/T…/…/…), served here."""
+        n = next(self._counter)
+        url = f"http://127.0.0.1:{self.port}/commands/{team or self.team_id}/{n:012d}/secret{n:06d}"
+        self._response_urls.add(url)
+        return url
 
     # ------------------------------------------------------------------ server
     def _resolve(self, channel: str) -> str | None:
@@ -134,6 +177,13 @@ class FakeSlack:
         forced = self._take(self._errors, method)
         if forced is not None:
             return self._answer(method, body, auth, {"ok": False, "error": forced})
+        if method == "auth.test":
+            return self._answer(method, body, auth, {
+                "ok": True, "url": "https://tunebot-test.slack.com/", "team": "Tunebot Test", "user": "tunebot",
+                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
+                "is_enterprise_install": False})
+        if method == "chat.postEphemeral":
+            return self._post_ephemeral(body, auth)
         if method == "chat.postMessage":
             return self._post(body, auth)
         if method == "chat.update":
@@ -195,3 +245,34 @@ class FakeSlack:
         return self._answer("chat.update", body, auth, {"ok": True, "channel": channel, "ts": ts,
                                                         "text": msg.text or "",
                                                         "message": {"text": msg.text or "", "user": "U0TUNEBOT1"}})
+
+    def _post_ephemeral(self, body: dict[str, Any], auth: str | None) -> web.Response:
+        method = "chat.postEphemeral"
+        channel = self._resolve(str(body.get("channel") or ""))
+        if channel is None:
+            return self._answer(method, body, auth, {"ok": False, "error": "channel_not_found"})
+        user = str(body.get("user") or "")
+        if not user:
+            return self._answer(method, body, auth, {"ok": False, "error": "user_not_in_channel"})
+        error = self._check_content(body)
+        if error:
+            return self._answer(method, body, auth, {"ok": False, "error": error})
+        ts = f"{int(time.time()):010d}.{next(self._counter):06d}"
+        self.ephemeral.append(SlackMessage(channel, ts, body.get("text"), body.get("blocks"), body.get("thread_ts"),
+                                           ephemeral_to=user))
+        return self._answer(method, body, auth, {"ok": True, "message_ts": ts})
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        url = f"http://127.0.0.1:{self.port}{request.path}"
+        if url not in self._response_urls:
+            return web.Response(status=404, text="no_service", content_type="text/plain")
+        try:
+            parsed = json.loads(await request.read() or b"null")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return web.Response(status=400, text="invalid_payload", content_type="text/plain")
+        if not parsed.get("text") and not parsed.get("blocks"):
+            return web.Response(status=400, text="no_text", content_type="text/plain")
+        self.responses.append(SlackResponse(url, parsed))
+        return web.Response(status=200, text="ok", content_type="text/plain")

@@ -21,7 +21,7 @@ from bot.service import Service
 from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
 from tests.fakes.deliveries import DeliveryResult, deliver, pr_comment_payload
-from tests.fakes.github import FakeGitHub, FakeRepo
+from tests.fakes.github import FakeGitHub, FakeRepo, generate_app_key, public_key_of
 
 SECRET = "webhook-secret-for-tests"
 SIGNING_KEY = "job-signing-key-for-tests"
@@ -89,10 +89,11 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
     made: list[Bot] = []
 
     async def make(*, db: Path | None = None, on_dispatch: Any = None, policy: str | None = None,
-                   github: FakeGitHub | None = None, **config: Any) -> Bot:
+                   github: FakeGitHub | None = None, app: bool = False, **config: Any) -> Bot:
         gh = github
+        key = generate_app_key() if app else None
         if gh is None:
-            gh = FakeGitHub(on_dispatch=on_dispatch)
+            gh = FakeGitHub(on_dispatch=on_dispatch, app_public_key=public_key_of(key) if key else None)
             await gh.start()
             repo = gh.add_repo(REPO)
             repo.add_workflow(WORKFLOW, "tunebot run", inputs={"run_id", "job", "job_sig", "sha", "callback_url"})
@@ -102,12 +103,17 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
                 repo.add_file(".tunebot.yml", policy)
         else:
             repo = gh.repos[REPO.lower()]
-        cfg = load_config(environ={}, webhook_secret=Secret(SECRET), github_token=Secret(gh.token),
+        if key is not None:
+            config.update(app_id=str(gh.app_id), private_key=Secret(key))
+        else:
+            config.update(github_token=Secret(gh.token))
+        cfg = load_config(environ={}, webhook_secret=Secret(SECRET),
                           github_api_url=gh.url, job_signing_key=Secret(SIGNING_KEY),
                           database_url=f"sqlite:///{db or tmp_path / 'bot.db'}", card_edit_interval_s=0.0,
                           **config)
-        port = PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0,
-                                       retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+        retry = RetryPolicy(max_attempts=3, base_delay=0.01)
+        port = PyGithubPort.with_app(gh.url, gh.app_id, key, min_write_interval=0, retry=retry) if key else \
+            PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, retry=retry)
         service = await open_service(cfg, github=port)
         app = build_app(service)
         runner = web.AppRunner(app, access_log=None)

@@ -219,3 +219,20 @@ async def test_bot_killed_mid_run_and_restarted_loses_and_doubles_nothing(make_b
     cards = [c for c in bot2.bot_comments() if f"tunebot:run:{rid}" in c]
     assert len(cards) == 1
     assert any("|" in c and rid in c and f"tunebot:run:{rid}" not in c for c in bot2.bot_comments())
+
+
+async def test_app_mode_creates_and_completes_a_check_run(make_bot) -> None:
+    bot = await make_bot(app=True)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    assert bot.github.issued_tokens, "App mode must authenticate with an installation token"
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    assert run.check_run_id is not None
+    check = bot.github.check_runs[run.check_run_id]
+    assert check.head_sha == run.head_sha
+    await bot.post_event(rid, run.run_token, 0, "finished", status="failed", reason="CUDA out of memory")
+    await bot.settle()
+    check = bot.github.check_runs[run.check_run_id]
+    assert (check.status, check.conclusion) == ("completed", "failure")
+    assert "CUDA out of memory" in next(c for c in bot.bot_comments() if rid in c)
