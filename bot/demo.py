@@ -23,8 +23,9 @@ async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
     train = "/train tiny preset=tiny-demo" + (f" max_steps={steps}" if steps else "")
     async with LocalSession(workdir, runs_dir, agent_args=agent_args, terminal=term) as session:
         store = session.service.store
-        _banner(term, "1/3  Fine-tune the built-in tiny Qwen2 with LoRA (ms-swift), then evaluate it (EvalScope)\n"
-                      "     on real C-Eval and CMMLU questions. This is what a PR comment does on a GPU runner.")
+        _banner(term, "1/3  Fine-tune the built-in tiny Qwen2 with LoRA (ms-swift), then evaluate it (EvalScope) on\n"
+                      "     real C-Eval and CMMLU questions — what a PR comment does on a GPU runner. No baseline is\n"
+                      "     stored yet, so tunebot also evaluates the base model and posts the comparison.")
         await session.say(train)
         runs = await store.runs_for_pr(session.github.repo, 1)
         trained = next((r for r in runs if r.kind in ("train", "train+eval")), None)
@@ -33,11 +34,12 @@ async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
             print(f"\ntunebot demo: training did not succeed: {reason}", file=term.stream)
             return 1
 
-        _banner(term, "2/3  Evaluate the base model (no adapter) on the same questions: the baseline.")
+        _banner(term, "2/3  /eval of the base model: results are content-addressed, so the identical eval that just\n"
+                      "     ran as the baseline is answered from the store instead of being paid for twice.")
         await session.say("/eval ceval cmmlu model=tiny")
 
-        _banner(term, "3/3  Compare: paired per-question outcomes, McNemar's exact test, a bootstrap interval.\n"
-                      "     Both sides are stored now, so this answers at once and dispatches nothing.")
+        _banner(term, "3/3  /compare main: paired per-question outcomes, McNemar's exact test, a bootstrap interval.\n"
+                      "     Both sides are stored, so it answers at once and dispatches nothing.")
         before = len(session.github.runs)
         await session.say("/compare main")
         dispatched = len(session.github.runs) - before

@@ -646,10 +646,14 @@ class Service:
         if run.job_spec is None:
             return False
         base_ref = intent.message_id if intent is not None else "main"
+        job = job_from_dict(run.job_spec)
+        # An adapter evaluated on a PR is a change someone wants measured: compare it with the base model, running
+        # the baseline eval if none is stored (it is content-addressed, so every later PR reuses it). A base-model
+        # eval is itself a baseline and is only compared when asked.
+        wants = intent is not None or job.adapter is not None or job.kind == "train+eval"
         try:
-            return await self.compare_with_baseline(run.repo, run.number, results, job_from_dict(run.job_spec),
-                                                    run.run_id, base_ref=base_ref,
-                                                    explicit=intent is not None and baseline_run is None,
+            return await self.compare_with_baseline(run.repo, run.number, results, job, run.run_id,
+                                                    base_ref=base_ref, explicit=wants and baseline_run is None,
                                                     policy=policy)
         except (PlanError, CompareError, SpecError) as exc:
             log.warning("comparison for %s failed: %s", run.run_id, exc)

@@ -25,35 +25,32 @@ async def run_to_end(bot, run_id: str, result: dict) -> None:
     await bot.settle()
 
 
-async def test_compare_backfills_the_baseline_then_answers_from_the_store(make_bot) -> None:
+async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_store(make_bot) -> None:
     bot = await make_bot(policy=POLICY)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     train = job_of(bot.dispatches()[0])
     assert train.kind == "train+eval"
     await run_to_end(bot, train.run_id, outcomes(1, 0.9))
-    # No baseline yet, and nobody asked: no comparison was posted automatically.
-    assert not any("tunebot:compare:" in c for c in bot.bot_comments())
-
-    await bot.comment("/compare main")
-    await bot.settle()
+    # The PR's adapter was evaluated and no baseline is stored: the base-model eval is backfilled at once.
     dispatched = [job_of(d) for d in bot.dispatches()]
-    assert len(dispatched) == 2  # the PR side came from the store; only the baseline was dispatched
+    assert len(dispatched) == 2
     baseline = dispatched[1]
     assert baseline.kind == "eval" and baseline.adapter is None and baseline.model.name == "tiny"
     assert [b.name for b in baseline.benchmarks] == ["cmmlu"]
+    assert [b.subsets for b in baseline.benchmarks] == [b.subsets for b in train.benchmarks]
     await run_to_end(bot, baseline.run_id, outcomes(2, 0.3))
     reports = [c for c in bot.bot_comments() if "tunebot:compare:" in c]
     assert len(reports) == 1
-    assert "cmmlu" in reports[0].lower() or "CMMLU" in reports[0]
-    assert "significant" in reports[0].lower()
+    assert "CMMLU" in reports[0] and "significant" in reports[0].lower()
 
-    # Everything is stored now: a second /compare answers at once and dispatches nothing.
+    # /compare now finds both sides stored: no dispatch, the report is refreshed in place.
     await bot.comment("/compare main")
     await bot.settle()
     assert len(bot.dispatches()) == 2
     reports = [c for c in bot.github.comments_on("Codertocat/Hello-World", 1) if "tunebot:compare:" in c.body]
-    assert len(reports) == 1 and reports[0].edits >= 1  # the report was refreshed in place, not posted twice
+    assert len(reports) == 1 and reports[0].edits >= 1
+
     # An identical /eval is answered from the store too, unless force=true.
     await bot.comment("/eval cmmlu adapter=latest")
     await bot.settle()
