@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -116,7 +117,16 @@ def runs_main(argv: list[str]) -> int:
     ls.add_argument("number", type=int, help="PR or issue number")
     show = sub.add_parser("show", help="one run with its events and results")
     show.add_argument("run_id")
+    from bot.leaderboard import add_arguments, leaderboard_main
+
+    board = sub.add_parser("leaderboard", help="rank downloaded run results; --post keeps them on an issue / Slack",
+                           description="Rank the results of runs (DIR/<artifact>/results.json) per benchmark, print "
+                                       "the Markdown, and with --post keep it in one issue comment and post to "
+                                       "Slack (the scheduled leaderboard workflow).")
+    add_arguments(board)
     args = parser.parse_args(argv)
+    if args.action == "leaderboard":  # reads run outputs, not the store: no service configuration needed
+        return leaderboard_main(args, os.environ)
     try:
         config = _config(args)
     except ConfigError as exc:

@@ -406,7 +406,7 @@ def test_leaderboard_posts_after_all_models_even_if_some_failed(board_wf: dict[s
 def test_leaderboard_commands(board_wf: dict[str, Any]) -> None:
     spec = step_named(board_wf, "evaluate", "Write the job spec")["run"]
     assert 'tunebot parse --emit-job "$RUNNER_TEMP/tunebot/job.json"' in spec
-    assert '"/eval $TUNEBOT_MODEL $TUNEBOT_BENCHMARKS"' in spec
+    assert '"/eval $TUNEBOT_BENCHMARKS model=$TUNEBOT_MODEL"' in spec  # the /eval grammar: benchmarks, then model=
     evaluate = step_named(board_wf, "evaluate", "Evaluate")["run"]
     assert 'tunebot agent run --job "$RUNNER_TEMP/tunebot/job.json" --out "$RUNNER_TEMP/tunebot/out"' in evaluate
     post = step_named(board_wf, "post", "Post the ranking")["run"]
