@@ -545,7 +545,11 @@ class Service:
         d = ev.data
         rid = run.run_id
         if ev.type in ("accepted", "phase", "progress", "heartbeat") and not run.finished:
-            await self.store.advance_run(rid, "running", now=now)
+            started, changed = await self.store.advance_run(rid, "running", now=now)
+            if changed and self.config.app_mode:
+                await self.store.enqueue(f"check:{rid}:start", "check_update",
+                                         {"repo": run.repo, "run_id": rid, "status": "in_progress",
+                                          "details_url": started.workflow_url}, now, run_id=rid)
         if ev.type == "phase":
             await self.store.update_run(rid, now=now, phase=str(d["phase"]))
             if self.chat is not None:

@@ -87,6 +87,7 @@ def job_of(dispatch: dict[str, Any]) -> Any:
 @pytest.fixture
 async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
     made: list[Bot] = []
+    sessions: list[aiohttp.ClientSession] = []
 
     async def make(*, db: Path | None = None, on_dispatch: Any = None, policy: str | None = None,
                    github: FakeGitHub | None = None, app: bool = False, **config: Any) -> Bot:
@@ -114,7 +115,10 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         retry = RetryPolicy(max_attempts=3, base_delay=0.01)
         port = PyGithubPort.with_app(gh.url, gh.app_id, key, min_write_interval=0, retry=retry) if key else \
             PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, retry=retry)
-        service = await open_service(cfg, github=port)
+        chat_session = aiohttp.ClientSession() if (cfg.slack_token or cfg.dingtalk_robots) else None
+        if chat_session is not None:
+            sessions.append(chat_session)
+        service = await open_service(cfg, github=port, session=chat_session)
         app = build_app(service)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -134,6 +138,8 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         await bot.service.store.close()
         await bot.service.github.close()  # type: ignore[attr-defined]
         await bot.github.close()
+    for session in sessions:
+        await session.close()
 
 
 def event_json(run_id: str, seq: int, type_: str, **data: Any) -> str:

@@ -231,7 +231,10 @@ async def test_app_mode_creates_and_completes_a_check_run(make_bot) -> None:
     assert run.check_run_id is not None
     check = bot.github.check_runs[run.check_run_id]
     assert check.head_sha == run.head_sha
-    await bot.post_event(rid, run.run_token, 0, "finished", status="failed", reason="CUDA out of memory")
+    await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")
+    await bot.settle()
+    assert bot.github.check_runs[run.check_run_id].status == "in_progress"
+    await bot.post_event(rid, run.run_token, 1, "finished", status="failed", reason="CUDA out of memory")
     await bot.settle()
     check = bot.github.check_runs[run.check_run_id]
     assert (check.status, check.conclusion) == ("completed", "failure")

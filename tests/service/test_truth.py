@@ -1,0 +1,63 @@
+"""Keeping the truth without the agent: the periodic sweep, and the seed's trigger (training configs in a PR)."""
+
+
+from tests.fakes.deliveries import deliver, load_payload
+from tests.service.conftest import REPO, SECRET, job_of
+
+CONFIG = """tunebot: train
+model: tiny
+hyper:
+  max_steps: 30
+benchmarks: none
+"""
+
+
+async def test_sweep_fails_a_run_whose_runner_died_silently(make_bot) -> None:
+    bot = await make_bot(stale_run_after_s=60.0)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    # The runner died: GitHub marks the job failed, but no webhook reached us and the agent never spoke.
+    bot.github.set_run_status(run.workflow_run_id, "completed", "failure")
+    assert await bot.service.sweep() == 0  # not stale yet: nothing is asked of GitHub
+    later = bot.service.clock() + 3600
+    bot.service.clock = lambda: later
+    assert await bot.service.sweep() == 1
+    await bot.settle()
+    run = await bot.service.store.get_run(rid)
+    assert run.state == "failed" and f"actions/runs/{run.workflow_run_id}" in run.reason
+    assert any("failed" in c.lower() for c in bot.bot_comments() if rid in c)
+
+
+async def test_a_pr_touching_a_training_config_trains_when_the_policy_says_so(make_bot) -> None:
+    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+    pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml", "README.md"])
+    bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
+    payload = load_payload("pull_request.opened", number=3)
+    payload["repository"]["full_name"] = REPO
+    payload["pull_request"]["number"] = 3
+    payload["pull_request"]["head"]["sha"] = pull.head_sha
+    payload["pull_request"]["user"]["login"] = "Codertocat"
+    payload["sender"]["login"] = "Codertocat"
+    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    assert res.status == 202
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    job = job_of(dispatch)
+    assert job.model.name == "tiny" and job.hyper.max_steps == 30 and job.sha == pull.head_sha
+    assert job.kind == "train"
+
+
+async def test_auto_train_is_off_by_default(make_bot) -> None:
+    bot = await make_bot()
+    pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
+    bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
+    payload = load_payload("pull_request.opened", number=3)
+    payload["repository"]["full_name"] = REPO
+    payload["pull_request"]["number"] = 3
+    await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    await bot.settle()
+    assert bot.dispatches() == []
+
+
