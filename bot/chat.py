@@ -88,6 +88,8 @@ class Chat:
                 await self._enqueue(f"slack:{run.run_id}:{run.state}", "slack_reply",
                                     {"run_id": run.run_id, "text": slack_milestone_text(view, run.state, lang)},
                                     run.run_id)
+        if final and run.state in _FINAL:
+            await self._to_asking_thread(run.run_id, run.state, slack_milestone_text(view, run.state, lang))
         robot = policy.notify.dingtalk_robot
         if robot and robot in self.robots:
             if final and run.state in _FINAL:
@@ -106,8 +108,22 @@ class Chat:
         await self._enqueue(f"slack:{run.run_id}:{key}", "slack_reply", {"run_id": run.run_id, "text": text},
                             run.run_id)
 
+    async def _to_asking_thread(self, run_id: str, key: str, text: str, blocks: Any = None) -> None:
+        """A run started from Slack reports back in the thread it was asked in (besides the policy's channel)."""
+        assert self.service is not None
+        if self.slack is None:
+            return
+        thread = await self.service.store.message_for(run_id, "slack_thread")
+        if thread is None:
+            return
+        await self._enqueue(f"slackthread:{run_id}:{key}", "slack_reply",
+                            {"run_id": run_id, "text": text, "blocks": blocks, "channel": thread.channel,
+                             "thread_ts": thread.message_id}, run_id)
+
     async def comparison(self, run: Run, comparison: Comparison, conclusion: Conclusion, policy: Policy) -> None:
         lang = policy.language
+        msg = slack_comparison_message(comparison, conclusion, lang)
+        await self._to_asking_thread(run.run_id, "compare", msg.get("text", ""), msg.get("blocks"))
         if policy.notify.slack_channel and self.slack is not None:
             msg = slack_comparison_message(comparison, conclusion, lang)
             await self._enqueue(f"slack:{run.run_id}:compare", "slack_reply",
@@ -141,6 +157,9 @@ class Chat:
 
     async def _slack_reply(self, p: Mapping[str, Any], item: OutboxItem) -> Mapping[str, Any]:
         assert self.slack is not None and self.service is not None
+        if p.get("thread_ts"):
+            ts = await self.slack.post(p["channel"], p["text"], p.get("blocks"), thread_ts=p["thread_ts"])
+            return {"ts": ts}
         known = await self.service.store.message_for(p["run_id"], "slack")
         if known is None:
             raise RuntimeError("Slack run message not posted yet")

@@ -551,6 +551,10 @@ class SlackBridge:
                        if (r.trigger_key or "").startswith(trigger + ":")]
             for run in reversed(started):  # oldest first, as they were started
                 await answer.say(self._started_text(run, target))
+                if isinstance(answer, ThreadAnswer):
+                    # The run's outcome and comparison come back to the thread that asked (bot/chat.py).
+                    await service.store.remember_message(run.run_id, "slack_thread", answer.thread_ts,
+                                                         now=service.now(), channel=answer.channel)
             if not said and not started:
                 await answer.say(f"Nothing to do: no tunebot command in `{esc(command) or 'this message'}`. "
                                  f"Try `/{self.config.command_name} help`.")

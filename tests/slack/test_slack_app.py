@@ -45,6 +45,13 @@ async def test_slash_command_dispatches_and_answers_in_a_thread(make_slack_bot) 
     assert all(c.authorization == f"Bearer {sb.slack.token}" for c in posts)
     # GitHub keeps the record as for a comment: the sticky run card on the PR.
     assert any(f"tunebot:run:{job.run_id}" in c for c in sb.bot.bot_comments())
+    # When the run ends, the outcome comes back to the thread that asked.
+    await sb.bot.post_event(run.run_id, run.run_token, 0, "finished", status="failed", reason="out of memory")
+    await sb.settle()
+    await sb.bot.settle()
+    outcome = [m for m in _bot_messages(sb) if m.thread_ts == root.ts and job.run_id in m.text
+               and "Started" not in m.text]
+    assert outcome and "out of memory" in outcome[-1].text
 
 
 async def test_unmapped_slack_user_gets_an_ephemeral_explanation_and_nothing_runs(make_slack_bot) -> None:
