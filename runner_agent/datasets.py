@@ -1,0 +1,142 @@
+"""Training data for `swift sft`: resolves each job dataset to what ms-swift reads, with a content hash.
+
+- `builtin` `tiny-mcq`: answer-format rows built from the benchmark packs' few-shot `dev` splits only (never an
+  evaluated question), in EvalScope's 0-shot prompt format, the assistant replying `答案：X`. Cached by content.
+- `local`: a file of the checked-out repository (path relative to `--repo-dir`, which it must stay inside).
+- `modelscope` / `huggingface`: a hub dataset id, handed to ms-swift (which caches it under the agent's cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from commands.jobspec import DatasetRef
+
+from . import mcq_format, packs
+from .errors import AgentError
+
+TINY_MCQ_VERSION = 1
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    name: str
+    source: str
+    swift_arg: str  # what goes after --dataset
+    sha256: str | None  # content hash for local/builtin files; None for hub ids (the hub revision is unknown here)
+    rows: int | None
+    path: Path | None = None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tiny_mcq_rows(bench_data: Path) -> list[dict[str, object]]:
+    """The rows of `tiny-mcq`: every dev-split question of the C-Eval and CMMLU packs, in a fixed order."""
+    rows: list[dict[str, object]] = []
+    for benchmark in ("ceval", "cmmlu"):
+        split = packs.FEWSHOT_SPLIT[benchmark]
+        for subject in packs.available_subjects(bench_data, benchmark, split):
+            if benchmark == "ceval" and subject not in mcq_format.CEVAL_SUBJECTS_ZH:
+                raise AgentError(f"ceval pack holds an unknown subject {subject!r} ({bench_data / benchmark / split})")
+            for r in packs.read_rows(bench_data, benchmark, split, subject):
+                rows.append(
+                    {
+                        "messages": [
+                            {"role": "user", "content": mcq_format.prompt(benchmark, subject, r.question, r.choices)},
+                            {"role": "assistant", "content": mcq_format.answer_line(r.answer)},
+                        ]
+                    }
+                )
+    return rows
+
+
+def build_tiny_mcq(bench_data: Path | None, cache: Path) -> PreparedDataset:
+    if bench_data is None or not bench_data.is_dir():
+        raise AgentError(
+            "the built-in dataset tiny-mcq is made from the benchmark packs' dev splits, but no benchmark data "
+            "directory is available: pass --bench-data DIR (holding ceval/ and cmmlu/) or set TUNEBOT_BENCH_DATA"
+        )
+    rows = tiny_mcq_rows(bench_data)
+    if not rows:
+        raise AgentError(
+            f"tiny-mcq: no dev-split questions under {bench_data} (expected ceval/dev/*.csv, cmmlu/dev/*.csv)"
+        )
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    path = cache / f"tiny-mcq-v{TINY_MCQ_VERSION}-{digest[:16]}.jsonl"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return PreparedDataset("tiny-mcq", "builtin", str(path), digest, len(rows), path)
+
+
+def resolve_local(ref: DatasetRef, repo_dir: Path) -> PreparedDataset:
+    root = repo_dir.resolve()
+    candidate = (root / ref.id).resolve()
+    if not candidate.is_relative_to(root):
+        raise AgentError(f"dataset {ref.name!r}: {ref.id!r} points outside the repository ({root})")
+    if not candidate.exists():
+        raise AgentError(f"dataset {ref.name!r}: {ref.id} does not exist in the repository checkout at {root}")
+    if not candidate.is_file():
+        raise AgentError(f"dataset {ref.name!r}: {ref.id} is not a file")
+    if candidate.suffix.lower() not in LOCAL_SUFFIXES:
+        raise AgentError(f"dataset {ref.name!r}: {ref.id} must be one of {', '.join(LOCAL_SUFFIXES)}")
+    if candidate.stat().st_size == 0:
+        raise AgentError(f"dataset {ref.name!r}: {ref.id} is empty")
+    rows = None
+    if candidate.suffix.lower() == ".jsonl":
+        rows = 0
+        with candidate.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise AgentError(f"dataset {ref.name!r}: {ref.id} line {lineno} is not JSON ({exc.msg})") from None
+                rows += 1
+    return PreparedDataset(ref.name, "local", str(candidate), sha256_file(candidate), rows, candidate)
+
+
+def prepare(
+    refs: tuple[DatasetRef, ...], *, repo_dir: Path, bench_data: Path | None, cache: Path
+) -> list[PreparedDataset]:
+    """Resolve every training dataset up front, so a missing file fails the run before any training starts."""
+    out: list[PreparedDataset] = []
+    hubs = {r.source for r in refs if r.source in ("modelscope", "huggingface")}
+    if len(hubs) > 1:
+        raise AgentError("a job may take hub datasets from one hub only (ModelScope or Hugging Face), not both")
+    for ref in refs:
+        if ref.max_samples is not None and ref.max_samples <= 0:
+            raise AgentError(f"dataset {ref.name!r}: max_samples must be positive, got {ref.max_samples}")
+        if ref.source == "builtin":
+            if ref.id != "tiny-mcq":
+                raise AgentError(f"unknown built-in dataset {ref.id!r}; the agent builds only 'tiny-mcq'")
+            prepared = build_tiny_mcq(bench_data, cache)
+        elif ref.source == "local":
+            prepared = resolve_local(ref, repo_dir)
+        else:
+            if not ref.id or ref.id.startswith("-") or any(c.isspace() for c in ref.id):
+                raise AgentError(f"dataset {ref.name!r}: {ref.id!r} is not a hub dataset id")
+            prepared = PreparedDataset(ref.name, ref.source, ref.id, None, None)
+        if ref.max_samples is not None:
+            # ms-swift's `<dataset>#N` samples N rows (seeded by --data_seed).
+            prepared = PreparedDataset(
+                prepared.name, prepared.source, f"{prepared.swift_arg}#{ref.max_samples}", prepared.sha256,
+                prepared.rows, prepared.path,
+            )
+        out.append(prepared)
+    return out

@@ -1,0 +1,105 @@
+"""Small pieces of the agent: configuration from flags and environment, scratch hygiene, error excerpts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from runner_agent import cli
+from runner_agent.procs import headline, meaningful
+from runner_agent.runner import SCRATCH_OWNER, _best_effort_identity, gpu_available, scratch_space, sweep_stale_scratch
+
+
+def _config(argv: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    args = cli._parser().parse_args(argv)
+    return cli.build_config(args, env)
+
+
+def test_flags_win_over_environment_and_environment_over_defaults(tmp_path: Path) -> None:
+    env = {"TUNEBOT_CACHE": str(tmp_path / "env-cache"), "TUNEBOT_OFFLINE": "yes", "TUNEBOT_HUB": "huggingface",
+           "TUNEBOT_BENCH_DATA": str(tmp_path / "packs"), "TUNEBOT_MIN_FREE_GB": "3",
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "HOME": str(tmp_path)}
+    cfg, _ = _config(["run", "--job", "j.json", "--out", str(tmp_path / "o")], env)
+    assert cfg.cache == (tmp_path / "env-cache").resolve() and cfg.offline and cfg.hub == "huggingface"
+    assert cfg.bench_data == (tmp_path / "packs").resolve() and cfg.min_free_gb == 3.0
+    assert cfg.github_step_summary == tmp_path / "summary.md"
+    cfg, _ = _config(["run", "--job", "j.json", "--out", "o", "--cache", str(tmp_path / "flag"), "--hub",
+                      "modelscope", "--bench-data", str(tmp_path / "b")], env)
+    assert cfg.cache == (tmp_path / "flag").resolve() and cfg.hub == "modelscope"
+    assert cfg.bench_data == (tmp_path / "b").resolve() and cfg.bench_data_origin == "--bench-data"
+
+
+def test_defaults_use_the_home_cache_and_the_packs_beside_the_repo(tmp_path: Path) -> None:
+    cfg, notes = _config(["run", "--job", "j.json", "--out", "o"], {"HOME": str(tmp_path)})
+    assert cfg.cache == (Path.home() / ".cache" / "tunebot").resolve()
+    assert not cfg.offline and cfg.hub == "modelscope"
+    if cli.DEFAULT_BENCH_DATA.is_dir():
+        assert cfg.bench_data == cli.DEFAULT_BENCH_DATA.resolve()
+        assert any("beside the repo" in n for n in notes)
+
+
+def test_the_agent_subcommand_is_routed_from_the_tunebot_cli() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tunebot", "agent", "run", "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert "--bench-data" in proc.stdout and "143" in proc.stdout
+
+
+def test_scratch_is_removed_whatever_happens(tmp_path: Path) -> None:
+    root = tmp_path / "scratch"
+    try:
+        with scratch_space(root, "run-1") as path:
+            (path / "big.bin").write_bytes(b"x" * 1000)
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert list(root.iterdir()) == []
+
+
+def test_stale_scratch_of_a_dead_agent_is_swept(tmp_path: Path) -> None:
+    root = tmp_path / "scratch"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, alive, foreign = root / "old-1", root / "live-1", root / "other-host"
+    for d, owner in ((stale, dead.pid), (alive, os.getpid())):
+        d.mkdir(parents=True)
+        (d / SCRATCH_OWNER).write_text(f"{socket.gethostname()}:{owner}\n", encoding="utf-8")
+    foreign.mkdir()
+    (foreign / SCRATCH_OWNER).write_text(f"elsewhere:{dead.pid}\n", encoding="utf-8")
+    assert sweep_stale_scratch(root) == [stale]
+    assert not stale.exists() and alive.exists() and foreign.exists()
+
+
+def test_a_broken_job_still_yields_its_run_id_and_callback() -> None:
+    assert _best_effort_identity('{"run_id": "r-1", "callback": {"url": "http://x", "token": "t"}, "kind": 3}') == (
+        "r-1", {"url": "http://x", "token": "t"})
+    assert _best_effort_identity('{"run_id": "../../etc"}') == ("invalid-job", None)
+    assert _best_effort_identity("[1, 2]") == ("invalid-job", None)
+
+
+def test_gpu_detection_respects_cuda_visible_devices() -> None:
+    assert gpu_available({"CUDA_VISIBLE_DEVICES": ""}) is False
+    assert gpu_available({"CUDA_VISIBLE_DEVICES": "-1"}) is False
+    assert gpu_available({}) == (Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists())
+
+
+def test_error_excerpt_keeps_the_traceback_and_drops_noise() -> None:
+    lines = [
+        "Train:  10%|█         | 1/10 [00:00<00:00, 32.23it/s]",
+        "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'.",
+        "[INFO:swift] loading model",
+        "Traceback (most recent call last):",
+        '  File "sft.py", line 3, in <module>',
+        "    main()",
+        "    ^^^^^^",
+        "ValueError: remaining_argv: ['--train_type', 'lora']",
+        "",
+    ]
+    kept = meaningful(lines)
+    assert kept[0].startswith("Traceback") and kept[-1].startswith("ValueError")
+    assert not any("%|" in k or "gemm_4bit" in k or k.strip() == "^^^^^^" for k in kept)
+    assert headline(kept) == "ValueError: remaining_argv: ['--train_type', 'lora']"
+    assert meaningful(["\x1b[31mERROR\x1b[0m: disk full"]) == ["ERROR: disk full"]
