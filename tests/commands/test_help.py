@@ -60,7 +60,7 @@ def test_catalog_topics(catalog) -> None:
     limited = parse_policy("models: {allowed: [tiny]}\ndatasets: {dir: corpora}\n")
     assert isinstance(limited, Policy)
     assert "qwen" not in render_help("models", catalog=catalog, policy=limited)
-    assert "Default subjects: agronomy, anatomy, arts." in render_help("benchmarks", catalog=catalog)
+    assert "Default subjects: agronomy, anatomy." in render_help("benchmarks", catalog=catalog)
     datasets = render_help("datasets", catalog=catalog, policy=limited)
     assert "`alpaca-zh`" in datasets and "under `corpora/`" in datasets
     assert "`quick` — A smoke test" in render_help("presets", catalog=catalog)
