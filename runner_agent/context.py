@@ -74,7 +74,7 @@ class RunContext:
                 "MPLCONFIGDIR": str(cache / "mpl"),
                 # Processed-dataset caches are per run: they are large, run-specific and go with the scratch space.
                 "HF_DATASETS_CACHE": str(self.scratch / "hf-datasets"),
-                "TMPDIR": str(self.scratch / "tmp"),
+                "TMPDIR": str((self.scratch / "tmp").resolve()),  # may be a short directory elsewhere
                 "PYTHONUNBUFFERED": "1",
                 "TOKENIZERS_PARALLELISM": "false",
                 "HF_HUB_DISABLE_TELEMETRY": "1",

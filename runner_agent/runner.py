@@ -77,6 +77,9 @@ def sweep_stale_scratch(root: Path) -> list[Path]:
     return removed
 
 
+SHORT_TMP_LIMIT = 48  # leaves room for pymp-XXXXXXXX/listener-XXXXXXXX under 107 bytes
+
+
 @contextlib.contextmanager
 def scratch_space(root: Path, run_id: str) -> Iterator[Path]:
     """A private directory for one run, removed at the end whatever happens."""
@@ -84,9 +87,17 @@ def scratch_space(root: Path, run_id: str) -> Iterator[Path]:
     sweep_stale_scratch(root)
     path = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=root))
     (path / SCRATCH_OWNER).write_text(f"{socket.gethostname()}:{os.getpid()}\n", encoding="utf-8")
+    short: Path | None = None
+    if len(str(path / "tmp")) > SHORT_TMP_LIMIT:
+        # The tools' TMPDIR holds multiprocessing's AF_UNIX sockets, whose paths may not exceed 107 bytes: under a
+        # deep cache directory `datasets.map` dies with "AF_UNIX path too long". Give them a short one instead.
+        short = Path(tempfile.mkdtemp(prefix=f"tb-{run_id[:16]}-"))
+        (path / "tmp").symlink_to(short, target_is_directory=True)
     try:
         yield path
     finally:
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)
         shutil.rmtree(path, ignore_errors=True)
 
 
