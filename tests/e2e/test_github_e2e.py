@@ -16,7 +16,7 @@ import pytest
 from bot.config import DingTalkRobot, Secret
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.slack import FakeSlack
-from tests.service.conftest import REPO, SIGNING_KEY, job_of
+from tests.service.conftest import SIGNING_KEY, job_of
 
 pytestmark = pytest.mark.slow
 
