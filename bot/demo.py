@@ -45,6 +45,8 @@ async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
         dispatched = len(session.github.runs) - before
 
         reports = [c.body for c in session.github.comments.values() if "tunebot:compare:" in c.body]
+        for body in reports:  # refreshed in place on the PR; show it again here, where the question was asked
+            term.bot(body, edited=True)
         card = next((c.body for c in session.github.comments.values() if f"tunebot:run:{trained.run_id}" in c.body),
                     "")
         out = runs_dir / trained.run_id / "out"
