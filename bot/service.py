@@ -612,6 +612,14 @@ class Service:
         """Post the comparison of `new` against the base model's stored results for the same eval config; if none
         is stored and the user asked for the comparison, dispatch that baseline eval (backfill) and compare when it
         finishes. Returns True when a comparison was posted now."""
+        if base_ref.startswith("tb-") and base_ref != new_run_id:
+            # `/compare <run-id>`: that run's stored results are the reference, question by question.
+            other = await self.store.get_run(base_ref)
+            stored_other = await self.store.load_results(base_ref) if other and other.repo == repo else None
+            if stored_other is None or not stored_other.benchmarks:
+                raise PlanError(f"run `{base_ref}` has no stored evaluation results in {repo} to compare with")
+            await self._post_comparison(repo, number, new_run_id, stored_other, new, policy, base_ref)
+            return True
         pr = PRFacts(repo=repo, head_sha=job.sha, base_ref=base_ref, number=number)
         base_pj = plan_baseline(job, pr, self.catalog, self.new_run_id())
         stored = await self._stored(repo, base_pj.benchmark_keys)

@@ -8,7 +8,7 @@ import sys
 # command -> ("module:function", one-line help). Each target takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("bot.cli:serve_main", "run the GitHub App service (webhooks, callbacks, metrics)"),
-    "runs": ("bot.cli:runs_main", "list or show runs from the store"),
+    "runs": ("bot.cli:runs_main", "runs list|show from the store; runs leaderboard (rank results.json files)"),
     "agent": ("runner_agent.cli:main", "runner agent: `tunebot agent run --job JOB.json --out DIR`"),
     "parse": ("tunebot.parse_cmd:main", "show how a comment is parsed: tunebot parse \"/train tiny\" [--policy FILE]"),
     "try": ("bot.local:try_main", "run any command locally: tunebot try \"/train tiny max_steps=20\""),

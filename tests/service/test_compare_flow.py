@@ -59,3 +59,25 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     await bot.comment("/eval cmmlu adapter=latest force=true")
     await bot.settle()
     assert len(bot.dispatches()) == 3
+
+
+async def test_compare_against_a_run_id_uses_that_runs_results(make_bot) -> None:
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    first = job_of(bot.dispatches()[0])
+    await run_to_end(bot, first.run_id, outcomes(1, 0.5))
+    baseline = job_of(bot.dispatches()[1])
+    await run_to_end(bot, baseline.run_id, outcomes(2, 0.5))
+    await bot.comment("/train tiny max_steps=30")
+    await bot.settle()
+    second = job_of(bot.dispatches()[2])
+    await run_to_end(bot, second.run_id, outcomes(3, 0.9))
+    await bot.comment(f"/compare {first.run_id}")
+    await bot.settle()
+    assert len(bot.dispatches()) == 3
+    reports = [c for c in bot.bot_comments() if f"tunebot:compare:{second.run_id}" in c]
+    assert reports and f"against `{first.run_id}`" in reports[-1]
+    await bot.comment("/compare tb-000000000000")
+    await bot.settle()
+    assert any("no stored evaluation results" in c for c in bot.bot_comments())
