@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench bench-webhook bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/agent_overhead.py
+
+bench-webhook: $(STAMP)
+	bench/webhook_load.sh
+
+bench-compare: $(STAMP)
+	$(PY) bench/compare.py
 
 clean:
 	rm -rf $(VENV) runs .tunebot

@@ -30,7 +30,28 @@ RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime", object)  # type: ignore
 
 
 class Runtime:
-    """The background loops: delivery workers, the outbox pump and the periodic sweep."""
+    """The background loops: delivery workers, the outbox pump and the periodic sweep.
+
+    Deliveries flow claimer -> queue -> workers -> done marks. The claimer moves up to `claim_batch` pending
+    deliveries to `processing` in one statement, and claims again only when the workers have taken them all (a slow
+    delivery holds up its own worker, not the queue). `workers` tasks process them concurrently, each yielding to the
+    event loop after every delivery so that webhook answers are never stuck behind a batch. Done marks are written
+    `mark_batch` at a time (and whenever the queue runs dry) in one statement. A crash between processing and the mark
+    leaves the delivery `processing`; `recover()` hands it out again (at-least-once, as with one mark per delivery:
+    the service makes every effect idempotent by its trigger key), and the window is at most one claimed batch.
+
+    Webhooks come first: while they keep arriving (`intake_busy`), all delivery work together — claiming, processing,
+    marking — gets at most `flood_share` of the event loop, in batches of `flood_batch` (each statement blocks the
+    loop for its duration). The backlog is durable and is worked off at full speed as soon as the flood ends; a
+    webhook that GitHub is waiting for cannot wait. Pauses are capped (`max_pause_s` per step) so that a delivery that
+    spent its time awaiting the network is not held back by it.
+    """
+
+    claim_batch = 256
+    mark_batch = 64
+    flood_batch = 32
+    flood_share = 0.1
+    max_pause_s = 0.005
 
     def __init__(self, service: Service, config: Config, metrics: Metrics) -> None:
         self.service = service
@@ -40,10 +61,16 @@ class Runtime:
         self.outbox_wakeup = Wakeup()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
-        self.in_flight = 0
-        metrics.describe("worker_busy", "gauge", "Deliveries being processed now.")
+        self.in_flight = 0  # claimed deliveries not yet marked done or failed
+        self.intake_busy: Callable[[], bool] = lambda: False
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._taken = asyncio.Event()  # set when a worker takes the last queued delivery
+        self._done: list[int] = []
+        self._paced_until = 0.0  # perf_counter time before which delivery work waits while webhooks arrive
+        metrics.describe("worker_busy", "gauge", "Deliveries claimed and not yet finished.")
 
     def start(self) -> None:
+        self.tasks.append(asyncio.create_task(self._claimer(), name="tunebot-claimer"))
         for i in range(max(1, self.config.workers)):
             self.tasks.append(asyncio.create_task(self._worker(i), name=f"tunebot-worker-{i}"))
         self.tasks.append(asyncio.create_task(self._outbox_loop(GITHUB_KINDS, self.outbox_wakeup), name="outbox"))
@@ -60,36 +87,92 @@ class Runtime:
             log.info("recovering %d unfinished deliveries (%d were mid-processing)", len(pending), n)
         self.wakeup.set()
 
-    async def _process(self, delivery: Delivery) -> None:
-        store = self.service.store
-        self.in_flight += 1
+    def _busy(self, delta: int) -> None:
+        self.in_flight += delta
         self.metrics.set("worker_busy", self.in_flight)
-        try:
-            await self.service.process_delivery(delivery)
-            await store.mark_delivery(delivery.id, "done", now=self.service.now())
-        except Exception as exc:  # one bad delivery must not stop the worker; the store keeps the reason
-            log.exception("delivery %s failed", delivery.delivery_id)
-            with contextlib.suppress(Exception):
-                await store.mark_delivery(delivery.id, "failed", f"{type(exc).__name__}: {exc}",
-                                          now=self.service.now())
-        finally:
-            self.in_flight -= 1
-            self.metrics.set("worker_busy", self.in_flight)
 
-    async def _worker(self, index: int) -> None:
+    async def _turn(self) -> float:
+        """Wait for delivery work's turn (immediately unless webhooks are arriving); returns the start time."""
+        while self.intake_busy():
+            wait = self._paced_until - time.perf_counter()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        return time.perf_counter()
+
+    def _spent(self, started: float) -> None:
+        """Charge delivery work that started at `started` against its share of the loop."""
+        if self.intake_busy():
+            now = time.perf_counter()
+            debt = (now - started) * (1 - self.flood_share) / self.flood_share
+            self._paced_until = max(now, self._paced_until) + min(debt, self.max_pause_s)
+
+    async def _claimer(self) -> None:
         store = self.service.store
         while not self.stopping:
+            while not self._queue.empty():  # claim again once the workers have taken everything
+                self._taken.clear()
+                await self._taken.wait()
+            started = await self._turn()
             try:
-                batch = await store.claim_pending(32, now=self.service.now())
+                batch = await store.claim_pending(self.flood_batch if self.intake_busy() else self.claim_batch,
+                                                  now=self.service.now())
             except Exception:
                 log.exception("claiming deliveries failed")
                 await asyncio.sleep(1.0)
                 continue
+            finally:
+                self._spent(started)
             if not batch:
+                await self.flush_done()  # retries marks that failed earlier
                 await self.wakeup.wait(1.0)
                 continue
+            self._busy(len(batch))
             for delivery in batch:
-                await self._process(delivery)
+                self._queue.put_nowait(delivery)
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            delivery = await self._queue.get()
+            if self._queue.empty():
+                self._taken.set()
+            started = await self._turn()
+            await self._process(delivery)
+            self._spent(started)
+            await asyncio.sleep(0)  # at least one turn of the loop per delivery: webhooks are answered in between
+            if self._queue.empty() or len(self._done) >= (self.flood_batch if self.intake_busy()
+                                                            else self.mark_batch):
+                await self.flush_done()
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            await self.service.process_delivery(delivery)
+        except Exception as exc:  # one bad delivery must not stop the worker; the store keeps the reason
+            log.exception("delivery %s failed", delivery.delivery_id)
+            try:
+                await self.service.store.mark_delivery(delivery.id, "failed", f"{type(exc).__name__}: {exc}",
+                                                       now=self.service.now())
+            except Exception:  # left `processing`: the next start hands it out again
+                log.exception("could not mark delivery %s failed", delivery.delivery_id)
+            self._busy(-1)
+            return
+        self._done.append(delivery.id)
+
+    async def flush_done(self) -> None:
+        """Write the pending done marks in one statement (on failure they stay queued for the next flush)."""
+        if not self._done:
+            return
+        ids, self._done = self._done, []
+        started = await self._turn()
+        try:
+            await self.service.store.mark_deliveries(ids, "done", now=self.service.now())
+        except Exception:
+            log.exception("marking %d deliveries done failed; retrying with the next batch", len(ids))
+            self._done[:0] = ids
+            return
+        finally:
+            self._spent(started)
+        self._busy(-len(ids))
 
     async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup) -> None:
         while not self.stopping:
@@ -122,6 +205,7 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.flush_done()  # what was processed is marked; what was only claimed is picked up at the next start
         await self.service.settle()
 
 
@@ -135,7 +219,9 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     metrics = service.metrics
     runtime = Runtime(service, config, metrics)
     intake = Intake(secret=config.webhook_secret.get().encode("utf-8"), record_batch=service.store.record_deliveries,
-                    make_delivery=_new_delivery, metrics=metrics, wake=runtime.wakeup.set)
+                    make_delivery=_new_delivery, metrics=metrics, wake=runtime.wakeup.set,
+                    max_body_bytes=config.max_body_bytes)
+    runtime.intake_busy = intake.busy
     app = web.Application(client_max_size=config.max_body_bytes)
     app[SERVICE_KEY] = service
     app[RUNTIME_KEY] = runtime

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from bot.batching import GroupCommitter
-from bot.github.sansio import verify_signature
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,32 @@ log = logging.getLogger(__name__)
 RecordBatch = Callable[[list[Any]], Awaitable[list[bool]]]
 MakeDelivery = Callable[..., Any]
 
+MAX_DELIVERY_ID = 100  # the store's column width; GitHub's GUIDs are 36 characters
+BUSY_WINDOW_S = 0.01  # "webhooks are arriving": one within this long (see Runtime.flood_share)
+
+
+class Signature:
+    """X-Hub-Signature-256 checks with the key schedule done once (`bot.github.sansio.verify_signature` semantics:
+    `sha256=<hex>`, compared in constant time; an empty secret accepts nothing). Per request it costs one copy of a
+    keyed HMAC state and the hash of the body."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256) if secret else None
+
+    def verify(self, body: bytes, header: str | None) -> bool:
+        if self._keyed is None or not header:
+            return False
+        scheme, sep, received = header.strip().partition("=")
+        if not sep or scheme.lower() != "sha256" or len(received) != 64:
+            return False
+        mac = self._keyed.copy()
+        mac.update(body)
+        return hmac.compare_digest(mac.hexdigest().encode("ascii"), received.lower().encode("ascii", errors="replace"))
+
 
 class Intake:
+    """The aiohttp handler of POST /webhook (`handle`), with the group committer that records deliveries."""
+
     def __init__(
         self,
         *,
@@ -31,13 +56,17 @@ class Intake:
         metrics: Metrics,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        max_body_bytes: int | None = None,
     ) -> None:
-        self._secret = secret
+        self._signature = Signature(secret)
         self._committer: GroupCommitter[Any, bool] = GroupCommitter(record_batch)
         self._make = make_delivery
         self._metrics = metrics
         self._wake = wake
         self._clock = clock
+        self._max_body = max_body_bytes
+        self._last_seen = -1.0
+        self._active = 0  # requests being handled now
         self.accepting = True
         metrics.describe("webhook_requests_total", "counter", "Webhook requests by outcome.")
         metrics.describe("webhook_seconds", "histogram", "Time from request to answer for accepted webhooks.")
@@ -45,26 +74,48 @@ class Intake:
     def _count(self, outcome: str) -> None:
         self._metrics.inc("webhook_requests_total", labels={"outcome": outcome})
 
+    def busy(self) -> bool:
+        """True while webhooks are being answered or arrived within the last few milliseconds."""
+        return self._active > 0 or time.perf_counter() - self._last_seen < BUSY_WINDOW_S
+
     async def handle(self, request: web.Request) -> web.Response:
+        return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         if not self.accepting:
             self._count("shutting_down")
             # 503 makes GitHub mark the delivery failed, so it can be redelivered once we are back.
             return web.Response(status=503, text="shutting down")
+        # A declared size over the cap is refused before a byte of the body is read (aiohttp's own cap, below,
+        # covers chunked bodies that declare nothing).
+        if self._max_body is not None and (request.content_length or 0) > self._max_body:
+            self._count("too_large")
+            return web.Response(status=413, text=f"payload too large (limit {self._max_body} bytes)")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._count("too_large")
             return web.Response(status=413, text="payload too large")
         # Verify before anything else: unauthenticated input must cost nothing and store nothing.
-        if not verify_signature(self._secret, body, request.headers.get("X-Hub-Signature-256")):
+        if not self._signature.verify(body, request.headers.get("X-Hub-Signature-256")):
             self._count("bad_signature")
             return web.Response(status=401, text="bad signature")
+        # Only authenticated deliveries make the intake "busy" (and so pace the workers): a flood of forged
+        # requests must not slow down real work.
+        self._active += 1
+        try:
+            return await self._record(request, body, started)
+        finally:
+            self._active -= 1
+            self._last_seen = time.perf_counter()
+
+    async def _record(self, request: web.Request, body: bytes, started: float) -> web.Response:
         event = request.headers.get("X-GitHub-Event", "")
         delivery_id = request.headers.get("X-GitHub-Delivery", "")
-        if not event or not delivery_id or len(delivery_id) > 128:
+        if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID or len(event) > 100:
             self._count("bad_request")
-            return web.Response(status=400, text="missing X-GitHub-Event or X-GitHub-Delivery")
+            return web.Response(status=400, text="missing or invalid X-GitHub-Event or X-GitHub-Delivery")
         # A manual redelivery reuses the GUID and two Apps can see the same one: dedupe on (app, delivery).
         # https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
         source = request.headers.get("X-GitHub-Hook-Installation-Target-ID") or "hook"

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, delete, select, update
 
 from .base import Access, clip_error, non_empty, utc
+from .engine import SQLiteFastPath, parse_sqlite_time, sqlite_time
 from .errors import StoreError
 from .models import DELIVERY_STATES, Delivery, DeliveryState, NewDelivery
 from .schema import deliveries as t
+
+# The SQLite fast path's statements (see SQLiteFastPath): plain SQL, prepared once per connection.
+_COLUMNS = "id, source, delivery_id, event, action, body, received_at, state, attempts, error, updated_at"
+_INSERT = ("INSERT INTO deliveries (source, delivery_id, event, action, received_at, body, state, attempts, error, "
+           "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, NULL, ?) ON CONFLICT (source, delivery_id) DO NOTHING")
+_CLAIM = ("UPDATE deliveries SET state = 'processing', attempts = attempts + 1, updated_at = ? WHERE id IN "
+          "(SELECT id FROM deliveries WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING " + _COLUMNS)
+_MARK_CHUNK = 500  # ids per UPDATE: far below SQLite's bound-parameter limit
+
+
+def _fast_delivery(r: tuple[Any, ...]) -> Delivery:
+    return Delivery(id=r[0], source=r[1], delivery_id=r[2], event=r[3], action=r[4], body=bytes(r[5]),
+                    received_at=parse_sqlite_time(r[6]), state=cast(DeliveryState, r[7]), attempts=r[8], error=r[9],
+                    updated_at=parse_sqlite_time(r[10]))
 
 
 def _delivery(row: Row[Any]) -> Delivery:
@@ -23,6 +39,16 @@ def _delivery(row: Row[Any]) -> Delivery:
 
 
 class DeliveryStore(Access):
+    def _fast_path(self) -> SQLiteFastPath | None:
+        """The SQLite hot-path connection, when this is a Store on SQLite and no Store.transaction() is open here.
+
+        (A StoreTransaction has no engines of its own: its operations must run on its one connection.)
+        """
+        fast: SQLiteFastPath | None = getattr(getattr(self, "_engines", None), "fast", None)
+        if fast is not None:
+            getattr(self, "_refuse_inside_transaction")()  # noqa: B009  (a Store method; not on Access)
+        return fast
+
     async def record_deliveries(self, batch: Sequence[NewDelivery]) -> list[bool]:
         """Record a batch in ONE transaction; for each item, True if it is new, False if already known.
 
@@ -45,6 +71,11 @@ class DeliveryStore(Access):
                          "error": None, "updated_at": received})
         if not rows:
             return [False] * len(batch)
+        fast = self._fast_path()
+        if fast is not None:
+            inserted = await fast.write(lambda conn: _insert_fast(conn, rows), "recording deliveries")
+            return [first.get((d.source, d.delivery_id)) == i and (d.source, d.delivery_id) in inserted
+                    for i, d in enumerate(batch)]
         # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") with
         # RETURNING, and only inserted rows come back. (A `.values(rows)` statement would be compiled anew for
         # every batch, which cost more than the database work itself.)
@@ -70,6 +101,14 @@ class DeliveryStore(Access):
         now = utc(now)
         if limit <= 0:
             return []
+        fast = self._fast_path()
+        if fast is not None:
+            stamp = sqlite_time(now)
+
+            def claim(conn: sqlite3.Connection) -> list[Delivery]:
+                return [_fast_delivery(r) for r in conn.execute(_CLAIM, (stamp, limit)).fetchall()]
+
+            return sorted(await fast.write(claim, "claiming deliveries"), key=lambda d: d.id)
         ids = (select(t.c.id).where(t.c.state == "pending").order_by(t.c.id).limit(limit)
                .with_for_update(skip_locked=True).scalar_subquery())
         stmt = (update(t).where(t.c.id.in_(ids))
@@ -90,6 +129,51 @@ class DeliveryStore(Access):
         if row is None:
             raise StoreError(f"unknown delivery id {id}")
         return _delivery(row)
+
+    async def mark_deliveries(self, ids: Collection[int], state: DeliveryState, error: str | None = None, *,
+                              now: datetime) -> int:
+        """Set the state (and error text, cleared when None) of many deliveries in ONE transaction; returns how many.
+
+        All or nothing: if any id is unknown, nothing changes and StoreError names the unknown ids.
+        """
+        if state not in DELIVERY_STATES:
+            raise StoreError(f"delivery state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
+        wanted = sorted(set(ids))
+        if not wanted:
+            return 0
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
+            raise StoreError("delivery ids must be integers")
+        now, error = utc(now), clip_error(error)
+        fast = self._fast_path()
+        if fast is not None:
+            stamp = sqlite_time(now)
+
+            def mark(conn: sqlite3.Connection) -> int:
+                changed = 0
+                for start in range(0, len(wanted), _MARK_CHUNK):
+                    chunk = wanted[start:start + _MARK_CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    changed += conn.execute(f"UPDATE deliveries SET state = ?, error = ?, updated_at = ? "
+                                            f"WHERE id IN ({marks})", (state, error, stamp, *chunk)).rowcount
+                if changed != len(wanted):
+                    known = {r[0] for r in conn.execute(
+                        f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(wanted))})", wanted)}
+                    raise StoreError(f"unknown delivery id(s) {_listing(i for i in wanted if i not in known)}")
+                return changed
+
+            return await fast.write(mark, "marking deliveries")
+        async with self._write() as conn:
+            changed = 0
+            for start in range(0, len(wanted), _MARK_CHUNK):
+                chunk = wanted[start:start + _MARK_CHUNK]
+                result = await conn.execute(update(t).where(t.c.id.in_(chunk))
+                                            .values(state=state, error=error, updated_at=now))
+                changed += int(result.rowcount)
+            if changed != len(wanted):
+                known = set((await conn.execute(select(t.c.id).where(t.c.id.in_(wanted)))).scalars())
+                # Raising inside the block rolls the whole transaction back: all or nothing.
+                raise StoreError(f"unknown delivery id(s) {_listing(i for i in wanted if i not in known)}")
+        return changed
 
     async def unfinished_deliveries(self, limit: int | None = None) -> list[Delivery]:
         """Pending and processing deliveries, oldest first: what a restarted service must pick up again.
@@ -124,3 +208,21 @@ class DeliveryStore(Access):
         async with self._write() as conn:
             result = await conn.execute(stmt)
         return int(result.rowcount)
+
+
+def _insert_fast(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert rows, skipping known (source, delivery_id) keys; returns the keys that were inserted."""
+    inserted: set[tuple[str, str]] = set()
+    cur = conn.cursor()
+    for r in rows:
+        received = sqlite_time(r["received_at"])
+        updated = received if r["updated_at"] is r["received_at"] else sqlite_time(r["updated_at"])
+        cur.execute(_INSERT, (r["source"], r["delivery_id"], r["event"], r["action"], received, r["body"], updated))
+        if cur.rowcount == 1:
+            inserted.add((r["source"], r["delivery_id"]))
+    return inserted
+
+
+def _listing(ids: Any, most: int = 10) -> str:
+    items = [str(i) for i in ids]
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
