@@ -36,24 +36,48 @@ async def _check(config: Config) -> int:
     except Exception as exc:
         problems.append(f"database {config.database_url.split('@')[-1]}: {exc}")
     if config.app_mode or config.github_token:
-        from bot.github.pygithub_impl import PyGithubPort
-
-        port = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get()) \
-            if config.app_mode else PyGithubPort.with_token(config.github_api_url, config.github_token.get())
-        try:
-            check = getattr(port, "check_auth", None)
-            if check is not None:
-                await check()
+        reason = await _check_github(config)
+        if reason is None:
             print(f"ok: GitHub API {config.github_api_url} ({'App' if config.app_mode else 'token'} mode)")
-        except Exception as exc:
-            problems.append(f"GitHub API {config.github_api_url}: {exc}")
-        finally:
-            await port.close()
+        else:
+            problems.append(f"GitHub API {config.github_api_url}: {reason}")
     for p in problems:
         print(f"missing: {p}", file=sys.stderr)
     if not problems:
         print("ok: configuration complete")
     return 1 if problems else 0
+
+
+async def _check_github(config: Config) -> str | None:
+    """None when GitHub answers these credentials; else what is wrong (App: GET /app with the JWT; token:
+    GET /rate_limit, which any valid token may call)."""
+    import time
+
+    import aiohttp
+    import jwt
+
+    base = config.github_api_url.rstrip("/")
+    if config.app_mode:
+        now = int(time.time())
+        try:
+            token = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(config.app_id)},
+                               config.private_key.get(), algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            return f"the private key cannot sign a JWT ({type(exc).__name__}); check PRIVATE_KEY / PRIVATE_KEY_PATH"
+        url, auth = f"{base}/app", f"Bearer {token}"
+    else:
+        url, auth = f"{base}/rate_limit", f"Bearer {config.github_token.get()}"
+    headers = {"Authorization": auth, "Accept": "application/vnd.github+json", "User-Agent": "tunebot"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+                session.get(url, headers=headers) as resp:
+            if resp.status == 200:
+                return None
+            if resp.status == 401:
+                return "credentials rejected (401): check APP_ID and the private key, or GITHUB_TOKEN"
+            return f"unexpected answer {resp.status} from {url}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"not reachable ({type(exc).__name__}: {exc})"
 
 
 def serve_main(argv: list[str]) -> int:
@@ -69,6 +93,7 @@ def serve_main(argv: list[str]) -> int:
         print(f"tunebot serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations say what they do only when it matters
     if args.check:
         return asyncio.run(_check(config))
     problems = config.problems()

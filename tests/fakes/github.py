@@ -467,7 +467,7 @@ class FakeGitHub:
                 late = fault
                 break
         request[_ROUTE] = route
-        if not (route.startswith("/app/") or route == "/repos/{owner}/{repo}/installation"):  # JWT routes
+        if not (route.startswith("/app") or route == "/repos/{owner}/{repo}/installation"):  # JWT routes
             auth = self._identity(request)
             if auth is None:
                 return self._error(401, "Bad credentials")
@@ -553,6 +553,8 @@ class FakeGitHub:
         p = self.api_prefix
         r = app.router
         r.add_post(p + "/app/installations/{installation_id}/access_tokens", self._h_access_token)
+        r.add_get(p + "/app", self._h_app)
+        r.add_get(p + "/rate_limit", self._h_rate_limit)
         r.add_get(p + "/repos/{owner}/{repo}/installation", self._h_repo_installation)
         r.add_get(p + "/repos/{owner}/{repo}", self._h_repo)
         r.add_get(p + "/repos/{owner}/{repo}/collaborators/{username}/permission", self._h_permission)
@@ -617,6 +619,19 @@ class FakeGitHub:
         body.update({"token": token, "expires_at": _iso(expires), "repository_selection": "all"})
         body.pop("repositories", None)
         return web.json_response(body, status=201)
+
+    async def _h_app(self, request: web.Request) -> web.Response:
+        """`GET /app`: the authenticated App (JWT), as `tunebot serve --check` asks for it."""
+        claims = self._verify_jwt(request)
+        if isinstance(claims, web.Response):
+            return claims
+        return web.json_response({"id": self.app_id, "slug": self.app_slug, "name": self.app_slug})
+
+    async def _h_rate_limit(self, request: web.Request) -> web.Response:
+        """`GET /rate_limit`: any valid token may ask (the middleware already refused a bad one)."""
+        reset = int(self.clock().timestamp()) + 3600
+        core = {"limit": 5000, "remaining": 4999, "reset": reset, "used": 1}
+        return web.json_response({"resources": {"core": core}, "rate": core})
 
     async def _h_repo_installation(self, request: web.Request) -> web.Response:
         claims = self._verify_jwt(request)
