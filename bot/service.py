@@ -326,6 +326,12 @@ class Service:
             if stored is not None:
                 await self._answer_from_store(thread, pull, pj, stored, key, backfill_for)
                 return None
+        if job.adapter is not None and job.adapter.workflow_run_id is None:
+            # On a GitHub runner the adapter exists only as the training run's artifact: name the workflow run that
+            # holds it, so the dispatched workflow can download it (local mode fills adapter.path instead).
+            source = await self.store.get_run(job.adapter.run_id)
+            if source is not None and source.workflow_run_id is not None:
+                job = replace(job, adapter=replace(job.adapter, workflow_run_id=source.workflow_run_id))
         run_id = job.run_id
         new = NewRun(run_id=run_id, repo=thread.repo, actor=thread.actor, command=cmd.line or cmd.render(),
                      kind=job.kind, run_token=secrets.token_urlsafe(32), number=thread.number, head_sha=job.sha,

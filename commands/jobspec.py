@@ -89,6 +89,9 @@ class AdapterRef:
     run_id: str
     path: str | None = None
     sha256: str | None = None
+    # The GitHub Actions run that trained it: its output (with `adapter/`) is that run's `tunebot-<run_id>`
+    # artifact, which the dispatched workflow downloads. None in local mode, where `path` is filled instead.
+    workflow_run_id: int | None = None
 
 
 @dataclass(frozen=True)

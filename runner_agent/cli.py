@@ -1,7 +1,7 @@
 """`tunebot agent ...`: the runner agent's command line; the only place the agent reads its environment.
 
     tunebot agent run --job JOB.json --out DIR [--cache DIR] [--bench-data DIR] [--repo-dir DIR] [--offline]
-                      [--hub modelscope|huggingface] [--endpoint URL] [--quiet]
+                      [--hub modelscope|huggingface] [--endpoint URL] [--quiet] [--adapter-dir DIR]
     tunebot agent fetch --job JOB.json [--cache DIR] [--offline] [--hub ...] [--endpoint URL]
 
 Exit codes: 0 succeeded, 1 failed (the `finished` event says why), 2 bad command line,
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, help="output directory (must not hold a previous run)")
     run.add_argument("--bench-data", type=Path, help="benchmark packs directory (ceval/, cmmlu/)")
     run.add_argument("--repo-dir", type=Path, help="the checked-out repository (local datasets live here)")
+    run.add_argument("--adapter-dir", type=Path,
+                     help="an earlier run's output directory (DIR/adapter/...), e.g. its downloaded artifact; "
+                          "overrides the job's adapter.path")
     run.add_argument("--min-free-gb", type=float, help="refuse to start with less free disk than this")
     run.add_argument("--callback-deadline", type=float, help="seconds to keep retrying the final callback event")
     run.add_argument("--heartbeat", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -107,6 +110,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
     if deadline is None and env.get("TUNEBOT_CALLBACK_DEADLINE"):
         deadline = float(env["TUNEBOT_CALLBACK_DEADLINE"])
     summary = env.get("GITHUB_STEP_SUMMARY")
+    adapter_dir: Path | None = getattr(args, "adapter_dir", None)
     out = getattr(args, "out", None)
     cfg = AgentConfig(
         out=(out.expanduser().resolve() if out else cache / "fetch-out"),
@@ -124,6 +128,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
         heartbeat_s=float(getattr(args, "heartbeat", 30.0)),
         grace_s=float(getattr(args, "grace", 10.0)),
         github_step_summary=Path(summary) if summary else None,
+        adapter_dir=adapter_dir.expanduser().resolve() if adapter_dir else None,
     )
     return cfg, notes
 

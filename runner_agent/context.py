@@ -34,6 +34,8 @@ class AgentConfig:
     heartbeat_s: float = 30.0
     grace_s: float = 10.0
     github_step_summary: Path | None = None
+    # An earlier run's output directory (on GitHub: its downloaded artifact); overrides the job's adapter.path.
+    adapter_dir: Path | None = None
 
     @property
     def swift_exe(self) -> str:

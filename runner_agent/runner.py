@@ -163,6 +163,35 @@ def _check_out_dir(out: Path) -> str | None:
     return None
 
 
+def _holds_adapter(run_dir: Path) -> bool:
+    return (run_dir / "adapter" / "adapter_config.json").is_file() or (run_dir / "adapter_config.json").is_file()
+
+
+def adapter_run_dir(root: Path) -> Path:
+    """The earlier run's output directory inside `root` (`--adapter-dir`): `root` itself when it holds
+    `adapter/adapter_config.json`, else its one subdirectory that does (a downloaded artifact may nest a level)."""
+    if not root.is_dir():
+        raise AgentError(f"--adapter-dir {root}: not a directory")
+    if _holds_adapter(root):
+        return root
+    nested = sorted(p for p in root.iterdir() if p.is_dir() and (p / "adapter" / "adapter_config.json").is_file())
+    if len(nested) == 1:
+        return nested[0]
+    if nested:
+        names = ", ".join(p.name for p in nested)
+        raise AgentError(f"--adapter-dir {root}: several run outputs hold an adapter ({names}); name one of them")
+    hint = " (it holds model/: a full fine-tune is evaluated as a model, not as an adapter)" \
+        if (root / "model").is_dir() else ""
+    raise AgentError(f"--adapter-dir {root}: no adapter there (expected {root}/adapter/adapter_config.json){hint}")
+
+
+def with_adapter_dir(job: JobSpec, root: Path) -> JobSpec:
+    """The job with its adapter read from `root`, an earlier run's output directory, instead of `adapter.path`."""
+    if job.adapter is None:
+        raise AgentError(f"--adapter-dir {root}: job {job.run_id} evaluates no adapter (its spec has no `adapter`)")
+    return dataclasses.replace(job, adapter=dataclasses.replace(job.adapter, path=str(adapter_run_dir(root))))
+
+
 def _make_sinks(cfg: AgentConfig, callback: dict[str, Any] | None, jsonl: Path | None) -> list[Sink]:
     sinks: list[Sink] = [TerminalSink(tty=cfg.tty, quiet=cfg.quiet)]
     if jsonl is not None:
@@ -241,6 +270,11 @@ class Runner:
                 job = job_from_json(text)
             except SpecError as exc:
                 problem = f"malformed job {job_path}: {exc}"
+        if job is not None and cfg.adapter_dir is not None:
+            try:
+                job = with_adapter_dir(job, cfg.adapter_dir)
+            except AgentError as exc:
+                job, problem = None, exc.full_reason()
         if job is None:
             return self._fail_early(text, problem or "malformed job")
         cfg.out.mkdir(parents=True, exist_ok=True)

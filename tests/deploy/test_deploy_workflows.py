@@ -109,6 +109,7 @@ MUTATIONS = {
     ),
     "credentials kept": ("persist-credentials: false", "persist-credentials: true", "persist-credentials"),
     "write-all": ("permissions:\n  contents: read", "permissions:\n  contents: write", "workflow-level permission"),
+    "unneeded read scope": ("  actions: read", "  packages: read", "not on the read list"),
     "cleanup not always": (
         "      - name: Clean up\n        if: ${{ always() }}",
         "      - name: Clean up\n        if: ${{ success() }}",
@@ -161,7 +162,8 @@ def test_run_is_named_and_grouped_by_run_id(run_wf: dict[str, Any]) -> None:
 
 def test_run_job_targets_gpu_runners_with_read_only_token(run_wf: dict[str, Any]) -> None:
     job = run_wf["jobs"]["run"]
-    assert run_wf["permissions"] == {"contents": "read"}
+    # actions: read is for the one download of an earlier run's artifact (an adapter eval); nothing writes.
+    assert run_wf["permissions"] == {"contents": "read", "actions": "read"}
     assert "permissions" not in job
     default_labels = re.search(r"'(\[.*\])'", job["runs-on"])
     assert default_labels and json.loads(default_labels.group(1)) == ["self-hosted", "gpu"]
@@ -176,6 +178,8 @@ def test_run_steps_come_in_the_safe_order(run_wf: dict[str, Any]) -> None:
         "Check inputs",
         "Write the job spec",
         "Verify the job signature",
+        "Find the adapter to evaluate",
+        "Download the adapter's run",
         "Check out the approved commit (as data)",
         "Verify the checked-out commit",
         "Run the agent",
@@ -189,6 +193,28 @@ def test_run_steps_come_in_the_safe_order(run_wf: dict[str, Any]) -> None:
     upload = step_named(run_wf, "run", "Upload results")
     assert upload["if"] == "${{ always() }}"
     assert upload["with"]["name"] == "tunebot-${{ inputs.run_id }}"
+
+
+def test_adapter_artifact_is_downloaded_only_when_the_signed_job_names_it(
+    run_wf: dict[str, Any], board_wf: dict[str, Any]
+) -> None:
+    find = step_named(run_wf, "run", "Find the adapter to evaluate")
+    assert find["id"] == "adapter"
+    assert find["run"].count("python3 -I -c") == 1 and '"$RUNNER_TEMP/tunebot/job.json"' in find["run"]
+    download = step_named(run_wf, "run", "Download the adapter's run")
+    assert download["if"] == "${{ steps.adapter.outputs.workflow_run_id != '' }}"
+    # The same reviewed release as the leaderboard's download, not a second pin to keep up to date.
+    assert download["uses"] == step_named(board_wf, "post", "Download results")["uses"]
+    assert download["uses"] == "actions/download-artifact@37930b1c2abaa49bbe596cd826c3c89aef350131"
+    assert download["with"] == {
+        "name": "tunebot-${{ steps.adapter.outputs.run_id }}",  # what "Upload results" named it in that run
+        "run-id": "${{ steps.adapter.outputs.workflow_run_id }}",
+        "github-token": "${{ github.token }}",
+        "path": "${{ runner.temp }}/tunebot/adapter-run",
+    }
+    upload = step_named(run_wf, "run", "Upload results")
+    assert upload["with"]["name"].replace("inputs.run_id", "steps.adapter.outputs.run_id") == \
+        download["with"]["name"]
 
 
 def test_signing_key_reaches_only_the_verify_step(run_wf: dict[str, Any]) -> None:
@@ -312,6 +338,81 @@ def test_malformed_job_spec_is_left_for_the_signature_check(run_wf: dict[str, An
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "tunebot" / "job.json").read_text() == "{not json"
     assert "add-mask" not in result.stdout
+
+
+def _find_adapter(run_wf: dict[str, Any], tmp_path: Path, job: dict[str, Any]) -> tuple[
+        subprocess.CompletedProcess[str], str]:
+    (tmp_path / "tunebot").mkdir(exist_ok=True)
+    (tmp_path / "tunebot" / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    output = tmp_path / "github_output"
+    output.write_text("", encoding="utf-8")
+    script = step_named(run_wf, "run", "Find the adapter to evaluate")["run"]
+    result = _bash(script, {"RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output)}, tmp_path)
+    return result, output.read_text(encoding="utf-8")
+
+
+def _adapter_job(**adapter: Any) -> dict[str, Any]:
+    job = json.loads(EXAMPLE_JOB.read_text())
+    job.update(kind="eval", tuner=None, datasets=[], adapter={"run_id": "tb-7f3a.1_x", "path": None, **adapter})
+    return job
+
+
+def test_find_adapter_outputs_the_artifact_of_the_training_run(run_wf: dict[str, Any], tmp_path: Path) -> None:
+    result, output = _find_adapter(run_wf, tmp_path, _adapter_job(workflow_run_id=16489123457))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output == "run_id=tb-7f3a.1_x\nworkflow_run_id=16489123457\n"
+    assert "artifact tunebot-tb-7f3a.1_x of workflow run 16489123457" in result.stdout
+
+
+@pytest.mark.parametrize("job", [json.loads(EXAMPLE_JOB.read_text()), _adapter_job(), _adapter_job(
+    workflow_run_id=None)], ids=["no adapter", "adapter without run", "null run"])
+def test_find_adapter_outputs_nothing_without_a_workflow_run(run_wf: dict[str, Any], tmp_path: Path,
+                                                             job: dict[str, Any]) -> None:
+    result, output = _find_adapter(run_wf, tmp_path, job)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output == "" and result.stdout == ""
+
+
+HOSTILE_ADAPTERS = {
+    "run_id with a newline": ({"run_id": "a\nworkflow_run_id=1", "workflow_run_id": 5}, "adapter.run_id must be"),
+    "run_id with a command": ({"run_id": "x$(touch PWNED)", "workflow_run_id": 5}, "adapter.run_id must be"),
+    "run_id not a string": ({"run_id": 7, "workflow_run_id": 5}, "adapter.run_id must be"),
+    "workflow run as text": ({"workflow_run_id": "5\nrun_id=evil"}, "adapter.workflow_run_id must be"),
+    "workflow run negative": ({"workflow_run_id": -5}, "adapter.workflow_run_id must be"),
+    "workflow run a boolean": ({"workflow_run_id": True}, "adapter.workflow_run_id must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_ADAPTERS))
+def test_find_adapter_rejects_hostile_values(run_wf: dict[str, Any], tmp_path: Path, case: str) -> None:
+    adapter, message = HOSTILE_ADAPTERS[case]
+    result, output = _find_adapter(run_wf, tmp_path, _adapter_job(**adapter))
+    assert result.returncode == 1
+    assert f"::error title=tunebot::{message}" in result.stdout
+    assert output == ""  # nothing reaches the download step
+    assert not (tmp_path / "PWNED").exists()
+
+
+def _agent_args(run_wf: dict[str, Any], tmp_path: Path) -> list[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "tunebot"  # records its argv, one per line, instead of running a job
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RUNNER_TEMP/argv"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    script = step_named(run_wf, "run", "Run the agent")["run"]
+    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_REPO_DIR": str(tmp_path / "checkout"),
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = _bash(script, env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return (tmp_path / "argv").read_text(encoding="utf-8").splitlines()
+
+
+def test_agent_gets_the_adapter_dir_only_when_one_was_downloaded(run_wf: dict[str, Any], tmp_path: Path) -> None:
+    base = ["agent", "run", "--job", f"{tmp_path}/tunebot/job.json", "--out", f"{tmp_path}/tunebot/out",
+            "--repo-dir", f"{tmp_path}/checkout"]
+    assert _agent_args(run_wf, tmp_path) == base
+    (tmp_path / "tunebot" / "adapter-run").mkdir(parents=True)
+    assert _agent_args(run_wf, tmp_path) == [*base, "--adapter-dir", f"{tmp_path}/tunebot/adapter-run"]
 
 
 def test_verify_step_refuses_to_run_without_the_key(run_wf: dict[str, Any], tmp_path: Path) -> None:

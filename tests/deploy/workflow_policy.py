@@ -10,6 +10,11 @@ PINNED_USES = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[^@\s]+)?@[0-9a-f
 VERSION_COMMENT = re.compile(r"\buses:\s*\S+@[0-9a-f]{40}\s+#\s*v\d+(?:\.\d+){0,2}\s*$")
 # Scopes a job may write, with the one reason it may; anything else stays read-only.
 WRITE_ALLOWED = {"issues"}
+# Scopes a workflow or job may read, each with the reason it must; any other scope is `none`.
+READ_ALLOWED = {
+    "contents": "check out a private repository",
+    "actions": "download an earlier run's artifact (the adapter an `/eval ... adapter=` job evaluates)",
+}
 # A `python` call in a `run:` script must be isolated (-I), or it would import modules from the current directory.
 PYTHON_CALL = re.compile(r"(?:^|[\s;&|(])(python3?)((?:\s+-[A-Za-z]+)*)\s")
 
@@ -38,6 +43,8 @@ def check_workflow(workflow: dict[str, Any], text: str) -> list[str]:
         for scope, level in permissions.items():
             if level not in ("read", "none"):
                 problems.append(f"workflow-level permission {scope}: {level}; grant writes per job, and only those")
+            elif level == "read" and scope not in READ_ALLOWED:
+                problems.append(f"workflow-level permission {scope}: read is not on the read list (no step needs it)")
 
     for job_id, job in (workflow.get("jobs") or {}).items():
         if "timeout-minutes" not in job:
@@ -45,6 +52,8 @@ def check_workflow(workflow: dict[str, Any], text: str) -> list[str]:
         for scope, level in (job.get("permissions") or {}).items():
             if level == "write" and scope not in WRITE_ALLOWED:
                 problems.append(f"job {job_id}: permission {scope}: write is not on the allowed list")
+            if level == "read" and scope not in READ_ALLOWED:
+                problems.append(f"job {job_id}: permission {scope}: read is not on the read list (no step needs it)")
         if "secrets." in str(job.get("env", "")) or "secrets." in str(workflow.get("env", "")):
             problems.append(f"job {job_id}: secrets in job- or workflow-level env reach every step; give them to one")
         steps = job.get("steps") or []

@@ -52,6 +52,30 @@ def test_malformed_jobs_are_rejected_with_a_reason(mutate, message) -> None:
     assert message in str(err.value)
 
 
+def eval_with_adapter(**adapter: object) -> dict:
+    data = example()
+    data.update(kind="eval", tuner=None, datasets=[], adapter={"run_id": "tb-train-1", **adapter})
+    return data
+
+
+def test_adapter_carries_the_workflow_run_that_trained_it() -> None:
+    job = job_from_dict(eval_with_adapter(workflow_run_id=7123456789))
+    assert job.adapter is not None and job.adapter.workflow_run_id == 7123456789
+    assert job_from_json(job_to_json(job)) == job
+    # Specs written before the field existed still parse: it is optional and defaults to None.
+    old = job_from_dict(eval_with_adapter())
+    assert old.adapter is not None and old.adapter.workflow_run_id is None
+    assert '"workflow_run_id": null' in job_to_json(old)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("7123", "expected int, got str"), (True, "expected int, got a boolean")]
+)
+def test_adapter_workflow_run_id_must_be_an_integer(value: object, message: str) -> None:
+    with pytest.raises(SpecError, match=f"adapter.workflow_run_id: {message}"):
+        job_from_dict(eval_with_adapter(workflow_run_id=value))
+
+
 def test_not_json_says_where() -> None:
     with pytest.raises(SpecError, match=r"not valid JSON .* line 1"):
         job_from_json("{nope")
