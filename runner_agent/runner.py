@@ -284,6 +284,9 @@ class Runner:
         bus.start()
         t0 = time.monotonic()
         watchdog = Watchdog(t0 + job.limits.wall_clock_s, job.limits.wall_clock_s)
+        for sink in sinks:
+            if isinstance(sink, HttpSink):  # the bot's answer to an event can say the run was cancelled
+                sink.on_cancel = lambda reason: watchdog.cancel(reason, EXIT_SIGTERM)
         state = RunState()
         code = EXIT_FAILED
         try:

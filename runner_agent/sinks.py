@@ -201,9 +201,13 @@ class HttpSink(Sink):
         final_deadline_s: float = 120.0,
         max_buffer: int = 2000,
         opener: Callable[..., Any] | None = None,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.url = url
+        # Called (from the sink's thread) when the bot answers 410 Gone: the run was cancelled there (`/cancel`).
+        self.on_cancel = on_cancel
+        self.cancelled_by_bot = False
         self.token = token
         self.timeout_s = timeout_s
         self.max_backoff_s = max_backoff_s
@@ -316,6 +320,13 @@ class HttpSink(Sink):
             code = exc.code
             self._last_error = f"HTTP {code}"
             if code == 409:
+                return "ok"
+            if code == 410:
+                # The bot says the run is cancelled (`/cancel`): stop the work; later events still go out.
+                if not self.cancelled_by_bot:
+                    self.cancelled_by_bot = True
+                    if self.on_cancel is not None:
+                        self.on_cancel("cancelled on the pull request (/cancel)")
                 return "ok"
             if code in (408, 425, 429) or code >= 500:
                 return "retry"

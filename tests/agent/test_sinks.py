@@ -189,3 +189,36 @@ def test_terminal_plain_lines_and_tty_bar() -> None:
     assert "[run-9 #0] train 5/10 loss 1.2500" in plain.getvalue()
     assert "finished: cancelled — cancelled by SIGTERM" in plain.getvalue()
     assert "\r[############------------] train 5/10" in tty.getvalue()
+
+
+def test_a_410_from_the_bot_cancels_the_run_once_and_is_not_retried() -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[bytes] = []
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(410)
+            self.end_headers()
+            self.wfile.write(b'{"status": "run cancelled"}')
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    reasons: list[str] = []
+    try:
+        sink = HttpSink(f"http://127.0.0.1:{server.server_address[1]}/", TOKEN, final_deadline_s=5,
+                        on_cancel=reasons.append)
+        bus = EventBus("run-410", [sink], heartbeat_s=0)
+        bus.start()
+        bus.emit("progress", phase="train", step=1, total=4, loss=2.5)
+        bus.emit("progress", phase="train", step=2, total=4, loss=2.0)
+        bus.emit("finished", status="cancelled", reason="x")
+        bus.close()
+    finally:
+        server.shutdown()
+    assert reasons == ["cancelled on the pull request (/cancel)"]
+    assert len(hits) == 3 and sink.cancelled_by_bot  # each event once: a 410 is an answer, not a failure
