@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -51,10 +50,16 @@ def test_bad_policy_file(tmp_path: Path, capsys) -> None:
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_comment_from_stdin(monkeypatch, capsys) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("@tunebot status r-1\n"))
-    code, out = run(["-", "--bot-login", "tunebot"], capsys)
-    assert code == 0 and out["commands"][0]["args"] == {"run": "r-1"}
+def test_comment_from_stdin() -> None:
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+
+    res = subprocess.run([sys.executable, "-m", "tunebot", "parse", "-", "--bot-login", "tunebot"],
+                         input="@tunebot status r-1\n", capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = json.loads(res.stdout)
+    assert res.returncode == 0 and out["commands"][0]["args"] == {"run": "r-1"}
 
 
 def test_through_the_composition_root(capsys) -> None:
