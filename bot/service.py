@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.coalesce import Coalescer
 from bot.github.port import RUN_NAME_INPUT, GitHubError, GitHubPort, PullInfo
 from bot.github.sansio import (
     Event as GHEvent,
@@ -100,9 +101,8 @@ class Service:
                              chat=chat.performers() if chat is not None else None, on_done=self._on_outbox_done)
         self._policies: dict[str, tuple[float, Policy | PolicyError]] = {}
         self._run_locks: dict[str, asyncio.Lock] = {}
-        self._card_due: dict[str, float] = {}
-        self._scheduled: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        # GitHub's secondary limits allow no edit per progress line: one card edit per interval per run.
+        self._cards = Coalescer(config.card_edit_interval_s)
         for name, kind, text in [
             ("deliveries_processed_total", "counter", "Deliveries processed by event and outcome."),
             ("commands_total", "counter", "Commands by verb and outcome."),
@@ -116,15 +116,9 @@ class Service:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def settle(self) -> None:
-        """Wait for background work started by earlier calls (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Write the card edits still waiting for their interval (tests, shutdown)."""
+        await self._cards.flush()
 
     async def policy_for(self, repo: str) -> Policy | PolicyError:
         """The repo's `.tunebot.yml` from its default branch — never from the PR, whose author could rewrite it."""
@@ -471,35 +465,17 @@ class Service:
 
     async def refresh_card(self, run_id: str, *, final: bool = False, **kw: Any) -> None:
         """Re-render the sticky card; edits are coalesced to one per interval, the final state always goes out."""
-        run = await self.store.get_run(run_id)
-        if run is None or run.number is None:
-            return
-        now = self.clock()
-        due = self._card_due.get(run_id, 0.0)
-        if not final and now < due:
-            if run_id not in self._card_due or due - now > 0:
-                self._schedule_card(run_id, due - now)
-            return
-        self._card_due[run_id] = now + self.config.card_edit_interval_s
-        body = await self.render_card(run, **kw)
-        await self._write(f"card:{run_id}:edit", "comment_edit",
-                          {"repo": run.repo, "subject": run_id, "purpose": "card", "body": body},
-                          run_id=run_id, replace_=True)
-        if final:
-            self._card_due.pop(run_id, None)
 
-    def _schedule_card(self, run_id: str, delay: float) -> None:
-        if run_id in self._scheduled:
-            return
-        self._scheduled.add(run_id)
+        async def write(_key: str) -> None:
+            run = await self.store.get_run(run_id)  # rendered when written, so a delayed edit shows the latest state
+            if run is None or run.number is None:
+                return
+            body = await self.render_card(run, **kw)
+            await self._write(f"card:{run_id}:edit", "comment_edit",
+                              {"repo": run.repo, "subject": run_id, "purpose": "card", "body": body},
+                              run_id=run_id, replace_=True)
 
-        async def later() -> None:
-            await asyncio.sleep(max(0.0, delay))
-            self._scheduled.discard(run_id)
-            self._card_due[run_id] = 0.0
-            await self.refresh_card(run_id)
-
-        self._spawn(later())
+        await self._cards.update(run_id, write, final=final)
 
     # --- agent callbacks ----------------------------------------------------------------------------------------------
 

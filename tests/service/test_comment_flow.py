@@ -239,3 +239,22 @@ async def test_app_mode_creates_and_completes_a_check_run(make_bot) -> None:
     check = bot.github.check_runs[run.check_run_id]
     assert (check.status, check.conclusion) == ("completed", "failure")
     assert "CUDA out of memory" in next(c for c in bot.bot_comments() if rid in c)
+
+
+async def test_progress_bursts_become_one_card_edit_per_interval(make_bot) -> None:
+    import asyncio as aio
+
+    bot = await make_bot(card_edit_interval_s=0.5)
+    await bot.comment("/train tiny max_steps=200")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    before = len(bot.github.requests_to("PATCH", "*/issues/comments/*"))
+    for seq in range(20):
+        await bot.post_event(rid, run.run_token, seq, "progress", step=seq + 1, total=200, loss=3.0 - seq / 10)
+    edits = len(bot.github.requests_to("PATCH", "*/issues/comments/*")) - before
+    assert edits <= 2  # 20 progress events inside one interval: the first edit goes out, the rest wait
+    await aio.sleep(0.7)
+    await bot.settle()
+    [card] = [c for c in bot.bot_comments() if f"tunebot:run:{rid}" in c]
+    assert "20/200" in card  # the latest state was written when the interval passed
