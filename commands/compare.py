@@ -48,17 +48,10 @@ class CompareError(ValueError):
     """Two results that cannot be compared (the message says why)."""
 
 
-@dataclass(frozen=True)
-class SubjectComparison:
-    """One subject of one benchmark, on the questions both runs answered."""
+class _Scores:
+    """Scores and Δ in points (0-100) over the questions both runs answered, from `counts`."""
 
-    subject: str
     counts: PairedCounts
-    p_value: float
-    p_adjusted: float  # Holm-corrected over the subjects of the benchmark
-    ci_low: float
-    ci_high: float
-    verdict: Verdict
 
     @property
     def n(self) -> int:
@@ -78,7 +71,20 @@ class SubjectComparison:
 
 
 @dataclass(frozen=True)
-class BenchmarkComparison:
+class SubjectComparison(_Scores):
+    """One subject of one benchmark, on the questions both runs answered."""
+
+    subject: str
+    counts: PairedCounts
+    p_value: float
+    p_adjusted: float  # Holm-corrected over the subjects of the benchmark
+    ci_low: float
+    ci_high: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class BenchmarkComparison(_Scores):
     """One benchmark compared question by question. Scores and Δ are in points (0-100) over the common questions.
 
     When neither run has per-question outcomes (`paired` is False) the scores come from the subset totals, nothing
@@ -103,22 +109,6 @@ class BenchmarkComparison:
     new_reported: float | None = None
     seed: int = 0
     resamples: int = DEFAULT_RESAMPLES
-
-    @property
-    def n(self) -> int:
-        return self.counts.n
-
-    @property
-    def base_score(self) -> float:
-        return 100.0 * self.counts.base_correct / self.counts.n if self.counts.n else 0.0
-
-    @property
-    def new_score(self) -> float:
-        return 100.0 * self.counts.new_correct / self.counts.n if self.counts.n else 0.0
-
-    @property
-    def delta(self) -> float:
-        return self.counts.delta_points
 
     @property
     def significant(self) -> bool:
