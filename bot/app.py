@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.chat import CHAT_KINDS
 from bot.config import Config
+from bot.fastlane import INTAKE_KEY
 from bot.intake import Intake, Wakeup
 from bot.metrics import Metrics
 from bot.outbox import GITHUB_KINDS
@@ -50,7 +51,7 @@ class Runtime:
     claim_batch = 256
     mark_batch = 64
     flood_batch = 32
-    flood_share = 0.1
+    flood_share = 0.05
     max_pause_s = 0.005
 
     def __init__(self, service: Service, config: Config, metrics: Metrics) -> None:
@@ -225,6 +226,7 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     app[SERVICE_KEY] = service
     app[RUNTIME_KEY] = runtime
+    app[INTAKE_KEY] = intake  # for bot.fastlane.FastLaneSite, which answers plain webhook POSTs itself
     started = time.time()
 
     async def webhook(request: web.Request) -> web.Response:

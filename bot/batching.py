@@ -25,11 +25,15 @@ class GroupCommitter(Generic[T, R]):
         self.items = 0
 
     async def submit(self, item: T) -> R:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next write; the future resolves when it is written (or the write fails)."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
-        return await fut
+        return fut
 
     async def _flush_loop(self) -> None:
         while self._pending:

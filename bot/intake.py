@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RecordBatch = Callable[[list[Any]], Awaitable[list[bool]]]
 MakeDelivery = Callable[..., Any]
+Reply = Callable[[int, str], None]
 
 MAX_DELIVERY_ID = 100  # the store's column width; GitHub's GUIDs are 36 characters
 BUSY_WINDOW_S = 0.01  # "webhooks are arriving": one within this long (see Runtime.flood_share)
@@ -45,7 +46,8 @@ class Signature:
 
 
 class Intake:
-    """The aiohttp handler of POST /webhook (`handle`), with the group committer that records deliveries."""
+    """The webhook's checks and durable record (`receive`), its aiohttp handler (`handle`), and the group committer
+    that records deliveries."""
 
     def __init__(
         self,
@@ -78,61 +80,86 @@ class Intake:
         """True while webhooks are being answered or arrived within the last few milliseconds."""
         return self._active > 0 or time.perf_counter() - self._last_seen < BUSY_WINDOW_S
 
-    async def handle(self, request: web.Request) -> web.Response:
-        return await self._handle(request)
+    def too_large(self) -> tuple[int, str]:
+        """The answer to a body over the cap (refused before it is read)."""
+        self._count("too_large")
+        return 413, f"payload too large (limit {self._max_body} bytes)"
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    def receive(self, body: bytes, *, signature: str | None, event: str, delivery_id: str, target_id: str | None,
+                reply: Reply) -> None:
+        """Check and record one delivery; `reply(status, text)` is called once, now or when the record is durable.
+
+        The one path of every webhook, whichever HTTP layer framed it (`handle` for aiohttp, `bot.fastlane`).
+        Callback style, not a coroutine: the fast lane answers without a task per request.
+        """
         started = time.perf_counter()
         if not self.accepting:
             self._count("shutting_down")
             # 503 makes GitHub mark the delivery failed, so it can be redelivered once we are back.
+            reply(503, "shutting down")
+            return
+        # Verify before anything else: unauthenticated input must cost nothing and store nothing.
+        if not self._signature.verify(body, signature):
+            self._count("bad_signature")
+            reply(401, "bad signature")
+            return
+        if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID or len(event) > 100:
+            self._count("bad_request")
+            reply(400, "missing or invalid X-GitHub-Event or X-GitHub-Delivery")
+            return
+        # A manual redelivery reuses the GUID and two Apps can see the same one: dedupe on (app, delivery).
+        # https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
+        delivery = self._make(source=target_id or "hook", delivery_id=delivery_id, event=event, body=body,
+                              received_at=self._clock())
+        # Only authenticated deliveries make the intake "busy" (and so pace the workers): a flood of forged
+        # requests must not slow down real work.
+        self._active += 1
+        self._committer.enqueue(delivery).add_done_callback(
+            lambda fut: self._recorded(fut, delivery_id, started, reply))
+
+    def _recorded(self, fut: asyncio.Future[bool], delivery_id: str, started: float, reply: Reply) -> None:
+        self._active -= 1
+        self._last_seen = time.perf_counter()
+        exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            log.error("could not record delivery %s", delivery_id, exc_info=exc)
+            self._count("store_error")
+            reply(503, "could not record the delivery; please redeliver")
+        elif not fut.result():
+            self._count("duplicate")
+            reply(200, "duplicate delivery")
+        else:
+            self._count("accepted")
+            self._wake()
+            self._metrics.observe("webhook_seconds", self._last_seen - started)
+            reply(202, "accepted")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """POST /webhook through aiohttp: requests the fast lane hands over (chunked, odd headers) and tests."""
+        if not self.accepting:
+            self._count("shutting_down")
             return web.Response(status=503, text="shutting down")
         # A declared size over the cap is refused before a byte of the body is read (aiohttp's own cap, below,
         # covers chunked bodies that declare nothing).
         if self._max_body is not None and (request.content_length or 0) > self._max_body:
-            self._count("too_large")
-            return web.Response(status=413, text=f"payload too large (limit {self._max_body} bytes)")
+            return web.Response(status=413, text=self.too_large()[1])
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._count("too_large")
             return web.Response(status=413, text="payload too large")
-        # Verify before anything else: unauthenticated input must cost nothing and store nothing.
-        if not self._signature.verify(body, request.headers.get("X-Hub-Signature-256")):
-            self._count("bad_signature")
-            return web.Response(status=401, text="bad signature")
-        # Only authenticated deliveries make the intake "busy" (and so pace the workers): a flood of forged
-        # requests must not slow down real work.
-        self._active += 1
-        try:
-            return await self._record(request, body, started)
-        finally:
-            self._active -= 1
-            self._last_seen = time.perf_counter()
+        answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
-    async def _record(self, request: web.Request, body: bytes, started: float) -> web.Response:
-        event = request.headers.get("X-GitHub-Event", "")
-        delivery_id = request.headers.get("X-GitHub-Delivery", "")
-        if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID or len(event) > 100:
-            self._count("bad_request")
-            return web.Response(status=400, text="missing or invalid X-GitHub-Event or X-GitHub-Delivery")
-        # A manual redelivery reuses the GUID and two Apps can see the same one: dedupe on (app, delivery).
-        # https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
-        source = request.headers.get("X-GitHub-Hook-Installation-Target-ID") or "hook"
-        delivery = self._make(source=source, delivery_id=delivery_id, event=event, body=body, received_at=self._clock())
-        try:
-            new = await self._committer.submit(delivery)
-        except Exception:
-            log.exception("could not record delivery %s", delivery_id)
-            self._count("store_error")
-            return web.Response(status=503, text="could not record the delivery; please redeliver")
-        if not new:
-            self._count("duplicate")
-            return web.Response(status=200, text="duplicate delivery")
-        self._count("accepted")
-        self._wake()
-        self._metrics.observe("webhook_seconds", time.perf_counter() - started)
-        return web.Response(status=202, text="accepted")
+        def reply(status: int, text: str) -> None:
+            if not answer.done():
+                answer.set_result((status, text))
+
+        h = request.headers
+        self.receive(body, signature=h.get("X-Hub-Signature-256"), event=h.get("X-GitHub-Event", ""),
+                     delivery_id=h.get("X-GitHub-Delivery", ""),
+                     target_id=h.get("X-GitHub-Hook-Installation-Target-ID"), reply=reply)
+        status, text = await answer
+        return web.Response(status=status, text=text)
 
     async def drain(self) -> None:
         self.accepting = False

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config, Secret, load_config
+from bot.fastlane import FastLaneSite
 from bot.github.port import (
     CheckOutput,
     CheckRunRef,
@@ -295,9 +296,9 @@ class LocalSession:
         app = build_app(self.service)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = FastLaneSite(self.runner, "127.0.0.1", 0, max_body=config.max_body_bytes)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site.port
         from dataclasses import replace
 
         self.service.config = replace(config, public_url=f"http://127.0.0.1:{port}")

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.app import RUNTIME_KEY, build_app, open_service
 from bot.config import Config, Secret, load_config
+from bot.fastlane import FastLaneSite
 from bot.github.port import RetryPolicy
 from bot.github.pygithub_impl import PyGithubPort
 from bot.service import Service
@@ -122,10 +123,9 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         app = build_app(service)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = FastLaneSite(runner, "127.0.0.1", 0, max_body=cfg.max_body_bytes)  # the front door `serve` uses
         await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        url = f"http://127.0.0.1:{site.port}"
         service.config = replace(cfg, public_url=url)
         bot = Bot(gh, repo, service.config, service, url, runner, aiohttp.ClientSession())
         made.append(bot)
