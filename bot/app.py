@@ -190,6 +190,10 @@ class Runtime:
                 await self.service.sweep()
             except Exception:
                 log.exception("sweep failed")
+            try:
+                await self.service.prune()
+            except Exception:
+                log.exception("pruning old deliveries failed")
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Stop taking new work, let in-flight deliveries finish, then stop the loops."""

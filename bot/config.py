@@ -71,6 +71,9 @@ class Config:
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
     stale_run_after_s: float = 1800.0
+    # Finished deliveries (and their bodies) are deleted after this many days; 0 keeps them. Longer than GitHub's
+    # 3-day redelivery window: a redelivery of a pruned delivery would count as new.
+    delivery_retention_days: float = 7.0
     slack_token: Secret = field(default_factory=lambda: Secret(""))
     slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))
     slack_api_url: str = "https://slack.com/api/"
@@ -130,6 +133,7 @@ _ENV: dict[str, str] = {
     "HOST": "host",
     "PORT": "port",
     "TUNEBOT_WORKERS": "workers",
+    "TUNEBOT_DELIVERY_RETENTION_DAYS": "delivery_retention_days",
     "SLACK_BOT_TOKEN": "slack_token",
     "SLACK_SIGNING_SECRET": "slack_signing_secret",
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
@@ -146,7 +150,7 @@ _FILE_ENV: dict[str, str] = {
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes"}
-_FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s"}
+_FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days"}
 
 
 def _coerce(name: str, value: Any) -> Any:

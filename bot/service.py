@@ -851,6 +851,16 @@ class Service:
         if self.chat is not None:
             await self.chat.run_changed(latest, await self.run_view(latest), final=True)
 
+    async def prune(self) -> int:
+        """Delete finished deliveries older than the retention (their body segments go with them)."""
+        days = self.config.delivery_retention_days
+        if days <= 0:
+            return 0
+        pruned = await self.store.prune_deliveries(before=self.now() - timedelta(days=days))
+        if pruned:
+            log.info("pruned %d finished deliveries older than %g days", pruned, days)
+        return pruned
+
     async def sweep(self) -> int:
         """Ask GitHub about runs that went quiet: a dead runner or a workflow that failed before the agent spoke."""
         cutoff = self.now() - timedelta(seconds=self.config.stale_run_after_s)
