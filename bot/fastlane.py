@@ -18,6 +18,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 from aiohttp import web
 from aiohttp.web_runner import BaseSite
@@ -130,10 +131,9 @@ class WebhookProtocol(asyncio.Protocol):
 
     # --- asyncio.Protocol -------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         if self.lane.closing:
-            transport.close()
+            self.transport.close()
             return
         self.lane.connections.add(self)
 

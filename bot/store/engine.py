@@ -260,6 +260,9 @@ class SQLiteFastPath:
                 conn.execute("PRAGMA foreign_keys = ON")
                 # A checkpoint at commit would copy megabytes (and fsync) on the loop: the thread below does it.
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
+                # 16 MiB instead of SQLite's 2 MiB: claims and marks revisit rows and index pages written a little
+                # earlier, which otherwise come back through a pread each (measured: 11.5k -> 12.9k webhooks/s).
+                conn.execute("PRAGMA cache_size = -16384")
             except BaseException:
                 conn.close()
                 raise
