@@ -190,6 +190,7 @@ REPORT=$(db_report)
 ACCEPTED=$(metric 'tunebot_webhook_requests_total{outcome="accepted"}')
 DUPLICATE=$(metric 'tunebot_webhook_requests_total{outcome="duplicate"}')
 STORE_ERR=$(metric 'tunebot_webhook_requests_total{outcome="store_error"}')
+HANDED_OVER=$(metric 'tunebot_webhook_connections_handed_over_total')  # the /healthz and /metrics probes, no more
 PROCESSED=$(metric 'tunebot_deliveries_processed_total{event="issue_comment",outcome="done"}')
 read -r TOTAL DONE RETRIED DUP_IDS < <(printf '%s' "$REPORT" \
   | json_get '" ".join(str(x) for x in (d["total"], d["states"].get("done", 0), d["retried"], d["duplicate_ids"]))')
@@ -197,6 +198,7 @@ read -r TOTAL DONE RETRIED DUP_IDS < <(printf '%s' "$REPORT" \
 LOST=$(((ACCEPTED > TOTAL ? ACCEPTED - TOTAL : 0) + TOTAL - DONE))
 say "drained in ${DRAIN_S}s: 202s=$ACCEPTED stored=$TOTAL done=$DONE processed=$PROCESSED claimed_twice=$RETRIED" \
   "duplicate_ids=$DUP_IDS duplicate_requests=$DUPLICATE store_errors=$STORE_ERR client_2xx=$CLIENT_2XX" \
+  "connections_to_aiohttp=$HANDED_OVER" \
   "(+2 pre-flights; wrk does not count the answers still in flight when it stops)"
 EXACTLY_ONCE=1
 if [ "$LOST" != 0 ] || [ "$TOTAL" != "$ACCEPTED" ] || [ "$PROCESSED" != "$DONE" ] || [ "$RETRIED" != 0 ] \

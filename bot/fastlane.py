@@ -52,6 +52,11 @@ class FastLane:
         self.connections: set[WebhookProtocol] = set()
         self.closing = False
         self.handed_over = 0
+        self.metrics = intake.metrics
+        # Ops: a proxy that speaks HTTP/1.0 or chunks its bodies sends every delivery down the slower path.
+        self.metrics.describe("webhook_connections_handed_over_total", "counter",
+                              "Connections the webhook fast lane handed to aiohttp (another route or an unusual "
+                              "request).")
         self._date_second = -1
         self._responses: dict[tuple[int, str, bool], bytes] = {}
         self._reaper: asyncio.TimerHandle | None = None
@@ -260,6 +265,7 @@ class WebhookProtocol(asyncio.Protocol):
         assert transport is not None
         self.lane.connections.discard(self)
         self.lane.handed_over += 1
+        self.lane.metrics.inc("webhook_connections_handed_over_total")
         self.transport = None
         data, self.buffer = bytes(self.buffer), bytearray()
         protocol = self.lane.hand_over()

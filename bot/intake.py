@@ -73,6 +73,10 @@ class Intake:
         metrics.describe("webhook_requests_total", "counter", "Webhook requests by outcome.")
         metrics.describe("webhook_seconds", "histogram", "Time from request to answer for accepted webhooks.")
 
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
     def _count(self, outcome: str) -> None:
         self._metrics.inc("webhook_requests_total", labels={"outcome": outcome})
 

@@ -169,6 +169,7 @@ async def test_other_routes_are_handed_to_aiohttp(lane: Lane) -> None:
     [resp] = await lane.exchange(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
     assert resp.status == 404
     assert lane.lane.handed_over == 2
+    assert lane.metrics.value("webhook_connections_handed_over_total") == 2
 
 
 async def test_a_connection_is_handed_over_mid_stream_and_stays_with_aiohttp(lane: Lane) -> None:
