@@ -93,7 +93,10 @@ class BodyLog:
             return refs
 
     def _rotate(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the delivery body directory {self.directory}: {exc}") from exc
         if self._fd is not None:
             self._retired[self._segment] = self._fd
             self._unsynced[self._segment] = self._fd

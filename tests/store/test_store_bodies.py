@@ -456,3 +456,15 @@ async def test_bodies_survive_closing_and_reopening(tmp_path: Path, sqlite_templ
         assert first_segment.exists()  # another process's recent segment is spared
     finally:
         await store.close()
+
+
+def test_a_body_directory_that_cannot_be_made_is_a_clear_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "db-bodies"
+    blocker.write_text("a file where the directory should be")
+    log = BodyLog(blocker)
+    with pytest.raises(StoreError, match="cannot create the delivery body directory"):
+        log.append([b"x"])
+    blocker.unlink()
+    [ref] = log.append([b"x"])  # once the path is free, writing works
+    assert log.read(ref) == b"x"
+    log.close()
