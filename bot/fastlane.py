@@ -316,8 +316,9 @@ class FastLaneSite(BaseSite):
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        assert self._server is not None and isinstance(self._server, asyncio.Server)
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._server is not None, "the site is not started"
+        server = cast(asyncio.Server, self._server)  # any loop's server: uvloop's does not subclass asyncio's
+        return int(server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         await super().start()
