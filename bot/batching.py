@@ -24,9 +24,6 @@ class GroupCommitter(Generic[T, R]):
         self.batches = 0
         self.items = 0
 
-    async def submit(self, item: T) -> R:
-        return await self.enqueue(item)
-
     def enqueue(self, item: T) -> asyncio.Future[R]:
         """Queue `item` for the next write; the future resolves when it is written (or the write fails)."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()

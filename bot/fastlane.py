@@ -216,12 +216,16 @@ class WebhookProtocol(asyncio.Protocol):
                 body = bytes(self.buffer[head.head_bytes:size])
                 del self.buffer[:size]
                 self.head = None
-                self.keep_alive = head.keep_alive
-                self.waiting = True
-                self.lane.intake.receive(body, signature=head.signature, event=head.event,
-                                         delivery_id=head.delivery_id, target_id=head.target_id, reply=self._reply)
+                self._start(head, body)
         finally:
             self._advancing = False
+
+    def _start(self, head: WebhookHead, body: bytes) -> None:
+        """Hand one framed request to the intake; the connection waits for its answer (called with `_advancing`)."""
+        self.keep_alive = head.keep_alive
+        self.waiting = True
+        self.lane.intake.receive(body, signature=head.signature, event=head.event, delivery_id=head.delivery_id,
+                                 target_id=head.target_id, reply=self._reply)
 
     def _whole_request(self, data: bytes) -> bool:
         """Start the request if `data` is exactly one complete plain webhook POST; False leaves it to `_advance`."""
@@ -232,12 +236,9 @@ class WebhookProtocol(asyncio.Protocol):
         if (head is None or head.head_bytes + head.content_length != len(data)
                 or head.content_length > self.lane.max_body):
             return False
-        self.keep_alive = head.keep_alive
-        self.waiting = True
         self._advancing = True  # an answer given at once (401, 400) must not re-enter _advance
         try:
-            self.lane.intake.receive(data[head.head_bytes:], signature=head.signature, event=head.event,
-                                     delivery_id=head.delivery_id, target_id=head.target_id, reply=self._reply)
+            self._start(head, data[head.head_bytes:])
         finally:
             self._advancing = False
         return True

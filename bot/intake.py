@@ -87,7 +87,7 @@ class Intake:
     def too_large(self) -> tuple[int, str]:
         """The answer to a body over the cap (refused before it is read)."""
         self._count("too_large")
-        return 413, f"payload too large (limit {self._max_body} bytes)"
+        return 413, "payload too large" + (f" (limit {self._max_body} bytes)" if self._max_body is not None else "")
 
     def receive(self, body: bytes, *, signature: str | None, event: str, delivery_id: str, target_id: str | None,
                 reply: Reply) -> None:
@@ -140,9 +140,6 @@ class Intake:
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST /webhook through aiohttp: requests the fast lane hands over (chunked, odd headers) and tests."""
-        if not self.accepting:
-            self._count("shutting_down")
-            return web.Response(status=503, text="shutting down")
         # A declared size over the cap is refused before a byte of the body is read (aiohttp's own cap, below,
         # covers chunked bodies that declare nothing).
         if self._max_body is not None and (request.content_length or 0) > self._max_body:
@@ -150,8 +147,7 @@ class Intake:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            self._count("too_large")
-            return web.Response(status=413, text="payload too large")
+            return web.Response(status=413, text=self.too_large()[1])
         answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
         def reply(status: int, text: str) -> None:

@@ -242,7 +242,8 @@ class SQLiteFastPath:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         # Under load a round every 20 ms: each fsync then has little to write back, and the kernel work it does on
-        # this core comes in short slices (measured at 13k webhooks/s: p99 8-8.6 ms; 11 ms with 200 ms rounds).
+        # this core comes in short slices (bench/webhook_load.sh at ~13k webhooks/s: p99 7.9-9.5 ms over eight runs;
+        # 10.9-11.3 ms with 200 ms rounds).
         self.checkpoint_interval_s = checkpoint_interval_s
         self.idle_checkpoint_interval_s = idle_checkpoint_interval_s  # nothing written here: no need to wake often
         self.restart_frames = restart_frames
@@ -265,7 +266,8 @@ class SQLiteFastPath:
                 # A checkpoint at commit would copy megabytes (and fsync) on the loop: the thread below does it.
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
                 # 16 MiB instead of SQLite's 2 MiB: claims and marks revisit rows and index pages written a little
-                # earlier, which otherwise come back through a pread each (measured: 11.5k -> 12.9k webhooks/s).
+                # earlier, which otherwise come back through a pread each (bench/webhook_load.sh, 30 s runs:
+                # 9.6k-12.1k webhooks/s without, 12.7k-13.1k with).
                 conn.execute("PRAGMA cache_size = -16384")
             except BaseException:
                 conn.close()

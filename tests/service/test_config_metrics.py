@@ -78,7 +78,7 @@ async def test_group_commit_batches_concurrent_callers_and_propagates_failure() 
         return [i * 10 for i in items]
 
     gc: GroupCommitter[int, int] = GroupCommitter(write)
-    results = await asyncio.gather(*(gc.submit(i) for i in range(50)))
+    results = await asyncio.gather(*(gc.enqueue(i) for i in range(50)))
     assert results == [i * 10 for i in range(50)]
     assert len(writes) <= 3 and sum(len(w) for w in writes) == 50
 
@@ -87,4 +87,4 @@ async def test_group_commit_batches_concurrent_callers_and_propagates_failure() 
 
     bad: GroupCommitter[int, int] = GroupCommitter(broken)
     with pytest.raises(OSError, match="disk full"):
-        await bad.submit(1)
+        await bad.enqueue(1)

@@ -322,3 +322,10 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(lane: 
 async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
     await writer.drain()
+
+
+async def test_while_shutting_down_both_lanes_answer_503_and_store_nothing(lane: Lane) -> None:
+    lane.lane.intake.accepting = False  # what Intake.drain() sets first
+    responses = await lane.exchange(webhook(delivery="d-late"), webhook(delivery="d-late2", path="/webhook?via=x"))
+    assert [(r.status, r.body) for r in responses] == [(503, b"shutting down")] * 2
+    assert lane.stored() == [] and lane.outcome("shutting_down") == 2
