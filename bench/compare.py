@@ -58,10 +58,7 @@ async def main(repeat: int, sizes: dict[str, int]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tunebot-bench-compare-"))
     gh = FakeGitHub()
     await gh.start()
-    repo = gh.add_repo(REPO)
-    repo.add_workflow("tunebot-run.yml", "tunebot run", inputs={"run_id", "job", "job_sig", "sha", "callback_url"})
-    repo.set_permission("Codertocat", "admin")
-    repo.add_pull(1, author="Codertocat")
+    repo = gh.add_bot_repo(REPO)
     repo.add_file(".tunebot.yml", POLICY)
     cfg = load_config(environ={}, webhook_secret=Secret(SECRET), github_token=Secret(gh.token),
                       github_api_url=gh.url, job_signing_key=Secret("k"), database_url=f"sqlite:///{tmp / 'b.db'}",

@@ -18,6 +18,7 @@ from commands.jobspec import DatasetRef
 
 from . import mcq_format, packs
 from .errors import AgentError
+from .report import sha256_file
 
 TINY_MCQ_VERSION = 1
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv")
@@ -31,14 +32,6 @@ class PreparedDataset:
     sha256: str | None  # content hash for local/builtin files; None for hub ids (the hub revision is unknown here)
     rows: int | None
     path: Path | None = None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tiny_mcq_rows(bench_data: Path) -> list[dict[str, object]]:

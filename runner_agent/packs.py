@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AgentError
+from .report import sha256_file
 
 CONVERTER_VERSION = 1
 LETTERS = ("A", "B", "C", "D")
@@ -152,14 +153,6 @@ def available_subjects(root: Path, benchmark: str, split: str) -> list[str]:
 # --- conversion ------------------------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def source_files(root: Path, benchmark: str) -> list[Path]:
     base = root / benchmark
     return sorted(p for p in base.rglob("*.csv") if p.is_file()) if base.is_dir() else []
@@ -169,7 +162,7 @@ def source_hash(root: Path, benchmark: str) -> str:
     """A hash of every source file of a pack (relative path + content) and of the converter's version."""
     h = hashlib.sha256(f"{benchmark}:v{CONVERTER_VERSION}\n".encode())
     for path in source_files(root, benchmark):
-        h.update(f"{path.relative_to(root).as_posix()}\0{_sha256_file(path)}\n".encode())
+        h.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
     return h.hexdigest()
 
 

@@ -57,6 +57,7 @@ def hardware(gpu: bool) -> dict[str, Any]:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB pieces (the one file hash of the agent's manifests and caches)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

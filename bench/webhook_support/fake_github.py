@@ -27,10 +27,7 @@ async def main() -> int:
     args = ap.parse_args()
     gh = FakeGitHub()
     await gh.start()
-    repo = gh.add_repo(REPO)
-    repo.add_workflow("tunebot-run.yml", "tunebot run", inputs={"run_id", "job", "job_sig", "sha", "callback_url"})
-    repo.set_permission("Codertocat", "admin")
-    repo.add_pull(1, author="Codertocat")
+    gh.add_bot_repo(REPO)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

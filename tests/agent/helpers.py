@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from commands.events import SIGNATURE_HEADER, event_from_json, verify_body
 
@@ -31,7 +31,28 @@ class _Quiet(BaseHTTPRequestHandler):
         pass
 
 
-class CallbackServer:
+class _LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1, started and stopped as a context manager."""
+
+    def _start_server(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class CallbackServer(_LoopbackServer):
     """The bot's callback endpoint as the agent sees it: checks each body's signature with the run token.
 
     `fail_first` answers the first N requests with 503 (the bot restarting); `reject_bad_signature` answers 401
@@ -75,21 +96,11 @@ class CallbackServer:
                 self.send_response(204)
                 self.end_headers()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._start_server(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/agent/events"
-
-    def __enter__(self) -> CallbackServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"{self.base_url}/agent/events"
 
     def delivered(self) -> list[dict[str, Any]]:
         """Events that verified and were accepted (after the injected failures), deduplicated by seq."""
@@ -111,7 +122,57 @@ class HubLog:
     bytes_sent: int = 0
 
 
-class FakeHfHub:
+class _FakeHub(_LoopbackServer):
+    """What the fake hubs share: the files, slow chunked sending, the request log, and the server's life cycle."""
+
+    def __init__(self, repo: str, files: dict[str, Path], *, chunk: int, delay: float) -> None:
+        self.repo = repo
+        self.files = files
+        self.chunk = chunk
+        self.delay = delay
+        self.log = HubLog()
+        self.lock = threading.Lock()
+
+    def record(self, request: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.log.requests.append((request.command, request.path, request.headers.get("Range")))
+
+    def send_chunks(self, request: BaseHTTPRequestHandler, part: bytes) -> None:
+        """Write `part` in `chunk`-byte pieces, `delay` seconds apart (a client may hang up part-way)."""
+        try:
+            for i in range(0, len(part), self.chunk):
+                piece = part[i : i + self.chunk]
+                request.wfile.write(piece)
+                request.wfile.flush()
+                with self.lock:
+                    self.log.bytes_sent += len(piece)
+                if self.delay:
+                    time.sleep(self.delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def reset_log(self) -> None:
+        with self.lock:
+            self.log = HubLog()
+
+
+class _JsonHandler(_Quiet):
+    protocol_version = "HTTP/1.1"
+
+    def _json(self, obj: Any, code: int = 200) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FakeHfHub(_FakeHub):
     """Serves one model repo the way huggingface_hub 1.x reads it: revision info, tree listing, HEAD/GET resolve.
 
     Files are served in `chunk` byte pieces with `delay` seconds between them, so a test can interrupt a
@@ -120,13 +181,8 @@ class FakeHfHub:
 
     def __init__(self, repo: str, files: dict[str, Path], *, commit: str = "a" * 40, chunk: int = 65536,
                  delay: float = 0.0) -> None:
-        self.repo = repo
-        self.files = files
+        super().__init__(repo, files, chunk=chunk, delay=delay)
         self.commit = commit
-        self.chunk = chunk
-        self.delay = delay
-        self.log = HubLog()
-        self.lock = threading.Lock()
         self.meta = {
             name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
                    "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
@@ -134,21 +190,7 @@ class FakeHfHub:
         }
         outer = self
 
-        class Handler(_Quiet):
-            protocol_version = "HTTP/1.1"
-
-            def _record(self) -> None:
-                with outer.lock:
-                    outer.log.requests.append((self.command, self.path, self.headers.get("Range")))
-
-            def _json(self, obj: Any, code: int = 200) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(_JsonHandler):
             def _not_found(self) -> None:
                 body = b'{"error":"Repository not found"}'
                 self.send_response(404)
@@ -159,7 +201,7 @@ class FakeHfHub:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                self._record()
+                outer.record(self)
                 path = self.path.split("?")[0]
                 m = re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path)
                 if m:
@@ -181,7 +223,7 @@ class FakeHfHub:
                 return self._resolve(send_body=True)
 
             def do_HEAD(self) -> None:
-                self._record()
+                outer.record(self)
                 return self._resolve(send_body=False)
 
             def _resolve(self, *, send_body: bool) -> None:
@@ -208,68 +250,23 @@ class FakeHfHub:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
-                if not send_body:
-                    return
-                try:
-                    for i in range(0, len(part), outer.chunk):
-                        piece = part[i : i + outer.chunk]
-                        self.wfile.write(piece)
-                        self.wfile.flush()
-                        with outer.lock:
-                            outer.log.bytes_sent += len(piece)
-                        if outer.delay:
-                            time.sleep(outer.delay)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                if send_body:
+                    outer.send_chunks(self, part)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeHfHub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def reset_log(self) -> None:
-        with self.lock:
-            self.log = HubLog()
+        self._start_server(Handler)
 
 
-class FakeModelScope:
+class FakeModelScope(_FakeHub):
     """Serves one model repo the way ModelScope's v1 API does: the recursive file list (with Sha256) and
     `repo?Revision=..&FilePath=..` downloads that honour `Range`, in slow chunks when asked."""
 
     def __init__(self, repo: str, files: dict[str, Path], *, chunk: int = 65536, delay: float = 0.0) -> None:
-        self.repo = repo
-        self.files = files
-        self.chunk = chunk
-        self.delay = delay
-        self.log = HubLog()
-        self.lock = threading.Lock()
+        super().__init__(repo, files, chunk=chunk, delay=delay)
         outer = self
 
-        class Handler(_Quiet):
-            protocol_version = "HTTP/1.1"
-
-            def _json(self, obj: Any, code: int = 200) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(_JsonHandler):
             def do_GET(self) -> None:
-                with outer.lock:
-                    outer.log.requests.append((self.command, self.path, self.headers.get("Range")))
+                outer.record(self)
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 m = re.fullmatch(r"/api/v1/models/(.+?)/repo(/files)?", url.path)
@@ -295,34 +292,6 @@ class FakeModelScope:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
-                try:
-                    for i in range(0, len(part), outer.chunk):
-                        piece = part[i : i + outer.chunk]
-                        self.wfile.write(piece)
-                        self.wfile.flush()
-                        with outer.lock:
-                            outer.log.bytes_sent += len(piece)
-                        if outer.delay:
-                            time.sleep(outer.delay)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                outer.send_chunks(self, part)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeModelScope:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def reset_log(self) -> None:
-        with self.lock:
-            self.log = HubLog()
+        self._start_server(Handler)

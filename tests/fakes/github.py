@@ -328,6 +328,15 @@ class FakeGitHub:
         self.repos[full_name.lower()] = repo
         return repo
 
+    def add_bot_repo(self, full_name: str, *, workflow: str = "tunebot-run.yml", owner: str = "Codertocat") -> FakeRepo:
+        """A repository set up as the bot expects one: its run workflow with the inputs the bot dispatches
+        (deploy/github/tunebot-run.yml), `owner` as admin, and PR #1 opened by `owner`."""
+        repo = self.add_repo(full_name)
+        repo.add_workflow(workflow, "tunebot run", inputs={"run_id", "job", "job_sig", "sha", "callback_url"})
+        repo.set_permission(owner, "admin")
+        repo.add_pull(1, author=owner)
+        return repo
+
     def add_token(self, token: str, login: str, user_type: str = "User") -> None:
         self.tokens[token] = Identity(login, user_type)
 

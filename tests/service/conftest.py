@@ -97,10 +97,7 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         if gh is None:
             gh = FakeGitHub(on_dispatch=on_dispatch, app_public_key=public_key_of(key) if key else None)
             await gh.start()
-            repo = gh.add_repo(REPO)
-            repo.add_workflow(WORKFLOW, "tunebot run", inputs={"run_id", "job", "job_sig", "sha", "callback_url"})
-            repo.set_permission("Codertocat", "admin")
-            repo.add_pull(1, author="Codertocat")
+            repo = gh.add_bot_repo(REPO, workflow=WORKFLOW)
             if policy is not None:
                 repo.add_file(".tunebot.yml", policy)
         else:

@@ -51,12 +51,14 @@ class Front:
 async def front(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Front]]]:
     cleanup: list[Callable[[], Awaitable[None]]] = []
 
-    async def make(*, busy_timeout_s: float = 30.0, max_body: int = 1 << 20) -> Front:
+    async def make(*, busy_timeout_s: float = 30.0, max_body: int = 1 << 20,
+                   record_batch: Callable[[list[object]], Awaitable[list[bool]]] | None = None) -> Front:
         store = await Store.open(tmp_path / "intake.db", busy_timeout_s=busy_timeout_s)
         metrics = Metrics()
         woken: list[int] = []
-        intake = Intake(secret=SECRET, record_batch=store.record_deliveries, make_delivery=_new_delivery,
-                        metrics=metrics, wake=lambda: woken.append(1), max_body_bytes=max_body)
+        intake = Intake(secret=SECRET, record_batch=record_batch or store.record_deliveries,
+                        make_delivery=_new_delivery, metrics=metrics, wake=lambda: woken.append(1),
+                        max_body_bytes=max_body)
         app = web.Application(client_max_size=max_body)
         app.router.add_post("/webhook", intake.handle)
         runner = web.AppRunner(app, access_log=None)
@@ -161,33 +163,15 @@ async def test_a_write_waiting_for_the_lock_does_not_block_other_requests(
     assert await asyncio.wait_for(pending, 5) == (202, "accepted")
 
 
-async def test_a_store_that_fails_gets_503_and_nothing_is_acknowledged() -> None:
-    metrics = Metrics()
-
+async def test_a_store_that_fails_gets_503_and_nothing_is_acknowledged(
+        front: Callable[..., Awaitable[Front]]) -> None:
     async def broken(batch: list[object]) -> list[bool]:
         raise StoreUnavailable("database unavailable (disk I/O error)")
 
-    intake = Intake(secret=SECRET, record_batch=broken, make_delivery=_new_delivery, metrics=metrics,
-                    wake=lambda: None)
-    app = web.Application()
-    app.router.add_post("/webhook", intake.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as session:
-            results = []
-            for i in range(3):
-                h = delivery_headers("issue_comment", BODY, SECRET, f"b-{i}")
-                async with session.post(f"http://127.0.0.1:{port}/webhook", data=BODY, headers=h) as resp:
-                    results.append(resp.status)
-        assert results == [503, 503, 503]
-        assert metrics.value("webhook_requests_total", {"outcome": "store_error"}) == 3
-        assert metrics.value("webhook_requests_total", {"outcome": "accepted"}) == 0
-    finally:
-        await runner.cleanup()
+    f = await front(record_batch=broken)
+    results = [(await f.post(delivery_id=f"b-{i}"))[0] for i in range(3)]
+    assert results == [503, 503, 503]
+    assert f.outcome("store_error") == 3 and f.outcome("accepted") == 0
 
 
 async def test_forged_requests_leave_no_memory_behind(front: Callable[..., Awaitable[Front]]) -> None:
