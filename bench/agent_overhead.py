@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from commands.jobspec import job_from_dict  # noqa: E402
+from configs import BENCH_DATA_DIR as BENCH_DATA  # noqa: E402
 from runner_agent import tiny_model  # noqa: E402
 from runner_agent.context import AgentConfig, RunContext  # noqa: E402
 from runner_agent.datasets import build_tiny_mcq  # noqa: E402
@@ -34,7 +35,6 @@ from runner_agent.models import ResolvedModel  # noqa: E402
 from runner_agent.training import sft_argv  # noqa: E402
 from tests.agent.helpers import CallbackServer  # noqa: E402
 
-BENCH_DATA = REPO.parent / "shared" / "reference" / "benchmarks"
 TOKEN = "bench-token"
 
 

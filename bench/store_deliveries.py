@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.store import NewDelivery, NewRun, Store
 from commands.results import BenchmarkResult, Results, SubsetScore
 
-PAYLOAD = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "github" / "webhooks" / \
+PAYLOAD = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "github" / "webhooks" / \
     "issue_comment.created.json"
 
 

@@ -15,7 +15,7 @@
 #   1. starts the fake GitHub of tests/fakes/github.py on 127.0.0.1 and `.venv/bin/tunebot serve` with a fresh
 #      SQLite store (WAL) in a temp dir, the service pinned to CPU 0 (`taskset -c 0`), everything else to CPU 1;
 #   2. warm-up, then the load: signed `issue_comment` deliveries of a plain comment (no command), each request with
-#      its own X-GitHub-Delivery (../shared/bench/bench_webhook.sh -u, one wrk thread: see below);
+#      its own X-GitHub-Delivery (bench/wrk/bench_webhook.sh -u, one wrk thread: see below);
 #   3. waits for the worker to drain, then checks exactly-once: every delivery the service answered 202 is stored
 #      once, in state `done`, was claimed once (attempts = 1) and processed once (the service's own counter);
 #   4. a forged-signature flood while sampling the service's RSS, then its idle RSS;
@@ -33,11 +33,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HARNESS="${TUNEBOT_BENCH_HARNESS:-$ROOT/../shared/bench}"
+HARNESS="${TUNEBOT_BENCH_HARNESS:-$ROOT/bench/wrk}"
 SUPPORT="$ROOT/bench/webhook_support"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-PAYLOAD="${TUNEBOT_BENCH_PAYLOAD:-$ROOT/../shared/reference/github/webhooks/issue_comment.created.with-installation.json}"
+PAYLOAD="${TUNEBOT_BENCH_PAYLOAD:-$ROOT/tests/fixtures/github/webhooks/issue_comment.created.with-installation.json}"
 COMMENT="Thanks, this looks good to me. Merging after CI is green."
 
 LOAD=30 CONNS=64 WARMUP=3 FLOOD=10 DRAIN=75 ENFORCE=0 KEEP=0
@@ -111,7 +111,7 @@ metric() { # $1 = a series exactly as rendered, e.g. tunebot_webhook_requests_to
     | awk -v s="$1" '$1 == s { printf "%d", $2; found = 1 } END { if (!found) print 0 }'
 }
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-harness() { # $1 = name, then options of ../shared/bench/bench_webhook.sh; its result line goes to $WORK/<name>.out
+harness() { # $1 = name, then options of bench/wrk/bench_webhook.sh; its result line goes to $WORK/<name>.out
   # In the background + `wait`, so that Ctrl-C / SIGTERM reach the trap at once instead of after the run.
   local name=$1
   shift

@@ -12,6 +12,9 @@ import yaml
 from commands.catalog import Catalog, build_catalog
 
 CONFIG_DIR = Path(__file__).resolve().parent
+# Real CMMLU / C-Eval samples shipped with the package (see benchmarks/data/SOURCES.md): the demo, the tests and a
+# runner without `--bench-data` read their questions here.
+BENCH_DATA_DIR = CONFIG_DIR / "benchmarks" / "data"
 
 
 def read_text(name: str) -> str:

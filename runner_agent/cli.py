@@ -17,15 +17,15 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from configs import BENCH_DATA_DIR as DEFAULT_BENCH_DATA
+
 from .context import AgentConfig
 from .errors import EXIT_FAILED, EXIT_USAGE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BENCH_DATA = REPO_ROOT.parent / "shared" / "reference" / "benchmarks"
-
 ENV_HELP = """environment (flags win):
   TUNEBOT_CACHE              model/dataset cache shared by runs (default ~/.cache/tunebot)
-  TUNEBOT_BENCH_DATA         benchmark packs (ceval/, cmmlu/); default: shared/reference/benchmarks beside the repo
+  TUNEBOT_BENCH_DATA         benchmark packs (ceval/, cmmlu/), e.g. full downloads; default: the samples shipped
+                             with tunebot (configs/benchmarks/data)
   TUNEBOT_OFFLINE            1 = use only the cache, never the network
   TUNEBOT_HUB                modelscope (default) or huggingface
   TUNEBOT_ENDPOINT           hub endpoint / mirror URL
@@ -90,8 +90,9 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
     elif env.get("TUNEBOT_BENCH_DATA"):
         bench, origin = Path(env["TUNEBOT_BENCH_DATA"]), "TUNEBOT_BENCH_DATA"
     elif DEFAULT_BENCH_DATA.is_dir():
-        bench, origin = DEFAULT_BENCH_DATA, "default beside the repository"
-        notes.append(f"benchmark data: {bench.resolve()} (default: shared/reference/benchmarks beside the repo)")
+        bench, origin = DEFAULT_BENCH_DATA, "the samples shipped with tunebot"
+        notes.append(f"benchmark data: {bench.resolve()} (the CMMLU/C-Eval samples shipped with tunebot; "
+                     "--bench-data for full downloads)")
     else:
         bench = None
     if bench is not None:

@@ -1,9 +1,8 @@
-"""Where the tests find the repository and the read-only shared references beside it."""
+"""Where the tests find the repository and the recorded reference data they replay (all inside the repository)."""
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
-BENCHMARKS = REFERENCE / "benchmarks"
-WEBHOOKS = REFERENCE / "github" / "webhooks"
+FIXTURES = REPO / "tests" / "fixtures"
+BENCHMARKS = REPO / "configs" / "benchmarks" / "data"
+WEBHOOKS = FIXTURES / "github" / "webhooks"

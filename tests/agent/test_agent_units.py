@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from runner_agent import cli
+from tests.paths import REPO
 from runner_agent.procs import headline, meaningful
 from runner_agent.runner import SCRATCH_OWNER, _best_effort_identity, gpu_available, scratch_space, sweep_stale_scratch
 
@@ -32,13 +33,15 @@ def test_flags_win_over_environment_and_environment_over_defaults(tmp_path: Path
     assert cfg.bench_data == (tmp_path / "b").resolve() and cfg.bench_data_origin == "--bench-data"
 
 
-def test_defaults_use_the_home_cache_and_the_packs_beside_the_repo(tmp_path: Path) -> None:
+def test_defaults_use_the_home_cache_and_the_shipped_samples(tmp_path: Path) -> None:
     cfg, notes = _config(["run", "--job", "j.json", "--out", "o"], {"HOME": str(tmp_path)})
     assert cfg.cache == (Path.home() / ".cache" / "tunebot").resolve()
     assert not cfg.offline and cfg.hub == "modelscope"
-    if cli.DEFAULT_BENCH_DATA.is_dir():
-        assert cfg.bench_data == cli.DEFAULT_BENCH_DATA.resolve()
-        assert any("beside the repo" in n for n in notes)
+    # The samples ship inside the package, so a runner without --bench-data always has them.
+    assert cfg.bench_data == (REPO / "configs" / "benchmarks" / "data").resolve()
+    assert (cfg.bench_data / "cmmlu" / "test" / "agronomy.csv").is_file()
+    assert cfg.bench_data_origin == "the samples shipped with tunebot"
+    assert any("shipped with tunebot" in n for n in notes)
 
 
 def test_the_agent_subcommand_is_routed_from_the_tunebot_cli() -> None:

@@ -21,9 +21,9 @@ from bot.notify.dingtalk import (
     text_message,
 )
 from tests.fakes.dingtalk import FakeDingTalk
-from tests.paths import REFERENCE
+from tests.paths import FIXTURES
 
-VECTORS = json.loads((REFERENCE / "dingtalk" / "sign_vectors.json").read_text())["vectors"]
+VECTORS = json.loads((FIXTURES / "dingtalk" / "sign_vectors.json").read_text())["vectors"]
 
 
 class Clock:

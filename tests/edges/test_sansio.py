@@ -27,9 +27,9 @@ from bot.github.sansio import (
     verify_signature,
 )
 from tests.fakes.deliveries import delivery_headers, load_payload, pr_comment_payload
-from tests.paths import REFERENCE, WEBHOOKS
+from tests.paths import FIXTURES, WEBHOOKS
 
-VECTOR = json.loads((REFERENCE / "github" / "signature_test_vector.json").read_text())
+VECTOR = json.loads((FIXTURES / "github" / "signature_test_vector.json").read_text())
 PAYLOADS = sorted(p for p in WEBHOOKS.glob("*.json"))
 SCHEMAS = WEBHOOKS / "schemas"
 

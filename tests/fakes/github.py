@@ -1,6 +1,6 @@
 """A fake GitHub REST API on 127.0.0.1 that keeps repos, PRs, comments, runs and check runs in memory.
 
-Responses are shaped from the examples in shared/reference/github/rest_subset.json (GitHub's own OpenAPI
+Responses are shaped from the examples in tests/fixtures/github/rest_subset.json (GitHub's own OpenAPI
 description), request bodies are validated against each operation's requestBody schema (422 like GitHub), and
 every request is recorded for assertions. Faults (5xx, secondary rate limits) can be injected per route.
 
@@ -33,9 +33,9 @@ import jwt
 from aiohttp import web
 
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload
-from tests.paths import REFERENCE
+from tests.paths import FIXTURES
 
-REST_SUBSET = REFERENCE / "github" / "rest_subset.json"
+REST_SUBSET = FIXTURES / "github" / "rest_subset.json"
 BOT_LOGIN = "tunebot[bot]"
 DEFAULT_TOKEN = "ghs_faketoken000000000000000000000000000"
 DOCS = "https://docs.github.com/rest"

@@ -22,7 +22,7 @@ from bot.intake import Intake, Signature
 from bot.metrics import Metrics
 from bot.store import Store, StoreUnavailable
 from tests.fakes.deliveries import delivery_headers, pr_comment_payload
-from tests.paths import REFERENCE
+from tests.paths import FIXTURES
 
 SECRET = b"intake-secret"
 BODY = json.dumps(pr_comment_payload("Looks good to me."), separators=(",", ":")).encode()
@@ -203,7 +203,7 @@ async def test_forged_requests_leave_no_memory_behind(front: Callable[..., Await
 
 
 def test_signature_checks_agree_with_the_sansio_reference() -> None:
-    vector = json.loads((REFERENCE / "github" / "signature_test_vector.json").read_text())
+    vector = json.loads((FIXTURES / "github" / "signature_test_vector.json").read_text())
     sig = Signature(vector["secret"].encode())
     assert sig.verify(vector["payload"].encode(), vector["X-Hub-Signature-256"])
     body = BODY
