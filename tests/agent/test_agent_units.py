@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from runner_agent import cli
-from tests.paths import REPO
 from runner_agent.procs import headline, meaningful
 from runner_agent.runner import SCRATCH_OWNER, _best_effort_identity, gpu_available, scratch_space, sweep_stale_scratch
+from tests.paths import REPO
 
 
 def _config(argv: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
