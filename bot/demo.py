@@ -3,11 +3,13 @@ real (ms-swift, EvalScope, the service and its store) on this machine, leaving a
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from bot.local import LocalSession, Terminal
+from bot.local import LocalSession, Terminal, local_parser
 
 
 def _banner(term: Terminal, text: str) -> None:
@@ -70,3 +72,12 @@ def _report(run_id: str, card: str, reports: list[str], out: Path, dispatched: A
     lines += reports or ["(no comparison was posted)"]
     lines += ["", f"The comparison dispatched {dispatched} new job(s): both sides came from the store.", ""]
     return "\n".join(lines)
+
+
+def demo_main(argv: list[str]) -> int:
+    p = local_parser("tunebot demo")
+    p.add_argument("--steps", type=int, default=None, help="training steps for the tiny model")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run_demo(args.workdir, args.runs_dir or args.workdir / "runs", steps=args.steps,
+                                agent_args=args.agent_arg))

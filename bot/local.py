@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from bot.app import build_app, open_service
 from bot.config import Config, Secret, load_config
 from bot.fastlane import FastLaneSite
 from bot.github.port import (
@@ -262,8 +263,6 @@ class LocalGitHub:
 
 
 def _with(run: WorkflowRun, **changes: Any) -> WorkflowRun:
-    from dataclasses import replace
-
     return replace(run, updated_at=datetime.now(UTC), **changes)
 
 
@@ -285,8 +284,6 @@ class LocalSession:
         self.comment_seq = itertools.count(1)
 
     async def __aenter__(self) -> LocalSession:
-        from bot.app import build_app, open_service
-
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         config: Config = load_config(
             environ={}, webhook_secret=Secret("local"), github_token=Secret("local"),
@@ -299,8 +296,6 @@ class LocalSession:
         site = FastLaneSite(self.runner, "127.0.0.1", 0, max_body=config.max_body_bytes)
         await site.start()
         port = site.port
-        from dataclasses import replace
-
         self.service.config = replace(config, public_url=f"http://127.0.0.1:{port}")
         return self
 
@@ -340,7 +335,7 @@ class LocalSession:
         self.github.flush_edits()
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def local_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--workdir", type=Path, default=Path.cwd(), help="the repository to act on (default: here)")
     p.add_argument("--runs-dir", type=Path, default=None, help="where runs, reports and the store go (./runs)")
@@ -349,7 +344,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def try_main(argv: list[str]) -> int:
-    p = _parser("tunebot try")
+    p = local_parser("tunebot try")
     p.add_argument("comment", nargs="+", help='the comment text, e.g. "/train tiny max_steps=20"')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -362,14 +357,3 @@ def try_main(argv: list[str]) -> int:
 
     asyncio.run(go())
     return 0
-
-
-def demo_main(argv: list[str]) -> int:
-    from bot.demo import run_demo
-
-    p = _parser("tunebot demo")
-    p.add_argument("--steps", type=int, default=None, help="training steps for the tiny model")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run_demo(args.workdir, args.runs_dir or args.workdir / "runs", steps=args.steps,
-                                agent_args=args.agent_arg))

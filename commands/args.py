@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .decision import ArgValue, quote_user
+from .values import ArgValue, quote_user
 
 ArgKind = Literal["int", "float", "bool", "choice", "name", "names", "run", "ref"]
 

@@ -7,13 +7,14 @@ equivalent comment plan identical jobs with identical result keys. Errors point 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .args import HYPER_KEYS, ArgError, did_you_mean
 from .catalog import Catalog
 from .decision import Command
 from .grammar import Word
-from .plan import ConfigError
+from .plan import ConfigError, PlanError, PlannedJob, PRFacts, plan
 from .policy import Policy
 from .safeyaml import Document, YamlError, load
 from .verbs.base import Context, RawCommand
@@ -148,3 +149,25 @@ def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
         else:
             return None
     return data
+
+
+def plan_config_file(
+    text: str,
+    path: str,
+    pr: PRFacts,
+    policy: Policy,
+    catalog: Catalog,
+    run_ids: Iterator[str] | Iterable[str],
+) -> list[PlannedJob]:
+    """The jobs a declarative training config plans: exactly those of its equivalent `/train` line.
+
+    [] when the file is not a tunebot training config (no `tunebot: train` marker); ConfigError when it is but is
+    wrong (with the line).
+    """
+    command = config_to_command(text, path, catalog=catalog, policy=policy)
+    if command is None:
+        return []
+    try:
+        return plan(command, pr, policy, catalog, run_ids)
+    except PlanError as exc:
+        raise ConfigError(path, None, str(exc)) from None

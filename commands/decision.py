@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-# A typed argument value: what a validated `key=value` (or positional) becomes.
-ArgValue: TypeAlias = int | float | bool | str | tuple[str, ...]
+from .values import ArgValue, quote_user, render_value
+from .verbs import get_spec
 
-_BARE = re.compile(r"^[A-Za-z0-9._:/@+,\-]+$")
-
-
-def render_value(value: ArgValue) -> str:
-    """The canonical text of a value, quoted only when it would not survive tokenising as a bare word."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = ",".join(value) if isinstance(value, tuple) else value
-    if _BARE.match(text):
-        return text
-    quote = "'" if '"' in text else '"'
-    return f"{quote}{text}{quote}"
+__all__ = ["ArgValue", "Command", "Decision", "Ignore", "Parsed", "Reply", "quote_user", "render_value"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +33,6 @@ class Command:
 
     def render(self) -> str:
         """Canonical text that parses back to an equal command (the help registry says which args are positional)."""
-        from .verbs import get_spec  # late: the registry imports this module
-
         spec = get_spec(self.verb)
         parts = [f"/{self.verb}"]
         keyed = dict(self.args)
@@ -112,11 +96,3 @@ class Ignore:
 
 
 Decision: TypeAlias = Parsed | Reply | Ignore
-
-
-def quote_user(text: str, limit: int = 60) -> str:
-    """User text echoed back safely: one line, no backticks (so it cannot break out of a code span), shortened."""
-    flat = " ".join(text.replace("`", "'").split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return f"`{flat}`" if flat else "``"

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from .values import quote_user
+
 MAX_LINE_CHARS = 2000  # a command line longer than this is a mistake or an attack; nobody types it
 
 # Invisible characters that autocorrect, copy-paste from chat apps, or editors slip into text: dropped.
@@ -173,10 +175,7 @@ def _command_line(raw: str, lineno: int, mention: re.Pattern[str]) -> CommandLin
     return CommandLine(s.group(1).lower(), s.group(2).strip(), raw.strip(), lineno, mentioned)
 
 
-def _q(text: str) -> str:
-    from .decision import quote_user
-
-    return quote_user(text)
+_q = quote_user
 
 
 # --- words -----------------------------------------------------------------------------------------------------------

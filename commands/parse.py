@@ -6,6 +6,7 @@ from .args import ArgError, did_you_mean
 from .catalog import Catalog
 from .decision import Command, Decision, Ignore, Parsed, Reply, quote_user
 from .grammar import CommandLine, TokenError, scan, split_words
+from .help import render_help
 from .policy import Policy
 from .verbs import REGISTRY, Context, RawCommand, get_spec
 
@@ -58,9 +59,7 @@ def _parse(text: str, catalog: Catalog, policy: Policy, bot_login: str) -> Decis
                           f"(`/help {spec.name}` for details)")
             continue
         notes.extend(f"line {cl.lineno}: {n}" for n in ctx.notes)
-        if spec.name == "help":
-            from .help import render_help
-
+        if spec.parser_replies:
             helps.append(render_help(_topic(result), catalog=catalog, policy=policy))
             continue
         commands.append(result)

@@ -378,30 +378,6 @@ def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> P
 # --- declarative configs -----------------------------------------------------------------------------------------
 
 
-def plan_config_file(
-    text: str,
-    path: str,
-    pr: PRFacts,
-    policy: Policy,
-    catalog: Catalog,
-    run_ids: Iterator[str] | Iterable[str],
-) -> list[PlannedJob]:
-    """The jobs a declarative training config plans: exactly those of its equivalent `/train` line.
-
-    [] when the file is not a tunebot training config (no `tunebot: train` marker); ConfigError when it is but is
-    wrong (with the line).
-    """
-    from .configfile import config_to_command
-
-    command = config_to_command(text, path, catalog=catalog, policy=policy)
-    if command is None:
-        return []
-    try:
-        return plan(command, pr, policy, catalog, run_ids)
-    except PlanError as exc:
-        raise ConfigError(path, None, str(exc)) from None
-
-
 # --- auto-train path matching -------------------------------------------------------------------------------------
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .events import Event
 from .jobspec import SpecError
 
 RESULTS_VERSION = 1
@@ -106,3 +107,22 @@ def results_from_dict(raw: Any) -> Results:
         manifest=dict(raw.get("manifest", {})),
         artifacts=tuple(raw.get("artifacts", [])),
     )
+
+
+def results_from_events(run_id: str, status: str, events: Sequence[Event]) -> Results:
+    """The results a run reported through its `eval_result` events (the agent's per-benchmark answer sheets)."""
+    benches: dict[str, BenchmarkResult] = {}
+    manifest: dict[str, Any] = {}
+    for ev in events:
+        if ev.type != "eval_result":
+            continue
+        d = ev.data
+        subsets = {str(k): SubsetScore(n=int(v["n"]), correct=int(v["correct"]))
+                   for k, v in (d.get("subsets") or {}).items() if isinstance(v, Mapping)}
+        if not subsets:
+            subsets = {"all": SubsetScore(n=int(d["n"]), correct=int(d.get("correct", round(d["score"] * d["n"]))))}
+        questions = {str(k): bool(v) for k, v in (d.get("questions") or {}).items()}
+        benches[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
+                                                       str(d.get("config_hash", "")))
+        manifest.update(d.get("manifest") or {})
+    return Results(run_id, status, benches, manifest=manifest)

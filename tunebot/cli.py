@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("runner_agent.cli:main", "runner agent: `tunebot agent run --job JOB.json --out DIR`"),
     "parse": ("tunebot.parse_cmd:main", "show how a comment is parsed: tunebot parse \"/train tiny\" [--policy FILE]"),
     "try": ("bot.local:try_main", "run any command locally: tunebot try \"/train tiny max_steps=20\""),
-    "demo": ("bot.local:demo_main", "the guided local demo: /train, /eval and /compare on the tiny model"),
+    "demo": ("bot.demo:demo_main", "the guided local demo: /train, /eval and /compare on the tiny model"),
 }
 
 

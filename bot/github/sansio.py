@@ -153,7 +153,7 @@ class Unsupported:
     action: str | None
 
 
-Event = IssueComment | PullRequestEvent | WorkflowRunEvent | WorkflowJobEvent | Ping | Installation | Unsupported
+WebhookEvent = IssueComment | PullRequestEvent | WorkflowRunEvent | WorkflowJobEvent | Ping | Installation | Unsupported
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class Delivery:
     hook_id: str | None
     target_type: str | None  # "integration" for App deliveries, "repository" for repo hooks
     target_id: str | None
-    event: Event
+    event: WebhookEvent
 
 
 # --------------------------------------------------------------------------- parsing
@@ -326,7 +326,7 @@ def _installation(root: _Reader, action: str) -> Installation:
                         app_id=inst.opt_integer("app_id"), repositories=names)
 
 
-def parse_event(event_name: str, payload: Any) -> Event:
+def parse_event(event_name: str, payload: Any) -> WebhookEvent:
     """Turn an already-decoded payload of event `event_name` (the X-GitHub-Event value) into a typed event."""
     root = _Reader(payload, "")
     if event_name == "ping":

@@ -81,6 +81,9 @@ class NewRun:
     name_token: str | None = None
     trigger_key: str | None = None
     retry_of: str | None = None
+    compare_ref: str | None = None
+    benchmark_keys: Mapping[str, str] | None = None
+    backfill_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,12 @@ class Run:
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The run's intent, decided when it was created: `compare_ref` — compare its results with this ref or run when
+    # they land (`/compare`); `benchmark_keys` — the result key each benchmark's results are stored under;
+    # `backfill_for` — this run is the baseline another run is waiting for.
+    compare_ref: str | None = None
+    benchmark_keys: Mapping[str, str] | None = None
+    backfill_for: str | None = None
 
     @property
     def finished(self) -> bool:

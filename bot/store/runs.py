@@ -81,7 +81,9 @@ class RunStore(Access):
             "job_spec": plain_json(spec, f"run {new.run_id}: job_spec"), "result_key": new.result_key,
             "state": "queued", "phase": None, "reason": None, "run_token": new.run_token,
             "name_token": new.name_token, "trigger_key": new.trigger_key, "last_seq": -1, "progress": None,
-            "retry_of": new.retry_of, "created_at": now, "updated_at": now,
+            "retry_of": new.retry_of, "created_at": now, "updated_at": now, "compare_ref": new.compare_ref,
+            "benchmark_keys": plain_json(new.benchmark_keys, f"run {new.run_id}: benchmark_keys"),
+            "backfill_for": new.backfill_for,
         }
         stmt = self._insert(t).values(row).on_conflict_do_nothing().returning(t)
         async with self._write() as conn:

@@ -138,6 +138,10 @@ runs = Table(
     Column("dispatched_at", UTCDateTime(), nullable=True),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # What the run is for, decided with it (migration 0003): see models.Run.
+    Column("compare_ref", String(300), nullable=True),
+    Column("benchmark_keys", _json(), nullable=True),
+    Column("backfill_for", String(64), nullable=True),
     UniqueConstraint("name_token"),
     UniqueConstraint("trigger_key"),
     CheckConstraint(_states("state", RUN_STATES), name="state"),

@@ -351,10 +351,11 @@ def render_comparison(
 # --- run card -----------------------------------------------------------------------------------------------------
 
 
-def render_run_card(view: RunView, language: str = "en") -> str:
-    """The run's sticky comment, re-rendered whole on every update (the bot edits it in place)."""
+def render_run_card(view: RunView, language: str = "en", *, sticky: bool = True) -> str:
+    """The run's sticky comment, re-rendered whole on every update (the bot edits it in place). `sticky=False`
+    leaves out the hidden marker, for a copy in a reply (`/status <run>`) that must never be taken for the card."""
     lang = normalize_language(language)
-    out = [run_marker(view.run_id)]
+    out = [run_marker(view.run_id)] if sticky else []
     out.append(f"### {STATE_ICON[view.state]} "
                + t(lang, "card.title", run=fmt.code(view.run_id), state=state_text(view, lang)))
     where = fmt.code(f"{view.repo}@{fmt.short_sha(view.sha)}")

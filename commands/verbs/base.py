@@ -12,9 +12,9 @@ from typing import Literal
 
 from ..args import ArgError, ArgSpec, did_you_mean, normalise_key, split_names
 from ..catalog import Catalog, DatasetEntry, ModelPreset
-from ..decision import ArgValue, quote_user
 from ..grammar import Word
 from ..policy import Policy
+from ..values import ArgValue, quote_user
 
 # Which policy permission a verb needs: the bot's authorizer maps this to a level (see commands.authz).
 Gate = Literal["train", "eval", "approve", "read"]
@@ -54,6 +54,7 @@ class VerbSpec:
     keys: tuple[ArgSpec, ...]  # key=value arguments
     validate: Validator
     dispatches: bool = False  # starts GPU work (counts against the per-comment cap and quotas)
+    parser_replies: bool = False  # answered by the parser itself (help text); the bot needs no handler for it
     aliases: tuple[str, ...] = ()
     details: str = ""
 

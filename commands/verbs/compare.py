@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..args import ArgError, ArgSpec
-from ..decision import ArgValue
+from ..values import ArgValue
 from .base import Context, RawCommand, VerbSpec, parse_keys, register, resolve_benchmarks, split_args
 
 COMPARE_KEYS: tuple[ArgSpec, ...] = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..args import ArgError, ArgSpec
-from ..decision import ArgValue, quote_user
+from ..args import ArgError, ArgSpec, did_you_mean
+from ..values import ArgValue, quote_user
 from .base import (
     Context,
     RawCommand,
@@ -48,8 +48,6 @@ def check_subsets(args: dict[str, ArgValue], keyed_subsets: tuple[str, ...], ctx
         if pack.subjects:
             match = next((x for x in pack.subjects if x.lower() == s.lower()), None)
             if match is None:
-                from ..args import did_you_mean
-
                 raise ArgError(f"{pack.name} has no subject {quote_user(s)}{did_you_mean(s, list(pack.subjects))} "
                                f"(`/help {pack.name}` lists them)")
             s = match

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..args import ArgError
-from ..decision import ArgValue, quote_user
-from .base import Context, RawCommand, VerbSpec, get_spec, lookup, register, split_args, too_many
+from ..args import ArgError, did_you_mean
+from ..values import ArgValue, quote_user
+from .base import REGISTRY, Context, RawCommand, VerbSpec, get_spec, lookup, register, split_args, too_many
 
 HELP_TOPICS = ("models", "benchmarks", "datasets", "presets")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -46,9 +46,6 @@ def _help(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         return {"topic": spec.name}
     if topic in HELP_TOPICS or topic in ctx.catalog.benchmarks:
         return {"topic": topic}
-    from ..args import did_you_mean
-    from .base import REGISTRY
-
     known = [*REGISTRY, *HELP_TOPICS]
     raise ArgError(f"no help on {quote_user(positionals[0])}{did_you_mean(topic, known)}; "
                    f"topics: {', '.join(known)}")
@@ -64,6 +61,7 @@ HELP = register(VerbSpec(
     positional=("topic",),
     keys=(),
     validate=_help,
+    parser_replies=True,
 ))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..args import ArgSpec
-from ..decision import ArgValue
+from ..values import ArgValue
 from .base import Context, Gate, RawCommand, Validator, VerbSpec, register, split_args, too_many
 
 _RUN = ArgSpec("run", "run", "a run id (default: this PR's latest run)", example="r-1a2b3c")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..args import HYPER_ARGS, ArgError, ArgSpec
-from ..decision import ArgValue
+from ..values import ArgValue
 from .base import (
     Context,
     RawCommand,

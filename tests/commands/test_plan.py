@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from commands import Command, Parsed, parse_comment
+from commands.configfile import plan_config_file
 from commands.jobspec import HyperParams, job_from_json, job_to_json
 from commands.plan import (
     ConfigError,
@@ -16,7 +17,6 @@ from commands.plan import (
     TrainedRun,
     auto_train_matches,
     plan,
-    plan_config_file,
 )
 from commands.policy import Policy, parse_policy
 

@@ -1,7 +1,7 @@
 """Keeping the truth without the agent: the periodic sweep, and the seed's trigger (training configs in a PR)."""
 
 
-from tests.fakes.deliveries import deliver, load_payload
+from tests.fakes.deliveries import APP_TARGET_ID, deliver, load_payload
 from tests.service.conftest import REPO, SECRET, job_of
 
 CONFIG = """tunebot: train
@@ -61,3 +61,27 @@ async def test_auto_train_is_off_by_default(make_bot) -> None:
     assert bot.dispatches() == []
 
 
+
+
+async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_still_trains(make_bot) -> None:
+    """Other tools' YAML under configs/ (no `tunebot: train`) is not ours: it must neither crash the delivery nor
+    stop the PR's real training config, whichever order the files come in."""
+    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+    files = ["configs/lint.yaml", "configs/tiny.yaml"]
+    pull = bot.repo.add_pull(3, author="Codertocat", files=files)
+    bot.repo.add_file("configs/lint.yaml", "rules:\n  line-length: 120\n", ref=pull.head_sha)
+    bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
+    payload = load_payload("pull_request.opened", number=3)
+    payload["repository"]["full_name"] = REPO
+    payload["pull_request"]["number"] = 3
+    payload["pull_request"]["head"]["sha"] = pull.head_sha
+    payload["pull_request"]["user"]["login"] = "Codertocat"
+    payload["sender"]["login"] = "Codertocat"
+    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    assert res.status == 202
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    assert job_of(dispatch).hyper.max_steps == 30
+    delivery = await bot.service.store.get_delivery(APP_TARGET_ID, res.delivery_id)
+    assert delivery is not None and delivery.state == "done" and delivery.error is None
+    assert not any("lint.yaml" in c for c in bot.bot_comments(3))

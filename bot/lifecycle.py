@@ -1,0 +1,220 @@
+"""Keeps each run's state true: applies the agent's signed events in order, ends runs whose workflow ended without a
+word (webhooks and the periodic sweep), cancels runs, and prunes what is kept only for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from bot.cards import Cards
+from bot.comparisons import Comparisons
+from bot.core import Core
+from bot.github.port import GitHubError
+from bot.github.sansio import WorkflowJobEvent, WorkflowRunEvent
+from bot.store import Run
+from commands.events import Event, event_from_json, verify_body
+from commands.jobspec import SpecError
+from commands.results import Results, results_from_events
+
+log = logging.getLogger(__name__)
+
+_STATUS_TO_STATE = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+
+
+class Lifecycle:
+    def __init__(self, core: Core, cards: Cards, comparisons: Comparisons) -> None:
+        self.core = core
+        self.cards = cards
+        self.comparisons = comparisons
+        self._run_locks: dict[str, asyncio.Lock] = {}
+        for name, kind, text in [
+            ("callbacks_total", "counter", "Agent callbacks by outcome."),
+            ("runs_finished_total", "counter", "Runs finished by state."),
+        ]:
+            core.metrics.describe(name, kind, text)
+
+    # --- agent callbacks ----------------------------------------------------------------------------------------------
+
+    async def accept_callback(self, run_id: str, body: bytes, signature: str | None) -> tuple[int, str]:
+        metrics = self.core.metrics
+        run = await self.core.store.get_run(run_id)
+        if run is None:
+            metrics.inc("callbacks_total", labels={"outcome": "unknown_run"})
+            return 404, "unknown run"
+        if not verify_body(run.run_token, body, signature):
+            metrics.inc("callbacks_total", labels={"outcome": "bad_signature"})
+            return 401, "bad signature"
+        try:
+            event = event_from_json(body)
+        except SpecError as exc:
+            metrics.inc("callbacks_total", labels={"outcome": "malformed"})
+            return 400, str(exc)
+        if event.run_id != run_id:
+            metrics.inc("callbacks_total", labels={"outcome": "wrong_run"})
+            return 400, f"event for run {event.run_id} posted to run {run_id}"
+        outcome = await self.core.store.append_event(event, now=self.core.now())
+        metrics.inc("callbacks_total", labels={"outcome": outcome})
+        await self.apply_ready(run_id)
+        if run.state == "cancelled" and not event.is_final:
+            return 410, "run cancelled"  # tells the agent to stop
+        return (200, "duplicate") if outcome == "duplicate" else (202, "accepted")
+
+    async def apply_ready(self, run_id: str) -> None:
+        """Apply stored events strictly in sequence order; a gap waits for the missing event."""
+        store = self.core.store
+        lock = self._run_locks.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            run = await store.get_run(run_id)
+            if run is None:
+                return
+            ready = await store.ready_events(run_id)
+            if not ready:
+                return
+            final = None
+            now = self.core.now()
+            for ev in ready:
+                final = await self._apply(run, ev, now) or final
+            await store.mark_events_applied(run_id, expected_last_seq=run.last_seq, last_seq=ready[-1].seq, now=now)
+        if final is not None:
+            await self._finish(run_id, final)
+        else:
+            await self.cards.refresh(run_id)
+
+    async def _apply(self, run: Run, ev: Event, now: datetime) -> Event | None:
+        store, rid, d = self.core.store, run.run_id, ev.data
+        if ev.type in ("accepted", "phase", "progress", "heartbeat") and not run.finished:
+            started, changed = await store.advance_run(rid, "running", now=now)
+            if changed:
+                await self.cards.check_started(started)
+        if ev.type == "phase":
+            await store.update_run(rid, now=now, phase=str(d["phase"]))
+            if self.core.chat is not None:
+                fresh = await store.get_run(rid)
+                if fresh is not None:
+                    await self.core.chat.milestone(fresh, f"phase:{d['phase']}", str(d["phase"]))
+        elif ev.type == "progress":
+            await store.update_run(rid, now=now, progress=dict(d))
+        elif ev.type == "finished":
+            return ev
+        return None
+
+    async def _finish(self, run_id: str, ev: Event) -> None:
+        store, now = self.core.store, self.core.now()
+        state = _STATUS_TO_STATE.get(str(ev.data["status"]), "failed")
+        run, _ = await store.advance_run(run_id, state, now=now, reason=ev.data.get("reason"))  # type: ignore[arg-type]
+        if run.started_at and run.finished_at:
+            await store.update_run(run_id, now=now, gpu_seconds=(run.finished_at - run.started_at).total_seconds())
+        self.core.metrics.inc("runs_finished_total", labels={"state": run.state})
+        results = await self._save_results(run)
+        compared = False
+        if results is not None and results.benchmarks:
+            compared = await self.comparisons.compare_finished(run)
+        if not compared:
+            await self.cards.finished(run)
+        if self.core.chat is not None:
+            await self.core.chat.run_changed(run, await self.cards.view(run), final=True)
+
+    async def _save_results(self, run: Run) -> Results | None:
+        results = results_from_events(run.run_id, run.state, await self.core.store.events_after(run.run_id, -1))
+        if not results.benchmarks:
+            return None
+        wanted = dict(run.benchmark_keys or {})
+        keys = {b: wanted.get(b) or f"run:{run.run_id}:{b}" for b in results.benchmarks}
+        await self.core.store.save_results(run.run_id, results, keys, run.repo, run.head_sha or "", None,
+                                           now=self.core.now())
+        return results
+
+    # --- the workflow's side of the story -----------------------------------------------------------------------------
+
+    async def _run_for_workflow(self, repo: str, workflow_run_id: int, title: str) -> Run | None:
+        store = self.core.store
+        run = await store.find_run_by_workflow_run(workflow_run_id)
+        if run is None:
+            for token in title.split():
+                if token.startswith("tb-"):
+                    run = await store.find_run_by_name_token(token)
+                    if run is not None:
+                        await store.update_run(run.run_id, now=self.core.now(), workflow_run_id=workflow_run_id)
+                        break
+        return run if run is not None and run.repo == repo else None
+
+    async def on_workflow_run(self, ev: WorkflowRunEvent) -> None:
+        run = await self._run_for_workflow(ev.repo, ev.id, ev.display_title)
+        if run is None:
+            return
+        if run.workflow_url is None:
+            await self.core.store.update_run(run.run_id, now=self.core.now(), workflow_url=ev.html_url)
+        if ev.status == "completed":
+            await self.workflow_completed(run, ev.conclusion, ev.html_url)
+
+    async def on_workflow_job(self, ev: WorkflowJobEvent) -> None:
+        run = await self.core.store.find_run_by_workflow_run(ev.run_id)
+        if run is None or run.finished:
+            return
+        if ev.status == "in_progress":
+            await self.core.store.advance_run(run.run_id, "running", now=self.core.now())
+            await self.cards.refresh(run.run_id)
+
+    async def workflow_completed(self, run: Run, conclusion: str | None, url: str) -> None:
+        """The workflow ended; if the agent never said so, the run ends here, with the link to find out why."""
+        await asyncio.sleep(0)  # let a final callback that raced this webhook land first
+        store = self.core.store
+        fresh = await store.get_run(run.run_id)
+        if fresh is None or fresh.finished:
+            return
+        if conclusion == "cancelled":
+            state, reason = "cancelled", f"the workflow run was cancelled: {url}"
+        else:
+            state = "failed"
+            reason = (f"the workflow ended ({conclusion or 'unknown'}) before the agent reported a result; "
+                      f"see {url}")
+        await store.advance_run(run.run_id, state, now=self.core.now(), reason=reason)  # type: ignore[arg-type]
+        self.core.metrics.inc("runs_finished_total", labels={"state": state})
+        latest = await store.get_run(run.run_id) or fresh
+        await self.cards.finished(latest)
+        if self.core.chat is not None:
+            await self.core.chat.run_changed(latest, await self.cards.view(latest), final=True)
+
+    async def cancel(self, run: Run, reason: str) -> None:
+        run, changed = await self.core.store.advance_run(run.run_id, "cancelled", now=self.core.now(), reason=reason)
+        if run.workflow_run_id is not None:
+            await self.core.write(f"cancel:{run.run_id}", "cancel",
+                                  {"repo": run.repo, "workflow_run_id": run.workflow_run_id}, run_id=run.run_id)
+        if changed:
+            await self.cards.finished(run)
+
+    # --- housekeeping -------------------------------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Delete finished deliveries older than the retention (their body segments go with them)."""
+        days = self.core.config.delivery_retention_days
+        if days <= 0:
+            return 0
+        pruned = await self.core.store.prune_deliveries(before=self.core.now() - timedelta(days=days))
+        if pruned:
+            log.info("pruned %d finished deliveries older than %g days", pruned, days)
+        return pruned
+
+    async def sweep(self) -> int:
+        """Ask GitHub about runs that went quiet: a dead runner or a workflow that failed before the agent spoke."""
+        store, now = self.core.store, self.core.now()
+        cutoff = now - timedelta(seconds=self.core.config.stale_run_after_s)
+        ended = 0
+        for run in await store.active_runs(updated_before=cutoff):
+            if run.workflow_run_id is None:
+                if run.dispatched_at is None and run.created_at and run.created_at < cutoff:
+                    await store.advance_run(run.run_id, "failed", now=now,
+                                            reason="the workflow was never started (dispatch failed?)")
+                    await self.cards.refresh(run.run_id, final=True)
+                    ended += 1
+                continue
+            try:
+                wf = await self.core.github.get_workflow_run(run.repo, run.workflow_run_id)
+            except GitHubError as exc:
+                log.warning("sweep: cannot read workflow run %s: %s", run.workflow_run_id, exc)
+                continue
+            if wf.status == "completed":
+                await self.workflow_completed(run, wf.conclusion, wf.html_url)
+                ended += 1
+        return ended
