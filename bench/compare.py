@@ -72,7 +72,7 @@ async def main(repeat: int, sizes: dict[str, int]) -> int:
     url = f"http://127.0.0.1:{site.port}"
     from dataclasses import replace
 
-    service.config = replace(cfg, public_url=url)
+    service.config = replace(service.config, public_url=url)
     session = aiohttp.ClientSession()
 
     def dispatches() -> list[Any]:

@@ -9,20 +9,24 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from bot.chat import CHAT_KINDS
+from bot.chat import CHAT_KINDS, Chat
 from bot.config import Config
 from bot.fastlane import INTAKE_KEY
+from bot.github.port import GitHubError
+from bot.github.pygithub_impl import PyGithubPort
 from bot.intake import Intake, Wakeup
 from bot.metrics import Metrics
 from bot.outbox import GITHUB_KINDS
 from bot.service import Service
 from bot.store import NewDelivery, Store
 from bot.store.models import Delivery
+from configs import load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +285,18 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     return app
 
 
+async def learn_bot_login(github: Any) -> str:
+    """Who the bot is on GitHub, asked once at start-up: its own comments (run cards it edits in place, replies it
+    must never answer) are recognised by this login."""
+    try:
+        login = str(await github.whoami())
+    except GitHubError as exc:
+        raise RuntimeError(f"cannot learn the bot's login from GitHub ({exc}); check the credentials with "
+                           "`tunebot serve --check`, or set TUNEBOT_BOT_LOGIN") from exc
+    log.info("acting on GitHub as %s", login)
+    return login
+
+
 def _rss_bytes() -> float:
     with open(f"/proc/{os.getpid()}/statm") as f:
         return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -289,20 +305,16 @@ def _rss_bytes() -> float:
 async def open_service(config: Config, *, github: Any = None, clock: Callable[[], float] = time.time,
                        session: Any = None) -> Service:
     """Build the service from its configuration (store opened and migrated, GitHub port per auth mode)."""
-    from configs import load_catalog
-
-    store = await Store.open(config.database_url)
     if github is None:
-        from bot.github.pygithub_impl import PyGithubPort
-
         if config.app_mode:
             github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get())
         else:
             github = PyGithubPort.with_token(config.github_api_url, config.github_token.get())
+    if not config.bot_login:
+        config = replace(config, bot_login=await learn_bot_login(github))
+    store = await Store.open(config.database_url)
     chat = None
     if session is not None and (config.slack_token or config.dingtalk_robots):
-        from bot.chat import Chat
-
         chat = Chat(config=config, session=session, clock=clock)
     service = Service(config=config, store=store, github=github, catalog=load_catalog(), metrics=Metrics(),
                       clock=clock, chat=chat)

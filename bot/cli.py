@@ -36,9 +36,12 @@ async def _check(config: Config) -> int:
     except Exception as exc:
         problems.append(f"database {config.database_url.split('@')[-1]}: {exc}")
     if config.app_mode or config.github_token:
-        reason = await _check_github(config)
+        login, reason = await _check_github(config)
         if reason is None:
-            print(f"ok: GitHub API {config.github_api_url} ({'App' if config.app_mode else 'token'} mode)")
+            print(f"ok: GitHub API {config.github_api_url} ({'App' if config.app_mode else 'token'} mode), "
+                  f"acting as {config.bot_login or login}"
+                  + (f" (TUNEBOT_BOT_LOGIN; GitHub says {login})" if config.bot_login and config.bot_login != login
+                     else ""))
         else:
             problems.append(f"GitHub API {config.github_api_url}: {reason}")
     for p in problems:
@@ -48,9 +51,9 @@ async def _check(config: Config) -> int:
     return 1 if problems else 0
 
 
-async def _check_github(config: Config) -> str | None:
-    """None when GitHub answers these credentials; else what is wrong (App: GET /app with the JWT; token:
-    GET /rate_limit, which any valid token may call)."""
+async def _check_github(config: Config) -> tuple[str, str | None]:
+    """(the login the bot acts as, None) when GitHub answers these credentials; else ("", what is wrong). App: GET
+    /app with the JWT (its slug makes `<slug>[bot]`); token: GET /user, the same questions `serve` asks at start."""
     import time
 
     import aiohttp
@@ -63,21 +66,26 @@ async def _check_github(config: Config) -> str | None:
             token = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(config.app_id)},
                                config.private_key.get(), algorithm="RS256")
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            return f"the private key cannot sign a JWT ({type(exc).__name__}); check PRIVATE_KEY / PRIVATE_KEY_PATH"
+            return "", (f"the private key cannot sign a JWT ({type(exc).__name__}); check PRIVATE_KEY / "
+                        "PRIVATE_KEY_PATH")
         url, auth = f"{base}/app", f"Bearer {token}"
     else:
-        url, auth = f"{base}/rate_limit", f"Bearer {config.github_token.get()}"
+        url, auth = f"{base}/user", f"Bearer {config.github_token.get()}"
     headers = {"Authorization": auth, "Accept": "application/vnd.github+json", "User-Agent": "tunebot"}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
                 session.get(url, headers=headers) as resp:
             if resp.status == 200:
-                return None
+                data = await resp.json(content_type=None)
+                return (f"{data['slug']}[bot]" if config.app_mode else str(data["login"])), None
             if resp.status == 401:
-                return "credentials rejected (401): check APP_ID and the private key, or GITHUB_TOKEN"
-            return f"unexpected answer {resp.status} from {url}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"not reachable ({type(exc).__name__}: {exc})"
+                return "", "credentials rejected (401): check APP_ID and the private key, or GITHUB_TOKEN"
+            if resp.status == 403 and not config.app_mode:
+                return "", ("this token cannot read its own user (403): an installation token? use a GitHub App, "
+                            "or a personal access token")
+            return "", f"unexpected answer {resp.status} from {url}"
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+        return "", f"not reachable or not GitHub ({type(exc).__name__}: {exc})"
 
 
 def serve_main(argv: list[str]) -> int:

@@ -57,7 +57,9 @@ class Config:
     github_token: Secret = field(default_factory=lambda: Secret(""))
     github_api_url: str = "https://api.github.com"
     github_web_url: str = "https://github.com"
-    bot_login: str = "tunebot[bot]"
+    # The login the bot's own comments carry; empty = learned from GitHub at start-up (GET /app -> `<slug>[bot]`, or
+    # GET /user for a token): App names are unique, so a real installation is never called `tunebot`.
+    bot_login: str = ""
     command_name: str = "tunebot"
     workflow_file: str = "tunebot-run.yml"
     # Signs the job spec that travels through workflow_dispatch; runners hold the same key.
@@ -71,8 +73,8 @@ class Config:
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
     stale_run_after_s: float = 1800.0
-    # Finished deliveries (and their bodies) are deleted after this many days; 0 keeps them. Longer than GitHub's
-    # 3-day redelivery window: a redelivery of a pruned delivery would count as new.
+    # Finished deliveries (and their bodies) and performed outbox writes are deleted after this many days; 0 keeps
+    # them. Longer than GitHub's 3-day redelivery window: a redelivery of a pruned delivery would count as new.
     delivery_retention_days: float = 7.0
     slack_token: Secret = field(default_factory=lambda: Secret(""))
     slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))

@@ -187,14 +187,18 @@ class Lifecycle:
     # --- housekeeping -------------------------------------------------------------------------------------------------
 
     async def prune(self) -> int:
-        """Delete finished deliveries older than the retention (their body segments go with them)."""
+        """Delete what is kept only for a while: finished deliveries (with their bodies) and performed outbox writes
+        older than the retention. Returns how many rows went."""
         days = self.core.config.delivery_retention_days
         if days <= 0:
             return 0
-        pruned = await self.core.store.prune_deliveries(before=self.core.now() - timedelta(days=days))
-        if pruned:
-            log.info("pruned %d finished deliveries older than %g days", pruned, days)
-        return pruned
+        before = self.core.now() - timedelta(days=days)
+        deliveries = await self.core.store.prune_deliveries(before=before)
+        writes = await self.core.store.prune_outbox(before=before)
+        if deliveries or writes:
+            log.info("pruned %d finished deliveries and %d performed writes older than %g days", deliveries, writes,
+                     days)
+        return deliveries + writes
 
     async def sweep(self) -> int:
         """Ask GitHub about runs that went quiet: a dead runner or a workflow that failed before the agent spoke."""

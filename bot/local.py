@@ -247,6 +247,9 @@ class LocalGitHub:
     async def list_pull_files(self, repo: str, number: int) -> list[str]:
         return []
 
+    async def whoami(self) -> str:
+        return BOT_LOGIN
+
     async def default_branch(self, repo: str) -> str:
         return "main"
 
@@ -296,7 +299,7 @@ class LocalSession:
         site = FastLaneSite(self.runner, "127.0.0.1", 0, max_body=config.max_body_bytes)
         await site.start()
         port = site.port
-        self.service.config = replace(config, public_url=f"http://127.0.0.1:{port}")
+        self.service.config = replace(self.service.config, public_url=f"http://127.0.0.1:{port}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

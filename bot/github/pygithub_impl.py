@@ -119,6 +119,10 @@ class AppTokenProvider:
         owner, name = _split(repo)
         return int(self._integration.get_repo_installation(owner, name).id)
 
+    def slug(self) -> str:
+        """The App's slug (`GET /app` with the JWT): its comments are signed `<slug>[bot]`."""
+        return str(self._integration.get_app().slug)
+
     def close(self) -> None:
         self._integration.close()
 
@@ -601,6 +605,20 @@ class PyGithubPort:
 
     async def list_pull_files(self, repo: str, number: int) -> list[str]:
         return await self._call(repo, lambda g: [f.filename for f in g.get_repo(repo).get_pull(number).get_files()])
+
+    async def whoami(self) -> str:
+        # Asked once at start-up, outside any repository (so not through `_call`, which needs an installation).
+        loop = asyncio.get_running_loop()
+        try:
+            if self._app is not None:
+                return f"{await loop.run_in_executor(self._executor, self._app.slug)}[bot]"
+            client = self._client(None)
+            data = await loop.run_in_executor(self._executor, lambda: self._raw(client, "GET", "/user")[1])
+            return str(data["login"])
+        except GithubException as exc:
+            raise _typed_error(exc) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerError(0, f"connection to {self.base_url} failed: {exc}") from exc
 
     async def default_branch(self, repo: str) -> str:
         key = repo.lower()

@@ -47,6 +47,7 @@ PORT_NEEDS = {
     "get_file": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}
     "list_pull_files": ("pull_requests", "read"),  # GET /repos/{o}/{r}/pulls/{n}/files
     "default_branch": ("metadata", "read"),  # GET /repos/{o}/{r}
+    "whoami": ("metadata", "read"),  # GET /app with the JWT (no installation permission needed), or GET /user
 }
 
 

@@ -564,6 +564,7 @@ class FakeGitHub:
         r.add_post(p + "/app/installations/{installation_id}/access_tokens", self._h_access_token)
         r.add_get(p + "/app", self._h_app)
         r.add_get(p + "/rate_limit", self._h_rate_limit)
+        r.add_get(p + "/user", self._h_user)
         r.add_get(p + "/repos/{owner}/{repo}/installation", self._h_repo_installation)
         r.add_get(p + "/repos/{owner}/{repo}", self._h_repo)
         r.add_get(p + "/repos/{owner}/{repo}/collaborators/{username}/permission", self._h_permission)
@@ -635,6 +636,15 @@ class FakeGitHub:
         if isinstance(claims, web.Response):
             return claims
         return web.json_response({"id": self.app_id, "slug": self.app_slug, "name": self.app_slug})
+
+    async def _h_user(self, request: web.Request) -> web.Response:
+        """`GET /user`: the token's user. An installation token is not a user: GitHub answers 403 (as here)."""
+        ident = self._identity(request)
+        if ident is None:
+            return self._error(401, "Requires authentication")
+        if ident.installation_id is not None:
+            return self._error(403, "Resource not accessible by integration")
+        return web.json_response(self._user(ident.login, ident.type))
 
     async def _h_rate_limit(self, request: web.Request) -> web.Response:
         """`GET /rate_limit`: any valid token may ask (the middleware already refused a bad one)."""

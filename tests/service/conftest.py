@@ -72,7 +72,7 @@ class Bot:
         return [r.json for r in self.github.requests_to("POST", "*/dispatches")]
 
     def bot_comments(self, number: int = 1) -> list[str]:
-        return [c.body for c in self.github.comments_on(REPO, number) if c.login == "tunebot[bot]"]
+        return [c.body for c in self.github.comments_on(REPO, number) if c.login == self.config.bot_login]
 
     async def post_event(self, run_id: str, token: str, seq: int, type_: str, **data: Any) -> tuple[int, str]:
         body = make_event(run_id, seq, 1_800_000_000.0 + seq, type_, **data).to_json().encode()
@@ -95,7 +95,9 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         gh = github
         key = generate_app_key() if app else None
         if gh is None:
-            gh = FakeGitHub(on_dispatch=on_dispatch, app_public_key=public_key_of(key) if key else None)
+            # The App's slug and the token's user are not "tunebot" on purpose: the bot must learn who it is.
+            gh = FakeGitHub(on_dispatch=on_dispatch, app_public_key=public_key_of(key) if key else None,
+                            app_slug="acme-tunebot", token_login="acme-ci-bot")
             await gh.start()
             repo = gh.add_bot_repo(REPO, workflow=WORKFLOW)
             if policy is not None:
@@ -123,7 +125,7 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         site = FastLaneSite(runner, "127.0.0.1", 0, max_body=cfg.max_body_bytes)  # the front door `serve` uses
         await site.start()
         url = f"http://127.0.0.1:{site.port}"
-        service.config = replace(cfg, public_url=url)
+        service.config = replace(service.config, public_url=url)
         bot = Bot(gh, repo, service.config, service, url, runner, aiohttp.ClientSession())
         made.append(bot)
         return bot

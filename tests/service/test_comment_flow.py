@@ -3,8 +3,10 @@ and agent callbacks → card, check run and results. The agent side is scripted 
 
 import asyncio
 
+import pytest
+
 from commands.events import verify_body
-from tests.service.conftest import SIGNING_KEY, job_of
+from tests.service.conftest import REPO, SIGNING_KEY, job_of
 
 
 async def test_train_comment_dispatches_signed_job_on_default_branch(make_bot) -> None:
@@ -305,3 +307,25 @@ async def test_progress_bursts_become_one_card_edit_per_interval(make_bot) -> No
     await bot.settle()  # shutdown writes what is waiting for its interval
     [card] = [c for c in bot.bot_comments() if f"tunebot:run:{rid}" in c]
     assert "20/200" in card
+
+
+@pytest.mark.parametrize("app", [True, False], ids=["app-mode", "token-mode"])
+async def test_the_bot_learns_its_login_and_edits_its_own_card(make_bot, app: bool) -> None:
+    """A real install is never called `tunebot`: the login comes from GitHub (GET /app -> `<slug>[bot]`, or GET
+    /user), and with it the bot finds and edits its own run card and ignores its own comments."""
+    bot = await make_bot(app=app)
+    expected = "acme-tunebot[bot]" if app else "acme-ci-bot"
+    assert bot.service.config.bot_login == expected
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    [card] = [c for c in bot.github.comments_on(REPO, 1) if f"tunebot:run:{rid}" in c.body]
+    assert card.login == expected
+    await bot.post_event(rid, run.run_token, 0, "progress", step=7, total=20, loss=2.5)
+    await bot.settle()
+    assert "7/20" in bot.github.comments[card.id].body and bot.github.comments[card.id].edits >= 1
+    # The bot's own comment holding a command is never taken as one.
+    await bot.comment("/train tiny max_steps=20", login=expected, user_type="Bot" if app else "User")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1

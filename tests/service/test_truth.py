@@ -85,3 +85,23 @@ async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_
     delivery = await bot.service.store.get_delivery(APP_TARGET_ID, res.delivery_id)
     assert delivery is not None and delivery.state == "done" and delivery.error is None
     assert not any("lint.yaml" in c for c in bot.bot_comments(3))
+
+
+async def test_performed_outbox_writes_are_pruned_after_the_retention(make_bot) -> None:
+    """The outbox keeps what it performed only as long as deliveries are kept: it must not grow forever."""
+    bot = await make_bot(delivery_retention_days=7)
+    await bot.comment("/help")
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    performed = [i for i in await bot.service.store.outbox_for_run(rid) if i.state == "done"]
+    assert performed  # the dispatch and the card at least
+    assert await bot.service.store.get_by_key(f"dispatch:{rid}") is not None
+    assert await bot.service.prune() == 0  # nothing is old yet
+    real_clock = bot.service.clock
+    bot.service.clock = lambda: real_clock() + 8 * 86400
+    pruned = await bot.service.prune()
+    assert pruned >= len(performed) + 2  # the run's writes, the /help reply and both deliveries
+    assert await bot.service.store.outbox_for_run(rid) == []
+    assert await bot.service.store.get_by_key(f"dispatch:{rid}") is None
+    assert (await bot.service.store.get_run(rid)) is not None  # runs are history, never pruned
