@@ -4,7 +4,9 @@ word (webhooks and the periodic sweep), cancels runs, and prunes what is kept on
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import zipfile
 from datetime import datetime, timedelta
 
 from bot.cards import Cards
@@ -13,12 +15,23 @@ from bot.core import Core
 from bot.github.port import GitHubError
 from bot.github.sansio import WorkflowJobEvent, WorkflowRunEvent
 from bot.store import Run
-from commands.events import Event, event_from_json, verify_body
+from bot.store.errors import StoreError
+from commands.events import (
+    EVENTS_FILE,
+    EVENTS_SIGNATURE_FILE,
+    Event,
+    event_from_json,
+    events_artifact,
+    events_from_log,
+    verify_body,
+)
 from commands.jobspec import SpecError
 from commands.results import Results, results_from_events
 
 log = logging.getLogger(__name__)
 
+# A signed event log holds every event of a run (per-question outcomes of a full CMMLU are ~1 MB).
+MAX_EVENT_LOG = 64 << 20
 _STATUS_TO_STATE = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 
 
@@ -157,11 +170,16 @@ class Lifecycle:
             await self.cards.refresh(run.run_id)
 
     async def workflow_completed(self, run: Run, conclusion: str | None, url: str) -> None:
-        """The workflow ended; if the agent never said so, the run ends here, with the link to find out why."""
+        """The workflow ended. If the agent's last callback never arrived, its signed event log (uploaded by the
+        workflow) tells how the run ended; without one the run ends here, with the link to find out why."""
         await asyncio.sleep(0)  # let a final callback that raced this webhook land first
         store = self.core.store
         fresh = await store.get_run(run.run_id)
         if fresh is None or fresh.finished:
+            return
+        problem = await self._finish_from_log(fresh)
+        fresh = await store.get_run(run.run_id) or fresh
+        if fresh.finished:
             return
         if conclusion == "cancelled":
             state, reason = "cancelled", f"the workflow run was cancelled: {url}"
@@ -169,12 +187,41 @@ class Lifecycle:
             state = "failed"
             reason = (f"the workflow ended ({conclusion or 'unknown'}) before the agent reported a result; "
                       f"see {url}")
+        if problem:
+            reason += f" ({problem})"
         await store.advance_run(run.run_id, state, now=self.core.now(), reason=reason)  # type: ignore[arg-type]
         self.core.metrics.inc("runs_finished_total", labels={"state": state})
         latest = await store.get_run(run.run_id) or fresh
         await self.cards.finished(latest)
         if self.core.chat is not None:
             await self.core.chat.run_changed(latest, await self.cards.view(latest), final=True)
+
+    async def _finish_from_log(self, run: Run) -> str | None:
+        """Apply the events of the run's uploaded event log that never reached us; None, or why it could not."""
+        if run.workflow_run_id is None:
+            return None
+        try:
+            archive = await self.core.github.download_artifact(run.repo, run.workflow_run_id,
+                                                               events_artifact(run.run_id), max_bytes=MAX_EVENT_LOG)
+        except GitHubError as exc:
+            return f"its event log could not be downloaded: {exc}"
+        if archive is None:
+            return None  # nothing was uploaded: the workflow failed before the agent ran
+        try:
+            with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+                body = zf.read(EVENTS_FILE)
+                signature = zf.read(EVENTS_SIGNATURE_FILE).decode("ascii")
+            events = events_from_log(run.run_token, body, signature, run.run_id)
+            now = self.core.now()
+            for ev in events:
+                await self.core.store.append_event(ev, now=now)
+        except (KeyError, zipfile.BadZipFile, UnicodeDecodeError, SpecError, StoreError) as exc:
+            log.warning("run %s: the uploaded event log was refused: %s", run.run_id, exc)
+            return f"its uploaded event log was refused: {exc}"
+        self.core.metrics.inc("callbacks_total", labels={"outcome": "from_event_log"})
+        log.info("run %s: %d events read from the uploaded event log", run.run_id, len(events))
+        await self.apply_ready(run.run_id)
+        return None
 
     async def cancel(self, run: Run, reason: str) -> None:
         run, changed = await self.core.store.advance_run(run.run_id, "cancelled", now=self.core.now(), reason=reason)

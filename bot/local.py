@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import itertools
 import json
 import logging
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +38,7 @@ from bot.github.port import (
     PullInfo,
     WorkflowRun,
 )
+from commands.events import EVENTS_FILE, EVENTS_SIGNATURE_FILE, events_artifact
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +221,19 @@ class LocalGitHub:
             return False
         os.killpg(local.process.pid, signal.SIGTERM)  # the agent stops gracefully and reports `cancelled`
         return True
+
+    async def download_artifact(self, repo: str, run_id: int, name: str, *, max_bytes: int) -> bytes | None:
+        """The local run's outputs as the workflow would upload them (only the signed event log is asked for)."""
+        local = self.runs.get(run_id)
+        if local is None or name != events_artifact(local.inputs["run_id"]):
+            return None
+        out = self.runs_dir / local.inputs["run_id"] / "out"
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for file in (EVENTS_FILE, EVENTS_SIGNATURE_FILE):
+                if (out / file).is_file():
+                    zf.write(out / file, file)
+        return buf.getvalue() if len(buf.getvalue()) <= max_bytes else None
 
     async def create_check_run(self, repo: str, name: str, head_sha: str, status: str = "queued", *,
                                conclusion: str | None = None, output: CheckOutput | None = None,

@@ -145,3 +145,34 @@ def verify_body(token: str, body: bytes, signature: str | None) -> bool:
     if not signature or not signature.startswith("sha256="):
         return False
     return hmac.compare_digest(sign_body(token, body), signature)
+
+
+# --- the signed event log ------------------------------------------------------------------------------------------
+# The agent also writes every event to `events.jsonl` and, at the end, the file's HMAC (with the run's token) to
+# `events.jsonl.sig`; the workflow uploads both as the artifact `tunebot-<run_id>-events`. When the agent could not
+# reach the callback at the end, the bot reads the run's outcome from there instead of calling the run failed.
+EVENTS_FILE = "events.jsonl"
+EVENTS_SIGNATURE_FILE = "events.jsonl.sig"
+
+
+def events_artifact(run_id: str) -> str:
+    return f"tunebot-{run_id}-events"
+
+
+def events_from_log(token: str, body: bytes, signature: str, run_id: str) -> list[Event]:
+    """The events of a signed event log, checked: the signature covers the exact bytes, every line is an event of
+    `run_id`. SpecError says what is wrong (a tampered or foreign log is refused as a whole)."""
+    if not verify_body(token, body, signature.strip()):
+        raise SpecError(f"{EVENTS_FILE}: the signature does not match (not written by this run's agent, or changed)")
+    events = []
+    for n, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = event_from_json(line)
+        except SpecError as exc:
+            raise SpecError(f"{EVENTS_FILE} line {n}: {exc}") from None
+        if event.run_id != run_id:
+            raise SpecError(f"{EVENTS_FILE} line {n}: an event of run {event.run_id}, not {run_id}")
+        events.append(event)
+    return events

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from commands.catalog import Catalog
+from commands.events import EVENTS_FILE
 from commands.jobspec import JobSpec, SpecError, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
@@ -195,7 +196,7 @@ def with_adapter_dir(job: JobSpec, root: Path) -> JobSpec:
 def _make_sinks(cfg: AgentConfig, callback: dict[str, Any] | None, jsonl: Path | None) -> list[Sink]:
     sinks: list[Sink] = [TerminalSink(tty=cfg.tty, quiet=cfg.quiet)]
     if jsonl is not None:
-        sinks.append(JsonlSink(jsonl))
+        sinks.append(JsonlSink(jsonl, token=(callback or {}).get("token")))
     if callback is not None and callback.get("url"):
         sinks.append(HttpSink(callback["url"], callback["token"], final_deadline_s=cfg.callback_deadline_s))
     return sinks
@@ -279,7 +280,7 @@ class Runner:
             return self._fail_early(text, problem or "malformed job")
         cfg.out.mkdir(parents=True, exist_ok=True)
         sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
-                            cfg.out / "events.jsonl")
+                            cfg.out / EVENTS_FILE)
         bus = EventBus(job.run_id, sinks, clock=self.clock, heartbeat_s=cfg.heartbeat_s)
         bus.start()
         t0 = time.monotonic()
@@ -324,7 +325,7 @@ class Runner:
         if _check_out_dir(self.cfg.out) is None:
             with contextlib.suppress(OSError):
                 self.cfg.out.mkdir(parents=True, exist_ok=True)
-                jsonl = self.cfg.out / "events.jsonl"
+                jsonl = self.cfg.out / EVENTS_FILE
         sinks = _make_sinks(self.cfg, callback, jsonl)
         bus = EventBus(run_id, sinks, clock=self.clock, heartbeat_s=0)
         bus.start()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from commands.events import SIGNATURE_HEADER, Event, make_event, sign_body
+from commands.events import EVENTS_SIGNATURE_FILE, SIGNATURE_HEADER, Event, make_event, sign_body
 
 # Event types that say something a later event does not supersede; never dropped when a buffer overflows.
 _KEEP = {"accepted", "phase", "eval_result", "artifact", "finished"}
@@ -156,13 +156,16 @@ class TerminalSink(Sink):
 
 
 class JsonlSink(Sink):
-    """Appends each event as one JSON line and flushes it, so a reader tailing the file sees it at once."""
+    """Appends each event as one JSON line and flushes it, so a reader tailing the file sees it at once. With the
+    run's token, it signs the whole log when the run ends (`events.jsonl.sig`): the bot can then finish the run from
+    the uploaded log when the final callback never reached it."""
 
     name = "jsonl"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, token: str | None = None) -> None:
         super().__init__()
         self.path = path
+        self.token = token
         self._fh = path.open("a", encoding="utf-8")
 
     def handle(self, event: Event) -> None:
@@ -174,6 +177,10 @@ class JsonlSink(Sink):
             self._fh.flush()
             os.fsync(self._fh.fileno())
         self._fh.close()
+        if self.token:
+            with contextlib.suppress(OSError):
+                signature = sign_body(self.token, self.path.read_bytes())
+                self.path.with_name(EVENTS_SIGNATURE_FILE).write_text(signature + "\n", encoding="utf-8")
 
 
 # --- HTTP callback -------------------------------------------------------------------------------------------------

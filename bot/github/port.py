@@ -205,6 +205,11 @@ class GitHubPort(Protocol):
 
     async def cancel_workflow_run(self, repo: str, run_id: int) -> bool: ...
 
+    async def download_artifact(self, repo: str, run_id: int, name: str, *, max_bytes: int) -> bytes | None:
+        """The zip of workflow run `run_id`'s artifact `name`; None when there is none (or it expired). A larger
+        archive than `max_bytes` is refused (GitHubError), never read whole."""
+        ...
+
     async def create_check_run(
         self,
         repo: str,

@@ -527,6 +527,41 @@ class PyGithubPort:
 
         return await self._call(repo, go)
 
+    async def download_artifact(self, repo: str, run_id: int, name: str, *, max_bytes: int) -> bytes | None:
+        listing = f"{_repo_path(repo)}/actions/runs/{int(run_id)}/artifacts"
+
+        def go(g: github.Github) -> bytes | None:
+            _, data = self._raw(g, "GET", listing, parameters={"name": name})
+            found = [a for a in data.get("artifacts", []) if a.get("name") == name and not a.get("expired")]
+            if not found:
+                return None
+            art = found[0]
+            if int(art.get("size_in_bytes") or 0) > max_bytes:
+                raise ValidationFailed(413, f"artifact {name} is {art['size_in_bytes']} bytes; at most {max_bytes} "
+                                            "are read")
+            # GitHub answers 302 to a short-lived storage URL; PyGithub follows it without our token.
+            body = bytearray()
+            try:
+                _, _, chunks = g.requester.getStream(art["archive_download_url"], chunk_size=1 << 16)
+                for chunk in chunks:
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ValidationFailed(413, f"artifact {name} is larger than {max_bytes} bytes")
+            except requests.HTTPError as exc:  # the storage host's answer, not the API's
+                status = exc.response.status_code if exc.response is not None else 0
+                raise (NotFound if status in (404, 410) else GitHubError)(status, f"artifact download: {exc}") \
+                    from exc
+            return bytes(body)
+
+        try:
+            return await self._call(repo, go)
+        except NotFound:
+            return None
+        except GitHubError as exc:
+            if exc.status == 410:  # expired between the listing and the download
+                return None
+            raise
+
     async def cancel_workflow_run(self, repo: str, run_id: int) -> bool:
         """True when GitHub accepted the cancel (202); False when the run had already completed (409)."""
         url = f"{_repo_path(repo)}/actions/runs/{int(run_id)}/cancel"

@@ -42,6 +42,7 @@ PORT_NEEDS = {
     "find_run_by_name": ("actions", "read"),  # GET .../actions/workflows/{id}/runs
     "get_workflow_run": ("actions", "read"),  # GET .../actions/runs/{id}
     "cancel_workflow_run": ("actions", "write"),  # POST .../actions/runs/{id}/cancel
+    "download_artifact": ("actions", "read"),  # GET .../actions/runs/{id}/artifacts, .../artifacts/{id}/zip
     "create_check_run": ("checks", "write"),  # POST /repos/{o}/{r}/check-runs
     "update_check_run": ("checks", "write"),  # PATCH /repos/{o}/{r}/check-runs/{id}
     "get_file": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}

@@ -184,6 +184,7 @@ def test_run_steps_come_in_the_safe_order(run_wf: dict[str, Any]) -> None:
         "Verify the checked-out commit",
         "Run the agent",
         "Note a failure in the job summary",
+        "Upload the signed event log",
         "Upload results",
         "Clean up",
     ]
@@ -193,6 +194,12 @@ def test_run_steps_come_in_the_safe_order(run_wf: dict[str, Any]) -> None:
     upload = step_named(run_wf, "run", "Upload results")
     assert upload["if"] == "${{ always() }}"
     assert upload["with"]["name"] == "tunebot-${{ inputs.run_id }}"
+    # The bot finishes a run from this artifact when the agent's final callback was lost (bot/lifecycle.py).
+    log = step_named(run_wf, "run", "Upload the signed event log")
+    assert log["if"] == "${{ always() }}"
+    assert log["with"]["name"] == "tunebot-${{ inputs.run_id }}-events"
+    assert log["with"]["path"].splitlines() == ["${{ runner.temp }}/tunebot/out/events.jsonl",
+                                           "${{ runner.temp }}/tunebot/out/events.jsonl.sig"]
 
 
 def test_adapter_artifact_is_downloaded_only_when_the_signed_job_names_it(

@@ -51,6 +51,11 @@ def workflow(tmp_path: Path, cache: Path, results: dict[str, Any]):
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         output, _ = await agent.communicate()
         results[inputs["run_id"]] = (agent.returncode, output.decode(errors="replace"), work / "out")
+        # What the workflow's "Upload the signed event log" step leaves behind for the bot.
+        log = {n: (work / "out" / n).read_bytes() for n in ("events.jsonl", "events.jsonl.sig")
+               if (work / "out" / n).is_file()}
+        if log:
+            gh.add_artifact(fake_run.id, f"tunebot-{inputs['run_id']}-events", log)
         gh.set_run_status(fake_run.id, "completed", "success" if agent.returncode == 0 else "failure")
         await gh.emit_workflow_run(fake_run.id, "completed")
 

@@ -17,10 +17,12 @@ import base64
 import copy
 import fnmatch
 import hashlib
+import io
 import itertools
 import json
 import re
 import secrets
+import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from aiohttp import web
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload
 from tests.paths import FIXTURES
 
+_BLOBS = "/_blobs/artifacts"  # where artifact downloads redirect to (signed, unauthenticated)
 REST_SUBSET = FIXTURES / "github" / "rest_subset.json"
 BOT_LOGIN = "tunebot[bot]"
 DEFAULT_TOKEN = "ghs_faketoken000000000000000000000000000"
@@ -154,6 +157,17 @@ class FakeRun:
 
 
 @dataclass
+class FakeArtifact:
+    id: int
+    repo: str
+    run_id: int
+    name: str
+    zip: bytes
+    created_at: datetime
+    expired: bool = False
+
+
+@dataclass
 class FakeCheckRun:
     id: int
     repo: str
@@ -269,6 +283,7 @@ class FakeGitHub:
         self.comments: dict[int, FakeComment] = {}
         self.runs: dict[int, FakeRun] = {}
         self.check_runs: dict[int, FakeCheckRun] = {}
+        self.artifacts: dict[int, FakeArtifact] = {}
         self.statuses: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
         self.issued_tokens: list[tuple[int, str, datetime]] = []  # (installation id, token, expires_at)
@@ -476,6 +491,11 @@ class FakeGitHub:
                 late = fault
                 break
         request[_ROUTE] = route
+        if route.startswith(_BLOBS):  # the storage URL an artifact download redirects to: signed, no token
+            if request.query.get("sig") != self._blob_sig(request.match_info["artifact_id"]):
+                return self._error(403, "Signature not valid")
+            request[_JSON] = payload
+            return await handler(request)
         if not (route.startswith("/app") or route == "/repos/{owner}/{repo}/installation"):  # JWT routes
             auth = self._identity(request)
             if auth is None:
@@ -580,6 +600,9 @@ class FakeGitHub:
         r.add_get(p + "/repos/{owner}/{repo}/actions/runs", self._h_list_runs)
         r.add_get(p + "/repos/{owner}/{repo}/actions/runs/{run_id}", self._h_get_run)
         r.add_post(p + "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", self._h_cancel_run)
+        r.add_get(p + "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", self._h_list_artifacts)
+        r.add_get(p + "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}", self._h_artifact_zip)
+        r.add_get(p + _BLOBS + "/{artifact_id}", self._h_artifact_blob)
         r.add_post(p + "/repos/{owner}/{repo}/check-runs", self._h_create_check)
         r.add_patch(p + "/repos/{owner}/{repo}/check-runs/{check_run_id}", self._h_update_check)
         r.add_get(p + "/repos/{owner}/{repo}/contents/{path:.+}", self._h_contents)
@@ -1006,6 +1029,57 @@ class FakeGitHub:
             "html_url": html,
             "download_url": f"https://raw.githubusercontent.com/{repo.full_name}/{ref}/{path}",
             "_links": {"self": api, "git": git, "html": html}})
+
+    # ---------------------------------------------------------------- artifacts
+    def add_artifact(self, run_id: int, name: str, files: dict[str, bytes]) -> FakeArtifact:
+        """What `actions/upload-artifact` leaves: the files of one artifact of a workflow run, zipped."""
+        run = self.runs[run_id]
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path, data in files.items():
+                zf.writestr(path, data)
+        art = FakeArtifact(next(self._ids), run.repo, run_id, name, buf.getvalue(), self.clock())
+        self.artifacts[art.id] = art
+        return art
+
+    def _artifact_json(self, a: FakeArtifact) -> dict[str, Any]:
+        api = f"{self.url}/repos/{a.repo}/actions/artifacts/{a.id}"
+        return {"id": a.id, "node_id": f"MDg6QXJ0aWZhY3Q{a.id}", "name": a.name, "size_in_bytes": len(a.zip),
+                "url": api, "archive_download_url": f"{api}/zip", "expired": a.expired,
+                "created_at": _iso(a.created_at), "updated_at": _iso(a.created_at),
+                "expires_at": _iso(a.created_at + timedelta(days=14)),
+                "digest": "sha256:" + hashlib.sha256(a.zip).hexdigest(),
+                "workflow_run": {"id": a.run_id, "repository_id": self._repo_or_raise(a.repo).id}}
+
+    async def _h_list_artifacts(self, request: web.Request) -> web.Response:
+        run = self._run_or_none(request)
+        if run is None:
+            return self._not_found()
+        name = request.query.get("name")
+        items = [self._artifact_json(a) for a in self.artifacts.values()
+                 if a.run_id == run.id and (name is None or a.name == name)]
+        return self._paginate(request, items, wrap="artifacts")
+
+    def _blob_sig(self, artifact_id: str) -> str:
+        return hashlib.sha256(f"{self.token}:{artifact_id}".encode()).hexdigest()[:20]
+
+    async def _h_artifact_zip(self, request: web.Request) -> web.Response:
+        art = self.artifacts.get(int(request.match_info["artifact_id"]))
+        if art is None or art.repo.lower() != self._repo_name(request).lower():
+            return self._not_found()
+        if request.match_info["archive_format"] != "zip":
+            return self._error(422, "archive_format must be zip")
+        if art.expired:
+            return self._error(410, "Artifact has expired")
+        # Like GitHub: a short-lived, signed storage URL; the client must not send its token there.
+        location = f"{self.url}{_BLOBS}/{art.id}?sig={self._blob_sig(str(art.id))}"
+        return web.Response(status=302, headers={"Location": location})
+
+    async def _h_artifact_blob(self, request: web.Request) -> web.Response:
+        art = self.artifacts.get(int(request.match_info["artifact_id"]))
+        if art is None:
+            return self._not_found()
+        return web.Response(body=art.zip, content_type="application/zip")
 
     async def _h_status(self, request: web.Request) -> web.Response:
         repo = self._repo_or_raise(self._repo_name(request))

@@ -105,3 +105,64 @@ async def test_performed_outbox_writes_are_pruned_after_the_retention(make_bot) 
     assert await bot.service.store.outbox_for_run(rid) == []
     assert await bot.service.store.get_by_key(f"dispatch:{rid}") is None
     assert (await bot.service.store.get_run(rid)) is not None  # runs are history, never pruned
+
+
+def _signed_log(tmp_path, rid: str, token: str, events: list[tuple[str, dict]]) -> dict[str, bytes]:
+    """The two files the workflow uploads as `tunebot-<run>-events`, written by the agent's own sink."""
+    from commands.events import make_event
+    from runner_agent.sinks import JsonlSink
+
+    path = tmp_path / rid / "events.jsonl"
+    path.parent.mkdir(parents=True)
+    sink = JsonlSink(path, token=token)
+    sink.start()
+    for seq, (type_, data) in enumerate(events):
+        sink.submit(make_event(rid, seq, 1_800_000_000.0 + seq, type_, **data))
+    sink.close(5.0)
+    return {"events.jsonl": path.read_bytes(), "events.jsonl.sig": (path.parent / "events.jsonl.sig").read_bytes()}
+
+
+_EVAL = {"benchmark": "cmmlu", "score": 0.5, "n": 4, "correct": 2, "config_hash": "h",
+         "subsets": {"agronomy": {"n": 4, "correct": 2}},
+         "questions": {"agronomy/0": True, "agronomy/1": False, "agronomy/2": True, "agronomy/3": False}}
+
+
+async def _eval_run_whose_last_callback_was_lost(bot, tmp_path, *, tamper: bool = False):
+    bot.github.webhook_url = f"{bot.url}/webhook"
+    bot.github.webhook_secret = SECRET
+    await bot.comment("/eval cmmlu model=tiny")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    events = [("accepted", {"kind": "eval", "model": "tiny"}), ("phase", {"phase": "eval"}),
+              ("eval_result", _EVAL), ("finished", {"status": "succeeded"})]
+    for seq, (type_, data) in enumerate(events[:2]):  # the callback worked at first ...
+        assert (await bot.post_event(rid, run.run_token, seq, type_, **data))[0] == 202
+    files = _signed_log(tmp_path, rid, run.run_token, events)  # ... but the end only reached the log
+    if tamper:
+        files["events.jsonl"] = files["events.jsonl"].replace(b'"correct": 2', b'"correct": 3', 1)
+    bot.github.add_artifact(run.workflow_run_id, f"tunebot-{rid}-events", files)
+    bot.github.set_run_status(run.workflow_run_id, "completed", "success")
+    await bot.github.emit_workflow_run(run.workflow_run_id, "completed")
+    await bot.settle()
+    return rid
+
+
+async def test_a_run_whose_final_callback_was_lost_finishes_from_its_signed_event_log(make_bot, tmp_path) -> None:
+    bot = await make_bot()
+    rid = await _eval_run_whose_last_callback_was_lost(bot, tmp_path)
+    run = await bot.service.store.get_run(rid)
+    assert run.state == "succeeded", run.reason
+    results = await bot.service.store.load_results(rid)
+    assert results.benchmarks["cmmlu"].questions == _EVAL["questions"]
+    [card] = [c for c in bot.bot_comments() if f"tunebot:run:{rid}" in c]
+    assert "succeeded" in card and "CMMLU" in card and "50.0" in card
+
+
+async def test_a_tampered_event_log_is_refused_and_the_run_fails_saying_why(make_bot, tmp_path) -> None:
+    bot = await make_bot()
+    rid = await _eval_run_whose_last_callback_was_lost(bot, tmp_path, tamper=True)
+    run = await bot.service.store.get_run(rid)
+    assert run.state == "failed"
+    assert "event log was refused" in run.reason and "signature does not match" in run.reason
+    assert await bot.service.store.load_results(rid) is None
