@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from bot.cards import Cards
 from bot.comparisons import Comparisons
 from bot.core import Core
-from bot.github.port import GitHubError
+from bot.github.port import GitHubError, run_id_from_name
 from bot.github.sansio import WorkflowJobEvent, WorkflowRunEvent
 from bot.store import Run
 from bot.store.errors import StoreError
@@ -140,20 +140,32 @@ class Lifecycle:
 
     # --- the workflow's side of the story -----------------------------------------------------------------------------
 
-    async def _run_for_workflow(self, repo: str, workflow_run_id: int, title: str) -> Run | None:
+    async def _run_for_workflow(self, ev: WorkflowRunEvent) -> Run | None:
+        """The run this workflow run executes, if it is one the bot dispatched.
+
+        A workflow run is bound to a run only if it is the bot's own dispatch: a `workflow_dispatch` of the tunebot
+        workflow file, taken from the default branch, in the run's repository, named exactly as the bot named it,
+        while the run is active and not yet bound. A PR title or another workflow's `run-name` that merely holds a
+        run id binds nothing (it could otherwise end or repoint someone else's run).
+        """
         store = self.core.store
-        run = await store.find_run_by_workflow_run(workflow_run_id)
-        if run is None:
-            for token in title.split():
-                if token.startswith("tb-"):
-                    run = await store.find_run_by_name_token(token)
-                    if run is not None:
-                        await store.update_run(run.run_id, now=self.core.now(), workflow_run_id=workflow_run_id)
-                        break
-        return run if run is not None and run.repo == repo else None
+        bound = await store.find_run_by_workflow_run(ev.id)
+        if bound is not None:
+            return bound if bound.repo == ev.repo else None
+        run_id = run_id_from_name(ev.display_title)
+        if run_id is None or ev.event != "workflow_dispatch" or ev.run_attempt != 1:
+            return None
+        if ev.path.split("@", 1)[0] != f".github/workflows/{self.core.config.workflow_file}":
+            return None
+        run = await store.find_run_by_name_token(run_id)
+        if run is None or run.repo != ev.repo or run.finished or run.workflow_run_id is not None:
+            return None
+        if ev.head_branch != await self.core.github.default_branch(ev.repo):
+            return None
+        return await store.bind_workflow_run(run.run_id, ev.id, now=self.core.now())
 
     async def on_workflow_run(self, ev: WorkflowRunEvent) -> None:
-        run = await self._run_for_workflow(ev.repo, ev.id, ev.display_title)
+        run = await self._run_for_workflow(ev)
         if run is None:
             return
         if run.workflow_url is None:
@@ -163,7 +175,7 @@ class Lifecycle:
 
     async def on_workflow_job(self, ev: WorkflowJobEvent) -> None:
         run = await self.core.store.find_run_by_workflow_run(ev.run_id)
-        if run is None or run.finished:
+        if run is None or run.repo != ev.repo or run.finished:
             return
         if ev.status == "in_progress":
             await self.core.store.advance_run(run.run_id, "running", now=self.core.now())

@@ -37,6 +37,7 @@ from bot.github.port import (
     Permission,
     PullInfo,
     WorkflowRun,
+    run_id_from_name,
 )
 from commands.events import EVENTS_FILE, EVENTS_SIGNATURE_FILE, events_artifact
 
@@ -326,7 +327,8 @@ class LocalSession:
             await self.service.store.close()
 
     async def _workflow_done(self, run: WorkflowRun) -> None:
-        stored = await self.service.store.find_run_by_name_token(run.display_title.split()[-1])
+        run_id = run_id_from_name(run.display_title)
+        stored = await self.service.store.find_run_by_name_token(run_id) if run_id else None
         if stored is not None:
             await self.service.workflow_completed(stored, run.conclusion, run.html_url)
 

@@ -14,6 +14,22 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 # (`run-name: "tunebot ${{ inputs.run_id }}"`, see deploy/github/tunebot-run.yml). When a dispatch answers 204
 # (GHES, old API versions) the run is found again by this token through "list workflow runs".
 RUN_NAME_INPUT = "run_id"
+# The workflow's `run-name:` (deploy/github/tunebot-run.yml): how the bot recognises the runs it dispatched.
+RUN_NAME_PREFIX = "tunebot "
+
+
+def run_name(run_id: str) -> str:
+    """The exact name GitHub shows for the workflow run the bot dispatched for `run_id`."""
+    return RUN_NAME_PREFIX + run_id
+
+
+def run_id_from_name(display_title: str) -> str | None:
+    """The run id of a workflow run named exactly as the bot names its dispatches; None for any other title (a PR
+    title or another workflow's run-name that merely contains a run id is not ours)."""
+    if not display_title.startswith(RUN_NAME_PREFIX):
+        return None
+    run_id = display_title[len(RUN_NAME_PREFIX):]
+    return run_id if run_id and all(c.isalnum() or c in "-_." for c in run_id) else None
 
 # The reactions GitHub accepts on an issue comment (reactions/create-for-issue-comment requestBody enum).
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})

@@ -47,6 +47,7 @@ from bot.github.port import (
     Unauthorized,
     ValidationFailed,
     WorkflowRun,
+    run_name,
 )
 
 log = logging.getLogger(__name__)
@@ -503,17 +504,24 @@ class PyGithubPort:
 
     async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
                                created_after: datetime, *, max_runs: int = 300) -> WorkflowRun | None:
+        """The dispatched run named exactly `run_name(run_name_token)`, among this workflow's dispatches created
+        since `created_after` (one listing request per 100 runs: the listing's JSON already holds the names)."""
         if not run_name_token:
             raise ValueError("run_name_token is empty")
         since = _iso((_aware(created_after) or created_after) - CLOCK_SKEW)
+        url = f"{_repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
+        wanted = run_name(run_name_token)
 
         def go(g: github.Github) -> WorkflowRun | None:
-            wf = g.get_repo(repo).get_workflow(workflow_file)
-            for i, run in enumerate(wf.get_runs(event="workflow_dispatch", created=f">={since}")):
-                if i >= max_runs:
+            for page in range(1, max_runs // self._per_page + 2):
+                _, data = self._raw(g, "GET", url, parameters={"event": "workflow_dispatch", "created": f">={since}",
+                                                               "per_page": self._per_page, "page": page})
+                runs = data.get("workflow_runs") or []
+                for raw in runs:
+                    if raw.get("display_title") == wanted:
+                        return _run_from(raw)
+                if len(runs) < self._per_page:
                     break
-                if run_name_token in (run.raw_data.get("display_title") or ""):
-                    return _run_from(run.raw_data)
             return None
 
         return await self._call(repo, go)

@@ -104,6 +104,8 @@ class WorkflowRunEvent:
     head_sha: str
     event: str = ""
     run_attempt: int = 1
+    path: str = ""  # the workflow file, `.github/workflows/<file>`
+    head_branch: str = ""  # for a dispatch: the branch the workflow file was taken from
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ def _workflow_run(root: _Reader, action: str) -> WorkflowRunEvent:
         action=action, repo=full, installation_id=_installation_id(root), id=run.integer("id"), name=name,
         display_title=run.opt_text("display_title") or name, status=run.text("status"),
         conclusion=run.opt_text("conclusion"), html_url=run.opt_text("html_url") or "", head_sha=run.text("head_sha"),
-        event=run.opt_text("event") or "", run_attempt=run.opt_integer("run_attempt") or 1)
+        event=run.opt_text("event") or "", run_attempt=run.opt_integer("run_attempt") or 1,
+        path=run.opt_text("path") or "", head_branch=run.opt_text("head_branch") or "")
 
 
 def _workflow_job(root: _Reader, action: str) -> WorkflowJobEvent:

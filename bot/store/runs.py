@@ -245,6 +245,18 @@ class RunStore(Access):
             row = (await conn.execute(stmt)).first()
         return _run(row) if row is not None else None
 
+    async def bind_workflow_run(self, run_id: str, workflow_run_id: int, *, now: datetime) -> Run | None:
+        """Record which workflow run executes an active run, once: None when the run already has one, has
+        finished, or another run holds that workflow run (first binding wins; a later claim changes nothing)."""
+        now = utc(now)
+        taken = select(t.c.run_id).where(t.c.workflow_run_id == workflow_run_id).exists()
+        stmt = (update(t).where(t.c.run_id == run_id, t.c.workflow_run_id.is_(None),
+                                t.c.state.in_(ACTIVE_RUN_STATES), ~taken)
+                .values(workflow_run_id=workflow_run_id, updated_at=now).returning(t))
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _run(row) if row is not None else None
+
     async def find_run_by_name_token(self, name_token: str) -> Run | None:
         """The run whose unique token was put in the workflow's `run-name` (GHES: no run id on dispatch)."""
         async with self._read() as conn:

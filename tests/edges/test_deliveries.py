@@ -100,7 +100,9 @@ async def test_fake_github_emits_signed_run_and_job_webhooks(receiver: Receiver)
         assert isinstance(job, WorkflowJobEvent) and job.run_id == run_id and job.status == "in_progress"
         assert isinstance(run, WorkflowRunEvent)
         assert (run.id, run.display_title, run.status, run.conclusion, run.installation_id) == (
-            run_id, "tb-77", "completed", "success", 9)
+            run_id, "tunebot tb-77", "completed", "success", 9)
+        # What the bot checks before it binds a workflow run to one of its runs (bot/lifecycle.py).
+        assert (run.event, run.path, run.run_attempt) == ("workflow_dispatch", ".github/workflows/tunebot.yml", 1)
 
 
 async def test_hook_errors_surface_in_drain() -> None:

@@ -191,7 +191,7 @@ async def test_dispatch_200_returns_run_details(fake_github: FakeGitHub, github_
     await fake_github.drain()
     assert seen == [(result.workflow_run_id, inputs)]
     run = await github_port.get_workflow_run(REPO, result.workflow_run_id)
-    assert (run.display_title, run.status, run.event, run.conclusion) == ("tb-1f2e", "in_progress",
+    assert (run.display_title, run.status, run.event, run.conclusion) == ("tunebot tb-1f2e", "in_progress",
                                                                            "workflow_dispatch", None)
     assert run.head_sha == fake_github.repos[REPO].branches["main"]
 
@@ -204,7 +204,7 @@ async def test_dispatch_204_falls_back_to_run_name(fake_github: FakeGitHub, gith
     result = await github_port.dispatch_workflow(REPO, "tunebot.yml", "main", {"run_id": "tb-mine"})
     assert result == DispatchResult(None, None, None)
     found = await github_port.find_run_by_name(REPO, "tunebot.yml", "tb-mine", started)
-    assert found is not None and found.display_title == "tb-mine"
+    assert found is not None and found.display_title == "tunebot tb-mine"
     assert found.id == max(fake_github.runs)
     listed = fake_github.requests_to("GET", "/repos/*/actions/workflows/tunebot.yml/runs")[-1]
     assert listed.query["event"] == "workflow_dispatch" and listed.query["created"].startswith(">=")

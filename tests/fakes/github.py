@@ -261,7 +261,7 @@ class FakeGitHub:
                  token_ttl: timedelta = timedelta(hours=1), on_dispatch: DispatchHook | None = None,
                  on_cancel: Callable[[FakeRun], Awaitable[None]] | None = None,
                  webhook_url: str | None = None, webhook_secret: str | bytes | None = None,
-                 run_name_input: str = "run_id") -> None:
+                 run_name_input: str = "run_id", run_name_template: str = "tunebot {run_id}") -> None:
         if dispatch_mode not in ("details", "no_content"):
             raise ValueError("dispatch_mode is 'details' (200 with return_run_details) or 'no_content' (GHES 204)")
         self.api_prefix = api_prefix.rstrip("/")
@@ -277,6 +277,7 @@ class FakeGitHub:
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.run_name_input = run_name_input
+        self.run_name_template = run_name_template  # the workflow's `run-name:` (deploy/github/tunebot-run.yml)
         self.tokens: dict[str, Identity] = {token: Identity(token_login, "Bot" if token_login.endswith("[bot]")
                                                             else "User")}
         self.repos: dict[str, FakeRepo] = {}
@@ -846,7 +847,8 @@ class FakeGitHub:
         token = inputs.get(self.run_name_input)
         name = repo.workflows[wf]
         run = FakeRun(id=next(self._ids) * 1000 + 7, repo=repo.full_name, workflow_file=wf, name=name,
-                      display_title=str(token) if token else name, head_branch=ref_name, head_sha=head_sha,
+                      display_title=self.run_name_template.format(run_id=token) if token else name,
+                      head_branch=ref_name, head_sha=head_sha,
                       inputs=inputs, created_at=now, updated_at=now, run_number=next(counter))
         self.runs[run.id] = run
         if self.on_dispatch is not None:
@@ -873,7 +875,7 @@ class FakeGitHub:
         api = f"{self.url}/repos/{run.repo}/actions/runs/{run.id}"
         body.update({"id": run.id, "node_id": f"WFR_{run.id}", "name": run.name, "display_title": run.display_title,
                      "head_branch": run.head_branch, "head_sha": run.head_sha, "event": run.event,
-                     "path": f".github/workflows/{run.workflow_file}@{run.head_branch}",
+                     "path": f".github/workflows/{run.workflow_file}",
                      "status": run.status, "conclusion": run.conclusion, "run_number": run.run_number,
                      "run_attempt": run.run_attempt, "url": api,
                      "html_url": f"https://github.com/{run.repo}/actions/runs/{run.id}",
