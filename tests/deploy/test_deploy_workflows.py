@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot.github.port import run_name
 from commands.events import sign_body
 from configs import load_catalog
 from tests.deploy.support import (
@@ -154,8 +155,8 @@ def test_run_workflow_inputs_are_the_agreed_strings(run_wf: dict[str, Any]) -> N
 
 
 def test_run_is_named_and_grouped_by_run_id(run_wf: dict[str, Any]) -> None:
-    # The bot finds the run by this exact name when the dispatch answers without a run id.
-    assert run_wf["run-name"] == "tunebot ${{ inputs.run_id }}"
+    # The bot finds the run by this exact name when the dispatch answers without a run id, and binds nothing else.
+    assert run_wf["run-name"] == "tunebot ${{ inputs.run_id }}" == run_name("${{ inputs.run_id }}")
     assert "inputs.run_id" in run_wf["concurrency"]["group"]
     assert run_wf["concurrency"]["cancel-in-progress"] is False
 
