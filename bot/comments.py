@@ -103,12 +103,14 @@ class Comments:
             g = await store.grant_for(conv.repo, conv.number, pull.head_sha)
             if g is not None:
                 grants = (authz.Grant(g.head_sha, g.granted_by, g.created_at),)
-        usage = await store.usage(conv.repo, conv.actor, self.core.now().date())
+        today = self.core.now().date()
+        usage = await store.usage(conv.repo, conv.actor, today)  # runs per person
+        repo_seconds = await store.repo_gpu_seconds(conv.repo, today)  # GPU hours per repository
         return authz.ActorFacts(
             login=conv.actor, permission=level, is_bot=conv.actor.endswith("[bot]"),
             author_association=conv.association, pr_from_fork=bool(pull and pull.is_fork),
             head_sha=pull.head_sha if pull else "", grants=grants, runs_today=usage.runs,
-            gpu_hours_today=usage.gpu_seconds / 3600.0,
+            gpu_hours_today=repo_seconds / 3600.0,
             run_owner=target.actor if target else None,
             run_trains=bool(target and target.kind in ("train", "train+eval")))
 

@@ -17,7 +17,7 @@ from bot.store.models import OutboxItem
 from commands.decision import Command
 from commands.events import sign_body
 from commands.jobspec import Callback, JobSpec, job_from_dict, job_to_json, to_dict
-from commands.plan import PlannedJob, PRFacts, TrainedRun
+from commands.plan import PlanError, PlannedJob, PRFacts, TrainedRun
 from commands.results import BenchmarkResult, Results
 
 
@@ -75,7 +75,10 @@ class Jobs:
             # On a GitHub runner the adapter exists only as the training run's artifact: name the workflow run that
             # holds it, so the dispatched workflow can download it (local mode fills adapter.path instead).
             source = await self.core.store.get_run(job.adapter.run_id)
-            if source is not None and source.workflow_run_id is not None:
+            if source is None or source.repo != conv.repo:
+                # Never another repository's run: its artifact is not this repository's to read.
+                raise PlanError(f"this repository has no run `{job.adapter.run_id}` to take an adapter from")
+            if source.workflow_run_id is not None:
                 job = replace(job, adapter=replace(job.adapter, workflow_run_id=source.workflow_run_id))
         keys = dict(pj.benchmark_keys) if job.evaluates or pj.compare_ref else None
         new = NewRun(run_id=job.run_id, repo=conv.repo, actor=conv.actor, command=cmd.line or cmd.render(),

@@ -116,8 +116,7 @@ class Lifecycle:
         store, now = self.core.store, self.core.now()
         state = _STATUS_TO_STATE.get(str(ev.data["status"]), "failed")
         run, _ = await store.advance_run(run_id, state, now=now, reason=ev.data.get("reason"))  # type: ignore[arg-type]
-        if run.started_at and run.finished_at:
-            await store.update_run(run_id, now=now, gpu_seconds=(run.finished_at - run.started_at).total_seconds())
+        await self._charge(run)
         self.core.metrics.inc("runs_finished_total", labels={"state": run.state})
         results = await self._save_results(run)
         compared = False
@@ -201,7 +200,8 @@ class Lifecycle:
                       f"see {url}")
         if problem:
             reason += f" ({problem})"
-        await store.advance_run(run.run_id, state, now=self.core.now(), reason=reason)  # type: ignore[arg-type]
+        ended, _ = await store.advance_run(run.run_id, state, now=self.core.now(), reason=reason)  # type: ignore[arg-type]
+        await self._charge(ended)
         self.core.metrics.inc("runs_finished_total", labels={"state": state})
         latest = await store.get_run(run.run_id) or fresh
         await self.cards.finished(latest)
@@ -235,8 +235,17 @@ class Lifecycle:
         await self.apply_ready(run.run_id)
         return None
 
+    async def _charge(self, run: Run) -> None:
+        """Record the GPU time of a run that just ended (from the agent's start to the end), however it ended, so
+        the repository's daily quota counts it."""
+        if run.finished_at is not None and run.gpu_seconds is None:
+            used = (run.finished_at - run.started_at).total_seconds() if run.started_at else 0.0
+            await self.core.store.update_run(run.run_id, now=self.core.now(), gpu_seconds=max(0.0, used))
+
     async def cancel(self, run: Run, reason: str) -> None:
         run, changed = await self.core.store.advance_run(run.run_id, "cancelled", now=self.core.now(), reason=reason)
+        if changed:
+            await self._charge(run)
         if run.workflow_run_id is not None:
             await self.core.write(f"cancel:{run.run_id}", "cancel",
                                   {"repo": run.repo, "workflow_run_id": run.workflow_run_id}, run_id=run.run_id)
@@ -267,8 +276,9 @@ class Lifecycle:
         for run in await store.active_runs(updated_before=cutoff):
             if run.workflow_run_id is None:
                 if run.dispatched_at is None and run.created_at and run.created_at < cutoff:
-                    await store.advance_run(run.run_id, "failed", now=now,
-                                            reason="the workflow was never started (dispatch failed?)")
+                    ended, _ = await store.advance_run(run.run_id, "failed", now=now,
+                                                       reason="the workflow was never started (dispatch failed?)")
+                    await self._charge(ended)
                     await self.cards.refresh(run.run_id, final=True)
                     ended += 1
                 continue

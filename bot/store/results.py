@@ -131,17 +131,16 @@ class ResultStore(Access):
             stmt = stmt.where(tr.c.benchmark == benchmark)
         return await self._one(stmt)
 
-    async def leaderboard(self, benchmark: str, limit: int = 10, *, repo: str | None = None,
+    async def leaderboard(self, repo: str, benchmark: str, limit: int = 10, *,
                           config_hash: str | None = None) -> list[StoredResult]:
-        """Best scores on a benchmark, one entry per content key (its newest run), highest first.
+        """Best scores of one repository on a benchmark, one entry per content key (its newest run), highest
+        first. Always one repository: a private repository's scores must never show on another's board.
 
         Pass `config_hash` to rank only comparable results (same subjects, limit and shots).
         """
         inner = select(tr, runs.c.model, func.row_number().over(
             partition_by=tr.c.result_key, order_by=(tr.c.created_at.desc(), tr.c.id.desc())).label("rn"),
-        ).join(runs, runs.c.run_id == tr.c.run_id).where(tr.c.benchmark == benchmark)
-        if repo is not None:
-            inner = inner.where(tr.c.repo == repo)
+        ).join(runs, runs.c.run_id == tr.c.run_id).where(tr.c.benchmark == benchmark, tr.c.repo == repo)
         if config_hash is not None:
             inner = inner.where(tr.c.config_hash == config_hash)
         sub = inner.subquery()

@@ -287,6 +287,32 @@ class RunStore(Access):
         return Usage(repo=repo, user=user, start=start, end=end, runs=int(count), gpu_seconds=float(seconds))
 
 
+    async def repo_gpu_seconds(self, repo: str, day: date) -> float:
+        """GPU-seconds `repo` has spent or committed on a UTC day (runs created that day): finished runs count
+        what they used, runs still in flight their planned limit (the most they can use), so a burst of runs
+        cannot overshoot the daily quota while they are all still running."""
+        start, end = day_bounds(day)
+        stmt = select(t.c.state, t.c.gpu_seconds, t.c.job_spec).where(
+            t.c.repo == repo, t.c.created_at >= start, t.c.created_at < end)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        total = 0.0
+        for state, used, spec in rows:
+            if state in TERMINAL_RUN_STATES:
+                total += float(used or 0.0)
+            else:
+                total += planned_gpu_seconds(spec)
+        return total
+
+
+def planned_gpu_seconds(spec: Mapping[str, Any] | None) -> float:
+    """The most GPU time a run may take: its wall-clock limit times the GPUs it holds (one unless it says)."""
+    spec = spec or {}
+    limits = spec.get("limits") or {}
+    gpus = (spec.get("resources") or {}).get("gpus") or 1
+    return float(limits.get("wall_clock_s") or 0) * float(gpus)
+
+
 def run_state(value: str) -> RunState:
     if value not in RUN_STATES:
         raise StoreError(f"run state {value!r} is not one of {', '.join(RUN_STATES)}")

@@ -156,10 +156,10 @@ async def test_leaderboard_ranks_one_entry_per_content_key(store: Store) -> None
                             {f"arts/{i}": i < score * n for i in range(n)}, config_hash="cfg-1")
         await store.save_results(rid, results(rid, b), {"cmmlu": key}, "octo/demo", "a" * 40, "main",
                                  now=at(seconds))
-    board = await store.leaderboard("cmmlu", 10)
+    board = await store.leaderboard("octo/demo", "cmmlu", 10)
     assert [(e.run_id, e.model, e.score) for e in board] == [
         ("tb-000000000003", "llama-8b", 0.70), ("tb-000000000002", "qwen-7b", 0.55), ("tb-000000000004", "tiny", 0.10)]
-    assert [e.run_id for e in await store.leaderboard("cmmlu", 1)] == ["tb-000000000003"]
-    assert await store.leaderboard("ceval", 10) == []
-    assert await store.leaderboard("cmmlu", 10, config_hash="cfg-9") == []
-    assert len(await store.leaderboard("cmmlu", 10, repo="octo/demo")) == 3
+    assert [e.run_id for e in await store.leaderboard("octo/demo", "cmmlu", 1)] == ["tb-000000000003"]
+    assert await store.leaderboard("octo/demo", "ceval", 10) == []
+    assert await store.leaderboard("octo/demo", "cmmlu", 10, config_hash="cfg-9") == []
+    assert await store.leaderboard("octo/other", "cmmlu", 10) == []  # one repository's board only
