@@ -24,7 +24,7 @@ class AutoTrain:
         self.core = parts.core
         self.comments = comments
 
-    async def on_pull_request(self, ev: PullRequestEvent, trigger: str) -> None:
+    async def on_pull_request(self, ev: PullRequestEvent) -> None:
         core = self.core
         if ev.action == "synchronize":
             # A grant is bound to the head SHA it approved; a new push voids it (platform-facts: trust).
@@ -38,9 +38,12 @@ class AutoTrain:
         if not files:
             return
         pull = await core.github.get_pull(ev.repo, ev.number)
-        conv = Conversation(ev.repo, ev.number, True, ev.author or ev.sender, "NONE", trigger, policy)
+        # Keyed by what the training is about, not by the delivery id (which the webhook's HMAC does not cover):
+        # a replayed or re-sent event for the same commit finds the runs it already started.
+        conv = Conversation(ev.repo, ev.number, True, ev.author or ev.sender, "NONE",
+                            f"autotrain:{ev.repo}#{ev.number}@{ev.head_sha}", policy)
         jobs = self.parts.jobs
-        for i, path in enumerate(files[: policy.quotas.max_dispatches_per_comment]):
+        for path in files[: policy.quotas.max_dispatches_per_comment]:
             text = await core.github.get_file(ev.repo, path, ev.head_sha)
             if text is None:
                 continue
@@ -48,7 +51,7 @@ class AutoTrain:
             try:
                 planned = plan_config_file(text, path, pr, policy, core.catalog, iter(core.new_run_id, None))
             except PlanError as exc:
-                await core.reply(conv, f"cfg{i}", conv.say("reply.autotrain.config_error", error=exc))
+                await core.reply(conv, path, conv.say("reply.autotrain.config_error", error=exc))
                 continue
             if not planned:
                 continue  # ordinary YAML (no `tunebot: train` marker): not ours
@@ -57,8 +60,8 @@ class AutoTrain:
                                        core.now())
             if isinstance(decision, (authz.Denied, authz.NeedsApproval)):
                 reason = decision.reason if isinstance(decision, authz.Denied) else decision.how
-                await core.reply(conv, f"cfg{i}", conv.say("reply.autotrain.refused", path=path, reason=reason))
+                await core.reply(conv, path, conv.say("reply.autotrain.refused", path=path, reason=reason))
                 continue
             cmd = Command("train", {}, line=f"(auto-train: {path})")
             for j, pj in enumerate(planned):
-                await jobs.launch(conv, pull, cmd, pj, f"cfg{i}.{j}")
+                await jobs.launch(conv, pull, cmd, pj, f"{path}:{j}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from bot.core import Conversation
 from bot.github.port import PullInfo
@@ -82,7 +83,13 @@ class Comments:
 
     async def run_command(self, conv: Conversation, pull: PullInfo | None, cmd: Command, key: str) -> None:
         target = await self.target_run(conv, cmd) if cmd.verb in _ABOUT_RUNS else None
-        facts = await self.actor_facts(conv, pull, target)
+        where, where_pull = conv, pull
+        if cmd.verb == "retry" and target is not None and target.number is not None and target.number != conv.number:
+            # A retry is judged on the run's own PR (is it a fork? approved at which commit?), not on the thread
+            # it happens to be typed in; under today's policy.
+            where = replace(conv, number=target.number)
+            where_pull = await self.core.github.get_pull(target.repo, target.number)
+        facts = await self.actor_facts(where, where_pull, target)
         decision = authz.authorize(cmd, facts, conv.policy, self.core.now())
         if isinstance(decision, (authz.Denied, authz.NeedsApproval)):
             outcome = "denied" if isinstance(decision, authz.Denied) else "needs_approval"
@@ -112,7 +119,8 @@ class Comments:
             head_sha=pull.head_sha if pull else "", grants=grants, runs_today=usage.runs,
             gpu_hours_today=repo_seconds / 3600.0,
             run_owner=target.actor if target else None,
-            run_trains=bool(target and target.kind in ("train", "train+eval")))
+            run_trains=bool(target and target.kind in ("train", "train+eval")),
+            run_sha=target.head_sha if target else None)
 
     async def target_run(self, conv: Conversation, cmd: Command) -> Run | None:
         """The run a /status, /cancel or /retry is about: the one it names (in this repository), or else this

@@ -81,10 +81,13 @@ class Core:
         if cached is not None and self.clock() - cached[0] < POLICY_TTL_S:
             return cached[1]
         try:
-            text = await self.github.get_file(repo, POLICY_FILE)
+            text = await self.github.get_file(repo, POLICY_FILE)  # None: the repository has no policy file
         except GitHubError as exc:
-            log.warning("cannot read %s of %s: %s; using defaults", POLICY_FILE, repo, exc)
-            text = None
+            # Fail closed: the file may hold restrictions (allowed models, who may train, quotas) that the
+            # permissive defaults would drop. Not cached, so the next command tries again.
+            log.warning("cannot read %s of %s: %s", POLICY_FILE, repo, exc)
+            return PolicyError(None, f"could not be read from GitHub ({exc}); nothing was started. Try again "
+                                     "in a minute; if it persists, check the App's `contents: read` permission")
         policy = parse_policy(text, catalog=self.catalog)
         self._policies[repo] = (self.clock(), policy)
         return policy

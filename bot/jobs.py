@@ -87,7 +87,12 @@ class Jobs:
                      trigger_key=f"{conv.trigger}:{key}", compare_ref=pj.compare_ref or None,
                      benchmark_keys=keys, backfill_for=backfill_for)
         run, created = await self.core.store.create_run(new, now=self.core.now())
-        await self.dispatch(run, job_from_dict(run.job_spec) if not created and run.job_spec else job)
+        if created:
+            await self.dispatch(run, job)
+        elif run.state == "queued" and run.job_spec:
+            # The same trigger again before its dispatch was queued (a crash in between): finish the job. Queuing
+            # is idempotent by key; a run past `queued` was dispatched and is never dispatched twice.
+            await self.dispatch(run, job_from_dict(run.job_spec))
         return run
 
     async def retry(self, conv: Conversation, target: Run, line: str, key: str) -> Run:

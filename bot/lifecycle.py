@@ -66,6 +66,13 @@ class Lifecycle:
         if event.run_id != run_id:
             metrics.inc("callbacks_total", labels={"outcome": "wrong_run"})
             return 400, f"event for run {event.run_id} posted to run {run_id}"
+        if run.finished and event.seq > run.last_seq:
+            # A finished run's story is told: nothing after its end is stored (a retried event it already has
+            # still gets its "duplicate" answer below). An agent still working on a cancelled run is told to stop.
+            metrics.inc("callbacks_total", labels={"outcome": "after_finish"})
+            if run.state == "cancelled":
+                return 410, "run cancelled"
+            return 409, f"run {run_id} already {run.state}"
         outcome = await self.core.store.append_event(event, now=self.core.now())
         metrics.inc("callbacks_total", labels={"outcome": outcome})
         await self.apply_ready(run_id)

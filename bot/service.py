@@ -114,7 +114,7 @@ class Service:
         if isinstance(event, IssueComment):
             await self.comments.on_comment(event, f"c{event.comment_id}")
         elif isinstance(event, PullRequestEvent):
-            await self.autotrain.on_pull_request(event, f"pr:{delivery.source}:{delivery.delivery_id}")
+            await self.autotrain.on_pull_request(event)
         elif isinstance(event, WorkflowRunEvent):
             await self.lifecycle.on_workflow_run(event)
         elif isinstance(event, WorkflowJobEvent):

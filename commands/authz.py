@@ -40,6 +40,7 @@ class ActorFacts:
     gpu_hours_today: float = 0.0  # GPU hours this repository used in the current UTC day
     run_owner: str | None = None  # /cancel, /retry: who started the run the command is about
     run_trains: bool = False  # /retry: whether that run trains (then training permission is needed)
+    run_sha: str | None = None  # /retry: the commit that run was for (the other facts are of that run's PR)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,10 @@ def authorize(command: Command, facts: ActorFacts, policy: Policy, now: datetime
             return Denied("this PR comes from a fork, and this repository does not run jobs for fork PRs "
                           "(`forks: deny` in .tunebot.yml); push the branch to this repository instead")
         if policy.fork_policy == "approval":
+            if command.verb == "retry" and facts.run_sha and facts.run_sha.lower() != facts.head_sha.lower():
+                return Denied(f"that run was for commit {short(facts.run_sha)}, but this fork PR's head is now "
+                              f"{short(facts.head_sha)}: an approval covers only the head commit. Comment the "
+                              "command again once the new head is approved with `/ok-to-train`")
             valid = [g for g in facts.grants if grant_valid(g, facts.head_sha, policy, now)]
             if not valid:
                 return NeedsApproval(_approval_how(facts, policy, now))
@@ -160,7 +165,7 @@ def _approval_how(facts: ActorFacts, policy: Policy, now: datetime) -> str:
 
 def _approve(command: Command, facts: ActorFacts) -> Authorization:
     named = command.args.get("sha")
-    if isinstance(named, str) and not facts.head_sha.lower().startswith(named.lower()):
+    if isinstance(named, str) and facts.head_sha.lower() != named.lower():
         return Denied(f"the PR's head is now {short(facts.head_sha)}, not {named[:7]}: new commits arrived; review "
                       f"them and approve again")
     if not facts.pr_from_fork:

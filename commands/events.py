@@ -142,9 +142,11 @@ def sign_body(token: str, body: bytes) -> str:
 
 
 def verify_body(token: str, body: bytes, signature: str | None) -> bool:
+    """Whether `signature` is the body's HMAC with the token, in constant time; any other text (non-ASCII
+    included, which `compare_digest` refuses on str) is simply wrong."""
     if not signature or not signature.startswith("sha256="):
         return False
-    return hmac.compare_digest(sign_body(token, body), signature)
+    return hmac.compare_digest(sign_body(token, body).encode("ascii"), signature.encode("utf-8", errors="replace"))
 
 
 # --- the signed event log ------------------------------------------------------------------------------------------

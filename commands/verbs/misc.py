@@ -9,7 +9,8 @@ from ..values import ArgValue, quote_user
 from .base import REGISTRY, Context, RawCommand, VerbSpec, get_spec, lookup, register, split_args, too_many
 
 HELP_TOPICS = ("models", "benchmarks", "datasets", "presets")
-_SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_FULL_SHA = re.compile(r"^[0-9a-fA-F]{40}$")
 
 
 def _leaderboard(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
@@ -71,9 +72,11 @@ def _ok_to_train(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         raise too_many(positionals[1:], "ok-to-train", "at most the commit you reviewed")
     if not positionals:
         return {}
-    if not _SHA.match(positionals[0]):
-        raise ArgError(f"{quote_user(positionals[0])} is not a commit SHA; `/ok-to-train` approves the PR's "
-                       "current head, or the commit you name (7–40 hex digits)")
+    if not _FULL_SHA.match(positionals[0]):
+        # A short prefix can be matched by a commit pushed in between (7 hex digits are 28 bits to brute-force).
+        what = "a short SHA" if _HEX.match(positionals[0]) else "not a commit SHA"
+        raise ArgError(f"{quote_user(positionals[0])} is {what}; `/ok-to-train` approves the PR's current head, or "
+                       "the commit you reviewed, named by its full 40-hex-digit SHA")
     return {"sha": positionals[0].lower()}
 
 
@@ -81,9 +84,9 @@ OK_TO_TRAIN = register(VerbSpec(
     name="ok-to-train",
     usage="/ok-to-train [sha]",
     summary="Approve training and evaluation of an untrusted (fork) PR at its current head commit; a new push "
-            "needs a new approval. Naming the SHA you reviewed guards against a push in between.",
+            "needs a new approval. Naming the full SHA you reviewed guards against a push in between.",
     summary_zh="批准对来自 fork 的 PR 在当前最新提交上训练和评测；新的推送需要重新批准。",
-    examples=("/ok-to-train", "/ok-to-train abc1234"),
+    examples=("/ok-to-train", "/ok-to-train 3f786850e387550fdab836ed7e6dc881de23001b"),
     gate="approve",
     positional=("sha",),
     keys=(),

@@ -118,9 +118,12 @@ def test_fork_policies() -> None:
 def test_ok_to_train_checks_the_named_sha_and_records_a_grant() -> None:
     maint = facts(login="maria", permission="maintain", pr_from_fork=True)
     assert authorize(OK, maint, policy(), NOW) == Allowed("approves head abc1234")
-    assert isinstance(authorize(Command("ok-to-train", {"sha": "abc1234"}), maint, policy(), NOW), Allowed)
-    moved = authorize(Command("ok-to-train", {"sha": "fff0000"}), maint, policy(), NOW)
-    assert isinstance(moved, Denied) and "head is now abc1234, not fff0000" in moved.reason
+    assert isinstance(authorize(Command("ok-to-train", {"sha": HEAD}), maint, policy(), NOW), Allowed)
+    moved = authorize(Command("ok-to-train", {"sha": "f" * 40}), maint, policy(), NOW)
+    assert isinstance(moved, Denied) and "head is now abc1234, not fffffff" in moved.reason
+    # A commit that merely shares the head's first digits is another commit (finding 7 of issue 11).
+    lookalike = authorize(Command("ok-to-train", {"sha": HEAD[:7] + "0" * 33}), maint, policy(), NOW)
+    assert isinstance(lookalike, Denied)
     grant = make_grant(OK, maint, policy(), NOW)
     assert grant == Grant(HEAD, "maria", NOW)
     assert isinstance(make_grant(OK, facts(permission="write", pr_from_fork=True), policy(), NOW), Denied)

@@ -56,7 +56,7 @@ OK = [
     ("/leaderboard", {}),
     ("/leaderboard CEval", {"benchmark": "ceval"}),
     ("/ok-to-train", {}),
-    ("/ok-to-train ABC1234", {"sha": "abc1234"}),
+    ("/ok-to-train " + "ABC1234" * 5 + "ABCDE", {"sha": "abc1234" * 5 + "abcde"}),
 ]
 
 
@@ -124,6 +124,8 @@ BAD = [
     ("/help trian", "no help on `trian`; did you mean `train`?"),
     ("/help train eval", "at most one topic"),
     ("/ok-to-train main", "is not a commit SHA"),
+    ("/ok-to-train abc1234", "is a short SHA; `/ok-to-train` approves the PR's current head, or the commit you "
+                             "reviewed, named by its full 40-hex-digit SHA"),
     ("/ok-to-train abc1234 def5678", "at most the commit you reviewed"),
     ("/ok-to-train sha=abc1234", "unknown key `sha`; allowed: none"),
 ]

@@ -1,0 +1,127 @@
+"""Finding 7 (issue 11): the smaller holes, each played as an attack against the running service."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlparse
+
+from tests.fakes.deliveries import deliver, load_payload
+from tests.service.conftest import REPO, SECRET, job_of
+
+
+async def test_ok_to_train_with_a_short_sha_is_refused_and_grants_nothing(make_bot: Any) -> None:
+    bot = await make_bot()
+    head = bot.repo.add_pull(2, head_repo="eve/Hello-World", author="eve").head_sha
+    await bot.comment(f"/ok-to-train {head[:7]}", number=2)
+    await bot.settle()
+    assert "is a short SHA" in bot.bot_comments(2)[-1]
+    assert await bot.service.store.grant_for(REPO, 2, head) is None
+    await bot.comment(f"/ok-to-train {head}", number=2)
+    await bot.settle()
+    assert await bot.service.store.grant_for(REPO, 2, head) is not None
+
+
+async def _raw_callback(bot: Any, run_id: str, body: bytes, signature: bytes) -> int:
+    """POST with a header of raw bytes, as a hostile client can (aiohttp's client would refuse to send it)."""
+    url = urlparse(bot.url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"POST /api/runs/" + run_id.encode() + b"/events HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nX-Tunebot-Signature-256: " + signature + b"\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_a_non_ascii_callback_signature_is_a_401_not_a_500(make_bot: Any) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    body = b'{"v": 1, "run_id": "' + rid.encode() + b'", "seq": 0, "ts": 1.0, "type": "heartbeat"}'
+    assert await _raw_callback(bot, rid, body, "sha256=é".encode() + b"0" * 63) == 401
+    assert await _raw_callback(bot, rid, body, b"sha256=\xff\xfe" + b"0" * 62) == 401
+
+
+async def test_events_after_a_run_finished_are_refused_and_not_stored(make_bot: Any) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    await bot.post_event(rid, run.run_token, 0, "finished", status="succeeded")
+    await bot.settle()
+    status, _ = await bot.post_event(rid, run.run_token, 1, "eval_result", benchmark="cmmlu", score=1.0, n=1,
+                                     correct=1)
+    assert status == 409
+    assert [e.seq for e in await bot.service.store.events_after(rid, -1)] == [0]
+    assert await bot.post_event(rid, run.run_token, 0, "finished", status="succeeded") == (200, '{"status": '
+                                                                                             '"duplicate"}')
+
+
+async def test_a_replayed_pull_request_event_does_not_train_again(make_bot: Any) -> None:
+    """The delivery id is not covered by the webhook's HMAC: a replay with a new id is the same event."""
+    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+    pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
+    bot.repo.add_file("configs/tiny.yaml", "tunebot: train\nmodel: tiny\nbenchmarks: none\n", ref=pull.head_sha)
+    payload = load_payload("pull_request.opened", number=3)
+    payload["repository"]["full_name"] = REPO
+    payload["pull_request"]["number"] = 3
+    payload["pull_request"]["head"]["sha"] = pull.head_sha
+    payload["pull_request"]["user"]["login"] = "Codertocat"
+    payload["sender"]["login"] = "Codertocat"
+    for delivery in ("first-delivery-id", "replayed-with-a-new-id"):
+        assert (await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, delivery,
+                              session=bot.session)).status == 202
+        await bot.settle()
+    assert len(bot.dispatches()) == 1
+
+
+async def test_an_unreadable_policy_file_starts_nothing(make_bot: Any) -> None:
+    """Fail closed: a .tunebot.yml that GitHub would not give us may hold restrictions the defaults lack."""
+    bot = await make_bot(policy="version: 1\nmodels:\n  allowed: [tiny]\n")
+    bot.github.fail_next("GET", "*/contents/.tunebot.yml", times=50, status=403)
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    assert bot.dispatches() == []
+    assert "could not be read from GitHub" in bot.bot_comments()[-1]
+
+
+async def _failed_fork_run(bot: Any) -> str:
+    bot.repo.add_pull(2, head_repo="eve/Hello-World", author="eve")
+    bot.repo.set_permission("eve", "write")
+    await bot.comment("/ok-to-train", number=2)  # Codertocat (admin) approves eve's head
+    await bot.settle()
+    await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    rid = job_of(bot.dispatches()[0]).run_id
+    run = await bot.service.store.get_run(rid)
+    await bot.post_event(rid, run.run_token, 0, "finished", status="failed", reason="OOM")
+    await bot.settle()
+    return rid
+
+
+async def test_retry_typed_elsewhere_is_judged_on_the_runs_own_fork_pr(make_bot: Any) -> None:
+    bot = await make_bot()
+    rid = await _failed_fork_run(bot)
+    bot.repo.pulls[2].head_sha = "e" * 40  # eve pushed again: the approval does not cover the new head
+    bot.repo.add_pull(5, author="eve")  # a PR of this repository, where no approval is needed
+    await bot.comment(f"/retry {rid}", number=5, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1
+    assert "that run was for commit" in bot.bot_comments(5)[-1]
+
+
+async def test_retry_of_an_approved_commit_is_refused_after_a_new_push(make_bot: Any) -> None:
+    bot = await make_bot()
+    rid = await _failed_fork_run(bot)
+    new_head = "e" * 40
+    bot.repo.pulls[2].head_sha = new_head
+    await bot.comment(f"/ok-to-train {new_head}", number=2)  # the new head is approved ...
+    await bot.settle()
+    await bot.comment(f"/retry {rid}", number=2, login="eve", association="CONTRIBUTOR")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1  # ... but the retried run is of the old, no longer approved commit
+    assert "that run was for commit" in bot.bot_comments(2)[-1]
