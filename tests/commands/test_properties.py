@@ -105,7 +105,8 @@ def other_line(draw: st.DrawFn) -> str:
     ref = draw(st.from_regex(r"\A[a-z0-9_][a-z0-9_/-]{0,20}\Z"))
     return draw(st.sampled_from([
         f"/compare {ref} cmmlu", "/compare cmmlu ceval force=true", f"/compare ref={ref}", f"/status {ref}",
-        f"/cancel {ref}", f"/retry {ref}", "/leaderboard ceval", "/ok-to-train", "/ok-to-train " + "abcdef1" * 5 + "abcde",
+        f"/cancel {ref}", f"/retry {ref}", "/leaderboard ceval", "/ok-to-train",
+        "/ok-to-train " + "abcdef1" * 5 + "abcde",
     ])).replace("/ ", "/")
 
 
