@@ -8,7 +8,6 @@ from typing import Any
 
 from bot.store import NewRun
 from commands.results import BenchmarkResult, Results, SubsetScore
-from tests.service.conftest import SECRET, job_of
 
 PRIVATE = "acme/secret-model"
 
@@ -65,12 +64,9 @@ async def test_the_daily_gpu_quota_is_the_repositorys_and_counts_runs_in_flight(
 
 async def test_a_run_ended_by_a_workflow_event_is_charged_its_gpu_time(make_bot: Any) -> None:
     bot = await make_bot()
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = SECRET
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    bot.send_workflow_webhooks()
+    run = await bot.start_run()
+    rid = run.run_id
     await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")  # the agent started
     await bot.settle()
     real = bot.service.clock

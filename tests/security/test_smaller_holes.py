@@ -6,8 +6,7 @@ import asyncio
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.fakes.deliveries import deliver, load_payload
-from tests.service.conftest import REPO, SECRET, job_of
+from tests.service.conftest import REPO
 
 
 async def test_ok_to_train_with_a_short_sha_is_refused_and_grants_nothing(make_bot: Any) -> None:
@@ -37,9 +36,7 @@ async def _raw_callback(bot: Any, run_id: str, body: bytes, signature: bytes) ->
 
 async def test_a_non_ascii_callback_signature_is_a_401_not_a_500(make_bot: Any) -> None:
     bot = await make_bot()
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
+    rid = (await bot.start_run()).run_id
     body = b'{"v": 1, "run_id": "' + rid.encode() + b'", "seq": 0, "ts": 1.0, "type": "heartbeat"}'
     assert await _raw_callback(bot, rid, body, "sha256=é".encode() + b"0" * 63) == 401
     assert await _raw_callback(bot, rid, body, b"sha256=\xff\xfe" + b"0" * 62) == 401
@@ -47,10 +44,8 @@ async def test_a_non_ascii_callback_signature_is_a_401_not_a_500(make_bot: Any) 
 
 async def test_events_after_a_run_finished_are_refused_and_not_stored(make_bot: Any) -> None:
     bot = await make_bot()
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    run = await bot.start_run()
+    rid = run.run_id
     await bot.post_event(rid, run.run_token, 0, "finished", status="succeeded")
     await bot.settle()
     status, _ = await bot.post_event(rid, run.run_token, 1, "eval_result", benchmark="cmmlu", score=1.0, n=1,
@@ -66,15 +61,8 @@ async def test_a_replayed_pull_request_event_does_not_train_again(make_bot: Any)
     bot = await make_bot(policy="version: 1\nauto_train: true\n")
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
     bot.repo.add_file("configs/tiny.yaml", "tunebot: train\nmodel: tiny\nbenchmarks: none\n", ref=pull.head_sha)
-    payload = load_payload("pull_request.opened", number=3)
-    payload["repository"]["full_name"] = REPO
-    payload["pull_request"]["number"] = 3
-    payload["pull_request"]["head"]["sha"] = pull.head_sha
-    payload["pull_request"]["user"]["login"] = "Codertocat"
-    payload["sender"]["login"] = "Codertocat"
     for delivery in ("first-delivery-id", "replayed-with-a-new-id"):
-        assert (await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, delivery,
-                              session=bot.session)).status == 202
+        assert (await bot.pull_request("opened", 3, pull.head_sha, delivery_id=delivery)).status == 202
         await bot.settle()
     assert len(bot.dispatches()) == 1
 
@@ -94,13 +82,10 @@ async def _failed_fork_run(bot: Any) -> str:
     bot.repo.set_permission("eve", "write")
     await bot.comment("/ok-to-train", number=2)  # Codertocat (admin) approves eve's head
     await bot.settle()
-    await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
+    run = await bot.start_run(number=2, login="eve", association="CONTRIBUTOR")
+    await bot.post_event(run.run_id, run.run_token, 0, "finished", status="failed", reason="OOM")
     await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
-    await bot.post_event(rid, run.run_token, 0, "finished", status="failed", reason="OOM")
-    await bot.settle()
-    return rid
+    return run.run_id
 
 
 async def test_retry_typed_elsewhere_is_judged_on_the_runs_own_fork_pr(make_bot: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.github import FakeRun
-from tests.service.conftest import REPO, SECRET, job_of
+from tests.service.conftest import REPO
 
 _ids = itertools.count(900_001)
 
@@ -30,12 +30,9 @@ async def _unbound_active_run(make_bot: Any) -> tuple[Any, str]:
     bot = await make_bot()
     bot.github.dispatch_mode = "no_content"
     bot.github.run_name_template = "not listed yet {run_id}"  # our own dispatch is not visible yet either
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = SECRET
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    bot.send_workflow_webhooks()
+    run = await bot.start_run()
+    rid = run.run_id
     bot.github.runs.clear()
     assert run.workflow_run_id is None and not run.finished
     return bot, rid
@@ -82,12 +79,9 @@ async def test_our_own_dispatch_still_binds_by_its_exact_name(make_bot: Any) -> 
 async def test_a_finished_training_run_cannot_be_repointed_at_an_attackers_artifact(make_bot: Any) -> None:
     """`/eval adapter=<run>` downloads the artifact of the training run's workflow run: that binding must hold."""
     bot = await make_bot()
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = SECRET
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    bot.send_workflow_webhooks()
+    run = await bot.start_run()
+    rid = run.run_id
     await bot.post_event(rid, run.run_token, 0, "finished", status="succeeded")
     await bot.settle()
     genuine = (await bot.service.store.get_run(rid)).workflow_run_id
@@ -102,14 +96,10 @@ async def test_a_finished_training_run_cannot_be_repointed_at_an_attackers_artif
 
 async def test_a_workflow_job_event_of_another_repository_is_ignored(make_bot: Any) -> None:
     bot = await make_bot()
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = SECRET
-    await bot.comment("/train tiny max_steps=20")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    bot.send_workflow_webhooks()
+    run = await bot.start_run()
     bot.github.add_repo("eve/Hello-World")
     bot.github.runs[run.workflow_run_id].repo = "eve/Hello-World"  # the same run id, claimed by another repository
     await bot.github.emit_workflow_job(run.workflow_run_id, "in_progress")
     await bot.settle()
-    assert (await bot.service.store.get_run(rid)).state == "dispatched"
+    assert (await bot.service.store.get_run(run.run_id)).state == "dispatched"

@@ -19,9 +19,10 @@ from bot.fastlane import FastLaneSite
 from bot.github.port import RetryPolicy
 from bot.github.pygithub_impl import PyGithubPort
 from bot.service import Service
+from bot.store import Run
 from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
-from tests.fakes.deliveries import DeliveryResult, deliver, pr_comment_payload
+from tests.fakes.deliveries import DeliveryResult, deliver, load_payload, pr_comment_payload
 from tests.fakes.github import FakeGitHub, FakeRepo, generate_app_key, public_key_of
 
 SECRET = "webhook-secret-for-tests"
@@ -50,6 +51,31 @@ class Bot:
                                      comment_id=comment_id, action=action, user_type=user_type)
         return await deliver(f"{self.url}/webhook", "issue_comment", payload, secret, delivery_id,
                              session=self.session)
+
+    async def pull_request(self, action: str, number: int, head_sha: str, *, login: str = "Codertocat",
+                           delivery_id: str | None = None) -> DeliveryResult:
+        """A signed `pull_request` webhook about PR `number` of the bot's repository at `head_sha`."""
+        payload = load_payload(f"pull_request.{action}", number=number)
+        payload["repository"]["full_name"] = REPO
+        payload["pull_request"].update(number=number)
+        payload["pull_request"]["head"]["sha"] = head_sha
+        payload["pull_request"]["user"]["login"] = login
+        payload["sender"]["login"] = login
+        return await deliver(f"{self.url}/webhook", "pull_request", payload, SECRET, delivery_id,
+                             session=self.session)
+
+    def send_workflow_webhooks(self) -> None:
+        """Let the fake GitHub deliver workflow_run / workflow_job webhooks to this service."""
+        self.github.webhook_url = f"{self.url}/webhook"
+        self.github.webhook_secret = SECRET
+
+    async def start_run(self, text: str = "/train tiny max_steps=20", **kw: Any) -> Run:
+        """Comment a command that dispatches a run and wait for it; the run as stored."""
+        await self.comment(text, **kw)
+        await self.settle()
+        run = await self.service.store.get_run(job_of(self.dispatches()[-1]).run_id)
+        assert run is not None
+        return run
 
     async def settle(self, timeout: float = 20.0) -> None:
         """Wait until every accepted delivery is processed and the outbox is empty."""

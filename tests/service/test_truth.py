@@ -1,8 +1,8 @@
 """Keeping the truth without the agent: the periodic sweep, and the seed's trigger (training configs in a PR)."""
 
 
-from tests.fakes.deliveries import APP_TARGET_ID, deliver, load_payload
-from tests.service.conftest import REPO, SECRET, job_of
+from tests.fakes.deliveries import APP_TARGET_ID
+from tests.service.conftest import job_of
 
 CONFIG = """tunebot: train
 model: tiny
@@ -34,13 +34,7 @@ async def test_a_pr_touching_a_training_config_trains_when_the_policy_says_so(ma
     bot = await make_bot(policy="version: 1\nauto_train: true\n")
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml", "README.md"])
     bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
-    payload = load_payload("pull_request.opened", number=3)
-    payload["repository"]["full_name"] = REPO
-    payload["pull_request"]["number"] = 3
-    payload["pull_request"]["head"]["sha"] = pull.head_sha
-    payload["pull_request"]["user"]["login"] = "Codertocat"
-    payload["sender"]["login"] = "Codertocat"
-    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    res = await bot.pull_request("opened", 3, pull.head_sha)
     assert res.status == 202
     await bot.settle()
     [dispatch] = bot.dispatches()
@@ -53,10 +47,7 @@ async def test_auto_train_is_off_by_default(make_bot) -> None:
     bot = await make_bot()
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
     bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
-    payload = load_payload("pull_request.opened", number=3)
-    payload["repository"]["full_name"] = REPO
-    payload["pull_request"]["number"] = 3
-    await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    await bot.pull_request("opened", 3, pull.head_sha)
     await bot.settle()
     assert bot.dispatches() == []
 
@@ -71,13 +62,7 @@ async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_
     pull = bot.repo.add_pull(3, author="Codertocat", files=files)
     bot.repo.add_file("configs/lint.yaml", "rules:\n  line-length: 120\n", ref=pull.head_sha)
     bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
-    payload = load_payload("pull_request.opened", number=3)
-    payload["repository"]["full_name"] = REPO
-    payload["pull_request"]["number"] = 3
-    payload["pull_request"]["head"]["sha"] = pull.head_sha
-    payload["pull_request"]["user"]["login"] = "Codertocat"
-    payload["sender"]["login"] = "Codertocat"
-    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, SECRET, session=bot.session)
+    res = await bot.pull_request("opened", 3, pull.head_sha)
     assert res.status == 202
     await bot.settle()
     [dispatch] = bot.dispatches()
@@ -128,12 +113,9 @@ _EVAL = {"benchmark": "cmmlu", "score": 0.5, "n": 4, "correct": 2, "config_hash"
 
 
 async def _eval_run_whose_last_callback_was_lost(bot, tmp_path, *, tamper: bool = False):
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = SECRET
-    await bot.comment("/eval cmmlu model=tiny")
-    await bot.settle()
-    rid = job_of(bot.dispatches()[0]).run_id
-    run = await bot.service.store.get_run(rid)
+    bot.send_workflow_webhooks()
+    run = await bot.start_run("/eval cmmlu model=tiny")
+    rid = run.run_id
     events = [("accepted", {"kind": "eval", "model": "tiny"}), ("phase", {"phase": "eval"}),
               ("eval_result", _EVAL), ("finished", {"status": "succeeded"})]
     for seq, (type_, data) in enumerate(events[:2]):  # the callback worked at first ...
