@@ -1,18 +1,11 @@
-"""The scheduled leaderboard's I/O: reading the downloaded run directories, and keeping one marked issue comment
-(plus a short chat post) up to date with the ranking.
-
-`tunebot runs leaderboard` (wired in bot/cli.py) reads the runs the leaderboard workflow downloaded (one directory
-per run, as `tunebot agent run --out` leaves it: `results.json` and `events.jsonl`), ranks every benchmark
-(`commands.leaderboard` decides which results count and writes the Markdown and the Slack message), prints the
-Markdown, and with `--post` keeps the ranking in one comment on a tracking issue and posts a short message to Slack.
-Only `leaderboard_main` reads the environment; everything below it takes explicit values.
-"""
+"""`tunebot runs leaderboard`'s I/O: reads the run directories the leaderboard workflow downloaded (as `tunebot agent
+run --out` leaves them), prints the ranking `commands.leaderboard` writes, and with `--post` keeps it in one marked
+issue comment and posts it to Slack. Only `leaderboard_main` reads the environment."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,25 +14,20 @@ from pathlib import Path
 from typing import Literal
 
 from bot.github.port import Comment, GitHubError, GitHubPort
-from commands.jobspec import SpecError
 from commands.leaderboard import (
     DEFAULT_LIMIT,
     MARKER,
     Collected,
     LeaderboardConfigError,
-    RunEvents,
     Skipped,
     comment_body,
     keep_newest,
     leaderboard_markdown,
     parse_benchmarks,
     run_entries,
-    run_events,
     slack_message,
 )
-from commands.render import LeaderboardEntry
-from commands.render.i18n import Language, normalize_language
-from commands.results import results_from_dict
+from commands.render import Language, LeaderboardEntry, normalize_language
 from configs import load_catalog
 
 # Who writes the comment when the workflow posts with its GITHUB_TOKEN; another token needs
@@ -71,25 +59,22 @@ def _where(run_dir: Path, root: Path) -> str:
     return run_dir.relative_to(root).as_posix() if run_dir != root else "."
 
 
-def _read_events(run_dir: Path) -> RunEvents:
-    try:
-        return run_events((run_dir / "events.jsonl").read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return RunEvents()
-
-
 def read_run(run_dir: Path, root: Path, wanted: Sequence[str], lang: Language) \
         -> tuple[list[LeaderboardEntry], list[Skipped]]:
     """The entries one run contributes (only benchmarks in `wanted`, or all when empty) and what it leaves out."""
-    where, events = _where(run_dir, root), _read_events(run_dir)
+    try:
+        events = (run_dir / "events.jsonl").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        events = ""
     path = run_dir / "results.json"
     if not path.is_file():
-        return run_entries(where, events, None, wanted, lang)
+        return run_entries(_where(run_dir, root), events, None, wanted, lang)
     try:
-        results = results_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, SpecError) as exc:
-        return run_entries(where, events, exc, wanted, lang)
-    return run_entries(where, events, results, wanted, lang, mtime=path.stat().st_mtime)
+        text: str | Exception = path.read_text(encoding="utf-8")
+        mtime = path.stat().st_mtime
+    except (OSError, UnicodeDecodeError) as exc:
+        text, mtime = exc, 0.0
+    return run_entries(_where(run_dir, root), events, text, wanted, lang, mtime=mtime)
 
 
 def collect(root: Path, benchmarks: Sequence[str] = (), language: str = "en") -> Collected:

@@ -1,6 +1,5 @@
-"""Slack app mode: decides which pull request and which GitHub user a Slack slash command or @mention stands for,
-runs it through the service exactly as a PR comment would be run, and answers in a Slack thread (the words are read
-by `commands.slack_text`; answers are written with `commands.render.slack.to_mrkdwn`).
+"""Slack app mode: runs a Slack slash command or @mention (whose words `commands.slack_text` reads) through the
+service exactly as a PR comment would be run, as the GitHub user the Slack user is mapped to; answers in a thread.
 
 Slack never grants anything by itself: the Slack user is mapped to a GitHub login through `slack_user_map`, and that
 login's permission on the repository is what the service authorizes against (the same check a comment gets).

@@ -1,8 +1,5 @@
-"""The scheduled leaderboard (`tunebot runs leaderboard`): which runs' results count, why the others do not, and how
-the ranking reads in the tracking issue's comment and in the short Slack message.
-
-Pure: bot/leaderboard.py reads the run directories and posts; everything here takes the values it read.
-"""
+"""The scheduled leaderboard's rules: which runs' results count, why the others do not, and how the ranking reads in
+the tracking issue's comment and the short Slack message (bot/leaderboard.py reads the runs and posts)."""
 
 from __future__ import annotations
 
@@ -13,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .jobspec import SpecError
 from .render import fmt
-from .render.github import leaderboard_note, leaderboard_section, ranked_entries
+from .render.github import leaderboard_section, ranked_entries
 from .render.i18n import Language, normalize_language, t
 from .render.slack import esc as slack_esc
 from .render.split import GITHUB_COMMENT_LIMIT, measure
 from .render.views import LeaderboardEntry
-from .results import Results
+from .results import Results, results_from_dict
 
 MARKER = "<!-- tunebot:leaderboard -->"
 DEFAULT_LIMIT = 20
@@ -62,7 +60,7 @@ class Collected:
 
 
 @dataclass(frozen=True)
-class RunEvents:
+class _Events:
     """What a run's events.jsonl says: the model it `accepted`, and the status and reason it `finished` with."""
 
     model: str | None = None
@@ -89,8 +87,7 @@ def parse_benchmarks(text: str | None, known: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def run_events(text: str) -> RunEvents:
-    """The `accepted` model and the last `finished` status and reason of an events.jsonl."""
+def _events(text: str) -> _Events:
     model: str | None = None
     status: object = None
     reason: object = None
@@ -105,7 +102,7 @@ def run_events(text: str) -> RunEvents:
             model = ev["model"]
         elif ev.get("type") == "finished":
             status, reason = ev.get("status"), ev.get("reason")
-    return RunEvents(model, str(status or ""), reason)
+    return _Events(model, str(status or ""), reason)
 
 
 def _first_line(text: object) -> str:
@@ -144,13 +141,22 @@ def _adapter_of(results: Results) -> str | None:
     return None
 
 
-def run_entries(where: str, events: RunEvents, results: Results | Exception | None, wanted: Sequence[str],
+def _parse(results_json: str | Exception) -> Results | Exception:
+    try:
+        return results_json if isinstance(results_json, Exception) else results_from_dict(json.loads(results_json))
+    except (ValueError, TypeError, SpecError) as exc:
+        return exc
+
+
+def run_entries(where: str, events_jsonl: str, results_json: str | Exception | None, wanted: Sequence[str],
                 lang: Language, *, mtime: float = 0.0) -> tuple[list[LeaderboardEntry], list[Skipped]]:
     """The entries one run contributes (only benchmarks in `wanted`, or all when empty) and what it leaves out.
 
-    `results` is its results.json, the error reading it, or None when there is none; `mtime` (the file's) dates a
-    result whose manifest says neither when it finished nor when it started.
+    It takes the run's files as read: events.jsonl's text, and results.json's text, the error reading it, or None when
+    there is none; `mtime` (results.json's) dates a result whose manifest says neither when it finished nor started.
     """
+    events = _events(events_jsonl)
+    results = None if results_json is None else _parse(results_json)
     if results is None:
         why = _why(lang, events.status, events.reason) if events.status else t(lang, "lb.why.unfinished")
         return [], [Skipped(where, events.model, why)]
@@ -228,7 +234,7 @@ def leaderboard_markdown(collected: Collected, benchmarks: Sequence[str] = (), l
                 parts.append(leaderboard_section(ranked, bench, lang, limit=limit))
             else:
                 parts.append(t(lang, "lb.missing", bench=fmt.bench_name(bench)))
-        parts.append(leaderboard_note(lang))
+        parts.append(f"<sub>{t(lang, 'lb.note')}</sub>")
     if collected.skipped:
         lines = [f"**{t(lang, 'lb.skipped', n=len(collected.skipped))}**", ""]
         for s in collected.skipped[:_MAX_NOTES]:

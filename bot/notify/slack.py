@@ -192,13 +192,9 @@ class ResponseUrlAnswer:
     def __init__(self, url: str, session: aiohttp.ClientSession | None) -> None:
         self.client = AsyncWebhookClient(url, session=session, timeout=15)
 
-    async def _send(self, text: str) -> None:
+    async def say(self, text: str) -> None:
         resp = await self.client.send(text=text, response_type="ephemeral")
         if resp.status_code != 200:
             raise SlackError("response_url", resp.body or f"http_{resp.status_code}", status=resp.status_code)
 
-    async def say(self, text: str) -> None:
-        await self._send(text)
-
-    async def whisper(self, text: str) -> None:
-        await self._send(text)
+    whisper = say  # only the person who asked ever sees a response_url answer

@@ -485,11 +485,6 @@ def leaderboard_section(entries: Sequence[LeaderboardEntry], benchmark: str, lan
     return section
 
 
-def leaderboard_note(lang: Language) -> str:
-    """Said once under the tables: what the intervals mean."""
-    return f"<sub>{t(lang, 'lb.note')}</sub>"
-
-
 def render_leaderboard(
     entries: Sequence[LeaderboardEntry],
     language: str = "en",
@@ -505,7 +500,7 @@ def render_leaderboard(
                 else t(lang, "lb.empty")) + "\n"
     benches = sorted({e.benchmark for e in chosen})
     sections = [leaderboard_section(chosen, bench, lang, limit=limit) for bench in benches]
-    return "\n\n".join(sections) + "\n\n" + leaderboard_note(lang) + "\n"
+    return "\n\n".join(sections) + "\n\n<sub>" + t(lang, "lb.note") + "</sub>\n"
 
 
 # --- check run ----------------------------------------------------------------------------------------------------

@@ -11,14 +11,12 @@ from commands.leaderboard import (
     MARKER,
     Collected,
     LeaderboardConfigError,
-    RunEvents,
     Skipped,
     comment_body,
     keep_newest,
     leaderboard_markdown,
     parse_benchmarks,
     run_entries,
-    run_events,
     slack_message,
 )
 from commands.render import LeaderboardEntry
@@ -29,10 +27,18 @@ DAY = 1740795420.0  # 2025-03-01 02:17 UTC
 
 
 def _results(model: str | None, scores: dict[str, tuple[int, int]], *, status: str = "succeeded",
-             run_id: str = "r-1", **manifest: Any) -> Results:
+             run_id: str = "r-1", **manifest: Any) -> str:
+    """results.json's text, as the agent writes it."""
     benches = {b: BenchmarkResult(b, {"all": SubsetScore(n=n, correct=c)}, {}) for b, (c, n) in scores.items()}
     m: dict[str, Any] = {"model": {"name": model}} if model is not None else {}
-    return Results(run_id=run_id, status=status, benchmarks=benches, manifest={**m, **manifest})
+    return Results(run_id=run_id, status=status, benchmarks=benches, manifest={**m, **manifest}).to_json()
+
+
+def _events(model: str | None = None, *finished: tuple[str, str]) -> str:
+    """events.jsonl's text (only the events the leaderboard reads): accepted, then each (status, reason) finished."""
+    lines = [{"type": "accepted", "model": model}] if model else []
+    lines += [{"type": "finished", "status": status, "reason": reason} for status, reason in finished]
+    return "".join(json.dumps(x) + "\n" for x in lines)
 
 
 def _entry(bench: str, model: str, score: float, *, n: int = 100, date: float = DAY,
@@ -50,40 +56,40 @@ def test_benchmark_words_follow_the_eval_grammar() -> None:
 
 
 def test_events_say_the_model_and_the_last_finish() -> None:
-    lines = [{"type": "accepted", "model": "qwen3-8b"}, {"type": "finished", "status": "failed", "reason": "a"},
-             {"type": "finished", "status": "cancelled", "reason": "b"}]
-    text = "\n".join(json.dumps(x) for x in lines) + '\n[1, 2]\n{"type": "finished", "sta'  # torn last line
-    assert run_events(text) == RunEvents("qwen3-8b", "cancelled", "b")
-    assert run_events("") == RunEvents(None, "", None)
-    assert run_events('{"type": "accepted", "model": 7}') == RunEvents()  # a model that is not a name is none
+    text = _events("qwen3-8b", ("failed", "a"), ("cancelled", "b")) + '[1, 2]\n{"type": "finished", "sta'  # torn
+    assert run_entries("a", text, None, (), "en")[1] == [Skipped("a", "qwen3-8b", "cancelled: b")]
+    assert run_entries("a", '{"type": "accepted", "model": 7}', "{}", (), "en")[1][0].model is None
 
 
 def test_runs_without_usable_results_say_why() -> None:
-    killed = RunEvents("m", "", None)
+    killed = _events("m")
     assert run_entries("a", killed, None, (), "en") == ([], [Skipped("a", "m", "did not finish (no results.json; "
                                                                           "the job may have timed out or been "
                                                                           "cancelled)")])
-    failed = RunEvents("m", "failed", "out of disk\nsecond line")
+    failed = _events("m", ("failed", "out of disk\nsecond line"))
     assert run_entries("a", failed, None, (), "zh")[1] == [Skipped("a", "m", "失败: out of disk")]
-    assert run_entries("a", failed, ValueError("bad json"), (), "en")[1] == \
-        [Skipped("a", "m", "unreadable results.json: bad json")]
+    assert run_entries("a", failed, OSError("gone"), (), "en")[1] == \
+        [Skipped("a", "m", "unreadable results.json: gone")]
+    assert run_entries("a", failed, '{"version": 1, "sc', (), "en")[1][0].reason.startswith("unreadable results.json: ")
+    assert run_entries("a", failed, '{"version": 2}', (), "en")[1][0].reason == \
+        "unreadable results.json: results: unsupported version 2; expected 1"
     partial = _results("m2", {"cmmlu": (9, 10)}, status="partial")
     assert run_entries("a", failed, partial, (), "en")[1] == \
         [Skipped("a", "m2", "partial results (a benchmark failed): out of disk")]
-    assert run_entries("a", RunEvents("m"), _results(None, {"cmmlu": (9, 10)}), (), "en")[1] == \
+    assert run_entries("a", _events("m"), _results(None, {"cmmlu": (9, 10)}), (), "en")[1] == \
         [Skipped("a", "m", "results.json names no model (manifest.model.name)")]
 
 
 def test_a_succeeded_run_contributes_one_entry_per_wanted_benchmark() -> None:
     results = _results("qwen3-8b", {"cmmlu": (7, 10), "ceval": (0, 0), "odd": (3, 2)}, run_id="eval-9",
                        started_at=DAY - 60, adapter={"source": "input", "run_id": "train-4"})
-    entries, skipped = run_entries("d", RunEvents(), results, ("cmmlu", "ceval", "general_mcq", "odd"), "en",
+    entries, skipped = run_entries("d", "", results, ("cmmlu", "ceval", "general_mcq", "odd"), "en",
                                    mtime=1.0)
     assert entries == [LeaderboardEntry("cmmlu", "qwen3-8b", 0.7, 10, DAY - 60, run_id="eval-9", adapter="train-4")]
     assert [s.reason for s in skipped] == ["C-Eval: no questions were scored", "no General MCQ score",
                                            "odd: malformed score (score must be a fraction between 0 and 1, got 1.5)"]
     # Neither finished_at nor started_at: the file's time dates it. No adapter: no run id either.
-    [base], _ = run_entries("d", RunEvents(), _results("yi-6b", {"cmmlu": (1, 2)}, run_id="eval-1"), (), "en",
+    [base], _ = run_entries("d", "", _results("yi-6b", {"cmmlu": (1, 2)}, run_id="eval-1"), (), "en",
                             mtime=123.0)
     assert (base.date, base.run_id, base.adapter) == (123.0, "", None)
 
