@@ -37,7 +37,8 @@ _FINAL = {"succeeded", "failed", "cancelled"}
 class ChatService(Protocol):
     """What chat uses of the service (bot.service.Service is one): the store its outbox lives in, repo policies."""
 
-    store: Store
+    @property
+    def store(self) -> Store: ...
 
     async def policy_for(self, repo: str) -> Policy | PolicyError: ...
 

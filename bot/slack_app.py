@@ -59,10 +59,14 @@ class SlackService(Protocol):
     """What the Slack app uses of the service (bot.service.Service is one): its config, catalog, GitHub port, store
     and clock, and running command text on a pull request exactly as a comment would be run."""
 
-    config: Config
-    catalog: Catalog
-    github: GitHubPort
-    store: Store
+    @property
+    def config(self) -> Config: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def github(self) -> GitHubPort: ...
+    @property
+    def store(self) -> Store: ...
 
     def now(self) -> datetime: ...
 
