@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from bot.config import Config
 from bot.notify.dingtalk import DingTalkRobot
 from bot.notify.slack import SlackNotifier
+from bot.store import Store
 from bot.store.models import OutboxItem, Run
 from commands.compare import Comparison, Conclusion
-from commands.policy import Policy
+from commands.policy import Policy, PolicyError
 from commands.render import (
     DingTalkAt,
     RunView,
@@ -27,13 +28,19 @@ from commands.render import (
     slack_run_message,
 )
 
-if TYPE_CHECKING:
-    from bot.service import Service
-
 log = logging.getLogger(__name__)
 
 CHAT_KINDS = ("slack_post", "slack_update", "slack_reply", "dingtalk")
 _FINAL = {"succeeded", "failed", "cancelled"}
+
+
+class ChatService(Protocol):
+    """What chat uses of the service (bot.service.Service is one): the store its outbox lives in, repo policies."""
+
+    @property
+    def store(self) -> Store: ...
+
+    async def policy_for(self, repo: str) -> Policy | PolicyError: ...
 
 
 class Chat:
@@ -44,9 +51,9 @@ class Chat:
             if config.slack_token else None
         self.robots = {r.name: DingTalkRobot(r.webhook, r.secret.get() or None, session, clock=clock)
                        for r in config.dingtalk_robots}
-        self.service: Service | None = None
+        self.service: ChatService | None = None
 
-    def attach(self, service: Service) -> None:
+    def attach(self, service: ChatService) -> None:
         self.service = service
 
     def now(self) -> datetime:

@@ -1,4 +1,5 @@
-"""Slack client: post and update run messages through slack_sdk's AsyncWebClient, with bounded 429 handling.
+"""Slack client: post and update run messages through slack_sdk's AsyncWebClient, with bounded 429 handling, and
+answer a person in a thread or through a slash command's response_url.
 
 Slack answers errors as HTTP 200 `{ok: false, error}` and rate limits as HTTP 429 + `Retry-After`; both become
 `SlackError` (with the Slack error code) once the bounded retries are spent.
@@ -11,7 +12,8 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -21,6 +23,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,11 @@ class SlackNotifier:
         await self._call("chat.update", self.client.chat_update, channel=channel_id, ts=ts, text=_clip(text),
                          blocks=blocks)
 
+    async def post_ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+        """chat.postEphemeral: a message only `user` sees (in the thread `thread_ts`, when given)."""
+        await self._call("chat.postEphemeral", self.client.chat_postEphemeral, channel=channel, user=user,
+                         text=_clip(text), thread_ts=thread_ts)
+
     def channel_id(self, ts: str) -> str | None:
         return self._channel_of.get(ts)
 
@@ -150,3 +158,43 @@ def _clip(text: str) -> str:
     if len(text) <= MAX_TEXT:
         return text
     return text[: MAX_TEXT - 30] + "\n… (truncated)"
+
+
+# --- answers to the person who asked ----------------------------------------------------------------------------------
+
+class Answer(Protocol):
+    async def say(self, text: str) -> None:
+        """Visible to the channel (in the thread)."""
+
+    async def whisper(self, text: str) -> None:
+        """Visible only to the person who asked."""
+
+
+@dataclass(frozen=True)
+class ThreadAnswer:
+    """Replies in a channel thread; whispers are ephemeral messages in that thread."""
+
+    slack: SlackNotifier
+    channel: str
+    thread_ts: str
+    user: str
+
+    async def say(self, text: str) -> None:
+        await self.slack.post(self.channel, text, thread_ts=self.thread_ts)
+
+    async def whisper(self, text: str) -> None:
+        await self.slack.post_ephemeral(self.channel, self.user, text, thread_ts=self.thread_ts)
+
+
+class ResponseUrlAnswer:
+    """Answers through a slash command's response_url (ephemeral): where tunebot cannot post into the channel."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession | None) -> None:
+        self.client = AsyncWebhookClient(url, session=session, timeout=15)
+
+    async def say(self, text: str) -> None:
+        resp = await self.client.send(text=text, response_type="ephemeral")
+        if resp.status_code != 200:
+            raise SlackError("response_url", resp.body or f"http_{resp.status_code}", status=resp.status_code)
+
+    whisper = say  # only the person who asked ever sees a response_url answer

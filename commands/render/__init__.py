@@ -35,6 +35,7 @@ from .slack import (
     slack_comparison_message,
     slack_milestone_text,
     slack_run_message,
+    to_mrkdwn,
     validate_message,
 )
 from .split import GITHUB_COMMENT_LIMIT, balanced, split_comment
@@ -79,5 +80,6 @@ __all__ = [
     "slack_milestone_text",
     "slack_run_message",
     "split_comment",
+    "to_mrkdwn",
     "validate_message",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..compare import BenchmarkComparison, Comparison, Conclusion
@@ -462,6 +462,30 @@ def render_cached_reply(
     return text + "\n"
 
 
+def ranked_entries(entries: Iterable[LeaderboardEntry], benchmark: str) -> list[LeaderboardEntry]:
+    """One benchmark's results, best first (ties: more questions, then earlier, then by model name)."""
+    return sorted((e for e in entries if e.benchmark == benchmark), key=lambda e: (-e.score, -e.n, e.date, e.model))
+
+
+def leaderboard_section(entries: Sequence[LeaderboardEntry], benchmark: str, lang: Language, *, limit: int) -> str:
+    """One benchmark's ranking: its `###` title, a table of the first `limit`, and how many more were left out."""
+    ranked = ranked_entries(entries, benchmark)
+    rows = []
+    for rank, e in enumerate(ranked[:limit], start=1):
+        lo, hi = wilson_interval(round(e.score * e.n), e.n)
+        adapter = e.adapter or (e.run_id if e.run_id else "")
+        label = fmt.code(adapter) if adapter else t(lang, "lb.base_model")
+        rows.append([str(rank), fmt.cell(e.model), fmt.link(label, e.url) if e.url else label,
+                     f"**{fmt.points(100 * e.score)}**", f"[{fmt.points(lo)}, {fmt.points(hi)}]",
+                     fmt.thousands(e.n), fmt.date(e.date)])
+    headers = [t(lang, k) for k in ("lb.col.rank", "lb.col.model", "lb.col.adapter", "lb.col.score",
+                                    "lb.col.ci", "lb.col.n", "lb.col.date")]
+    section = f"### {t(lang, 'lb.title', bench=fmt.bench_name(benchmark))}\n\n" + fmt.table(headers, rows, "rllrlrl")
+    if len(ranked) > limit:
+        section += "\n\n" + t(lang, "lb.more", more=len(ranked) - limit)
+    return section
+
+
 def render_leaderboard(
     entries: Sequence[LeaderboardEntry],
     language: str = "en",
@@ -475,24 +499,8 @@ def render_leaderboard(
     if not chosen:
         return (t(lang, "lb.empty_bench", bench=fmt.bench_name(benchmark)) if benchmark
                 else t(lang, "lb.empty")) + "\n"
-    sections: list[str] = []
-    for bench in sorted({e.benchmark for e in chosen}):
-        ranked = sorted((e for e in chosen if e.benchmark == bench), key=lambda e: (-e.score, -e.n, e.date, e.model))
-        rows = []
-        for rank, e in enumerate(ranked[:limit], start=1):
-            lo, hi = wilson_interval(round(e.score * e.n), e.n)
-            adapter = e.adapter or (e.run_id if e.run_id else "")
-            label = fmt.code(adapter) if adapter else t(lang, "lb.base_model")
-            rows.append([str(rank), fmt.cell(e.model), fmt.link(label, e.url) if e.url else label,
-                         f"**{fmt.points(100 * e.score)}**", f"[{fmt.points(lo)}, {fmt.points(hi)}]",
-                         fmt.thousands(e.n), fmt.date(e.date)])
-        headers = [t(lang, k) for k in ("lb.col.rank", "lb.col.model", "lb.col.adapter", "lb.col.score",
-                                        "lb.col.ci", "lb.col.n", "lb.col.date")]
-        title = t(lang, "lb.title", bench=fmt.bench_name(bench))
-        section = f"### {title}\n\n" + fmt.table(headers, rows, "rllrlrl")
-        if len(ranked) > limit:
-            section += "\n\n" + t(lang, "lb.more", more=len(ranked) - limit)
-        sections.append(section)
+    benches = sorted({e.benchmark for e in chosen})
+    sections = [leaderboard_section(chosen, bench, lang, limit=limit) for bench in benches]
     return "\n\n".join(sections) + "\n\n<sub>" + t(lang, "lb.note") + "</sub>\n"
 
 

@@ -1,7 +1,9 @@
-"""Builds Slack Block Kit payloads for runs and comparisons, kept inside Slack's block, field and text limits."""
+"""Builds what tunebot writes in Slack: Block Kit payloads for runs and comparisons, kept inside Slack's block, field
+and text limits, and the bot's GitHub Markdown turned into mrkdwn."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -239,3 +241,71 @@ def validate_message(payload: Mapping[str, Any]) -> list[str]:
         elif kind != "divider":
             problems.append(f"block {i}: unexpected block type {kind!r}")
     return problems
+
+
+# --- GitHub Markdown as mrkdwn -------------------------------------------------------------------------------------
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_HTML_TAG = re.compile(r"</?(?:details|summary|sub|sup|br|p|b|i|em|strong|code|kbd|span|div|picture|source)\b"
+                       r"[^>]*>", re.IGNORECASE)
+_FENCE_LINE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_MD_LINK = re.compile(r"!?\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_MD_ITALIC = re.compile(r"(?<![*\w])\*(?![\s*])([^*\n]+?)(?<!\s)\*(?![*\w])")
+_MD_BOLD = re.compile(r"\*\*(?!\s)(.+?)(?<!\s)\*\*|__(?!\s)(.+?)(?<!\s)__")
+_MD_STRIKE = re.compile(r"~~(?!\s)(.+?)(?<!\s)~~")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_GH_MENTION = re.compile(r"(?<![\w`/@])@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?)(?![\w-])")
+
+
+def _prose(text: str, slack_users: Mapping[str, str]) -> str:
+    text = esc(_HTML_TAG.sub("", text))
+    text = _MD_LINK.sub(lambda m: f"<{m.group(2).replace('|', '%7C')}|{m.group(1).replace('|', '/')}>", text)
+    text = _MD_ITALIC.sub(r"_\1_", text)
+    text = _MD_BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
+    text = _MD_STRIKE.sub(r"~\1~", text)
+
+    def mention(m: re.Match[str]) -> str:
+        user = slack_users.get(m.group(1).lower())
+        return f"<@{user}>" if user else m.group(0)
+
+    return _GH_MENTION.sub(mention, text)
+
+
+def to_mrkdwn(markdown: str, *, slack_users: Mapping[str, str] | None = None) -> str:
+    """GitHub Markdown (what the bot writes on PRs) as Slack mrkdwn: links, bold/italic, headings, code blocks,
+    `&<>` escaped, hidden markers dropped, and `@login` turned into a Slack mention for mapped users
+    (`slack_users`: lower-cased GitHub login -> Slack user id)."""
+    users = slack_users or {}
+    out: list[str] = []
+    fence: str | None = None
+    for line in _HTML_COMMENT.sub("", markdown).split("\n"):
+        m = _FENCE_LINE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip(" `~"):
+                fence = None
+                out.append("```")
+            else:
+                out.append(esc(line))
+            continue
+        if m:
+            fence = m.group(1)
+            out.append("```")  # Slack has no info string (```python): drop it
+            continue
+        if _TABLE_RULE.match(line) and "|" in line:
+            continue  # a table's |---| rule means nothing in Slack; the rows still read as text
+        heading = _MD_HEADING.match(line)
+        body = heading.group(1) if heading else line
+        parts: list[str] = []
+        last = 0
+        for span in _CODE_SPAN.finditer(body):
+            parts.append(_prose(body[last:span.start()], users))
+            parts.append("`" + esc(span.group(2).replace("`", "'").strip()) + "`")
+            last = span.end()
+        parts.append(_prose(body[last:], users))
+        text = "".join(parts)
+        out.append(f"*{text}*" if heading and text else text)
+    if fence is not None:
+        out.append("```")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()

@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.leaderboard import (
-    LeaderboardConfigError,
-    collect,
-    find_run_dirs,
-    leaderboard_main,
-    leaderboard_markdown,
-    parse_benchmarks,
-    settings_from_env,
-    slack_message,
-)
+from bot.leaderboard import add_arguments, collect, find_run_dirs, leaderboard_main, settings_from_env
+from commands.leaderboard import leaderboard_markdown, slack_message
 from commands.render.slack import validate_message
 from tests.leaderboard.helpers import DAY1, DAY2, write_events, write_run
 
@@ -41,8 +33,6 @@ def nightly(tmp_path: Path) -> Path:
 
 
 def _args(results: Path, *extra: str) -> argparse.Namespace:
-    from bot.leaderboard import add_arguments
-
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     return parser.parse_args(["--results", str(results), *extra])
@@ -152,15 +142,6 @@ def test_run_directories_are_found_at_the_artifact_layouts_only(tmp_path: Path) 
     (run.out / "eval" / "reports").mkdir(parents=True)
     (run.out / "eval" / "reports" / "results.json").write_text("{}", encoding="utf-8")
     assert find_run_dirs(nested) == [run.out]
-
-
-def test_benchmark_words_follow_the_eval_grammar() -> None:
-    known = ["ceval", "cmmlu", "general_mcq"]
-    assert parse_benchmarks("cmmlu ceval", known) == ("cmmlu", "ceval")
-    assert parse_benchmarks(" cmmlu,ceval  limit=50 subsets=all cmmlu", known) == ("cmmlu", "ceval")
-    assert parse_benchmarks(None, known) == ()
-    with pytest.raises(LeaderboardConfigError, match="unknown benchmark 'mmlu'"):
-        parse_benchmarks("cmmlu mmlu", known)
 
 
 def test_slack_message_is_short_valid_block_kit(nightly: Path) -> None:

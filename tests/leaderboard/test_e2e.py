@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.leaderboard import MARKER
+from commands.leaderboard import MARKER
 from tests.fakes.github import FakeGitHub
 from tests.leaderboard.helpers import tunebot
 from tests.paths import BENCHMARKS

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.github.pygithub_impl import PyGithubPort
-from bot.leaderboard import MARKER, PostSettings, collect, leaderboard_markdown, publish, upsert_comment
+from bot.leaderboard import PostSettings, collect, publish, upsert_comment
+from commands.leaderboard import MARKER, leaderboard_markdown
 from commands.render.slack import validate_message
 from tests.fakes.github import FakeGitHub, FakeRepo
 from tests.fakes.slack import FakeSlack

@@ -7,6 +7,10 @@ import json
 import time
 from urllib.parse import urlencode
 
+import pytest
+
+from bot.config import ConfigError, Secret, load_config
+from bot.slack_app import SlackBridge
 from tests.fakes.slack import SlackMessage
 from tests.service.conftest import REPO, job_of
 from tests.slack.conftest import ALICE, CHANNEL, EVE, MALLORY, SIGNING_SECRET, SlackBot, slack_signature
@@ -228,3 +232,9 @@ async def test_issues_and_numbers_that_are_neither(make_slack_bot) -> None:
     assert answers == ["`/train` runs on pull requests: comment it on a PR."]
     [whisper] = sb.slack.ephemeral
     assert "`Codertocat/Hello-World#99` is neither a pull request nor an issue" in whisper.text
+
+
+def test_slack_mode_without_a_bot_token_is_a_config_error() -> None:
+    config = load_config(environ={}, slack_signing_secret=Secret("s3cr3t"))
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not"):
+        SlackBridge(object(), config)  # type: ignore[arg-type]

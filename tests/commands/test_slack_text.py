@@ -1,4 +1,4 @@
-"""What the Slack app reads out of a message (target, command) and how it writes GitHub Markdown for Slack."""
+"""What the Slack app reads out of a message: the pull request it is about, and the command as a comment says it."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import re
 
 import pytest
 
-from bot.config import ConfigError, Secret, load_config
-from bot.slack_app import (
-    SlackBridge,
+from commands.slack_text import (
     SlackRequest,
     Target,
     TargetError,
     comment_text,
     from_slack,
+    help_markdown,
     parse_slack_text,
     strip_bot_mention,
-    to_mrkdwn,
 )
 from configs import load_catalog
 
@@ -88,23 +86,6 @@ def test_comment_text_keeps_the_slash_form_and_falls_back_to_a_mention() -> None
     assert comment_text("", command_name="tunebot", catalog=catalog) == "@tunebot"
 
 
-def test_to_mrkdwn() -> None:
-    md = ("<!-- tunebot:run:tb-1 -->\n### ⏳ run `tb-1`: queued\n\n**Bold** and *italic* and ~~gone~~, "
-          "see [the card](https://github.com/o/r/pull/1#issuecomment-2) — @alice asked, @bob too; "
-          "`a<b && **c**` stays code.\n\n| A | B |\n|---|:-:|\n| 1 | 2 |\n\n```python\nx = 1 < 2\n```\n"
-          "<details><summary>More</summary>\n\ntext\n</details>")
-    out = to_mrkdwn(md, slack_users={"alice": "U0ALICE0001"})
-    assert "tunebot:run" not in out and "<details>" not in out and "<summary>" not in out
-    assert out.startswith("*⏳ run `tb-1`: queued*")
-    assert "*Bold* and _italic_ and ~gone~" in out
-    assert "<https://github.com/o/r/pull/1#issuecomment-2|the card>" in out
-    assert "<@U0ALICE0001> asked, @bob too" in out  # only mapped logins become Slack mentions
-    assert "`a&lt;b &amp;&amp; **c**`" in out  # code is escaped, not reformatted
-    assert "| 1 | 2 |" in out and "|---|" not in out
-    assert "```\nx = 1 &lt; 2\n```" in out
-    assert to_mrkdwn("Tom & Jerry <3") == "Tom &amp; Jerry &lt;3"
-
-
 def test_strip_bot_mention() -> None:
     assert strip_bot_mention("<@U0BOT00001> train tiny o/r#1", "U0BOT00001") == "train tiny o/r#1"
     assert strip_bot_mention("hey <@U0BOT00001>: status o/r#1", "U0BOT00001") == "status o/r#1"
@@ -114,7 +95,9 @@ def test_strip_bot_mention() -> None:
     assert strip_bot_mention("<@U0BOT00001|tunebot> status") == "status"
 
 
-def test_slack_mode_without_a_bot_token_is_a_config_error() -> None:
-    config = load_config(environ={}, slack_signing_secret=Secret("s3cr3t"))
-    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not"):
-        SlackBridge(object(), config)  # type: ignore[arg-type]
+def test_help_answers_as_a_comment_would() -> None:
+    catalog = load_catalog()
+    text = help_markdown("help", command_name="tunebot", catalog=catalog)
+    assert "/train" in text and "/eval" in text
+    assert help_markdown("help train", command_name="tunebot", catalog=catalog) != text  # a topic narrows it
+    assert help_markdown("status", command_name="tunebot", catalog=catalog) == ""  # not a reply: nothing to say
