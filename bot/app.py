@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service", Service)
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime", object)  # type: ignore[arg-type]
+INTAKE_KEY: web.AppKey[Intake] = web.AppKey("intake", Intake)
 
 
 class Runtime:
@@ -196,6 +197,7 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[track_requests])
     app[SERVICE_KEY] = service
     app[RUNTIME_KEY] = runtime
+    app[INTAKE_KEY] = intake
     started = time.time()
 
     async def callback(request: web.Request) -> web.Response:

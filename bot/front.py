@@ -29,15 +29,16 @@ CLOSED = "http_connections_closed_total"
 class Connection(RequestHandler):
     """One client connection: aiohttp's protocol, plus the request deadline and the connection cap."""
 
-    __slots__ = ("_deadline", "_refused", "_site", "request_body")
+    __slots__ = ("_deadline", "_refused", "_site", "half_closed", "request_body")
 
     def __init__(self, site: FrontSite, manager: web.Server) -> None:
         super().__init__(manager, loop=asyncio.get_running_loop(), keepalive_timeout=site.keepalive_timeout_s,
-                         lingering_time=site.read_timeout_s, access_log=None)
+                         lingering_time=site.read_timeout_s, access_log=None)  # type: ignore[arg-type]  # None: off
         self._site = site
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
         self.request_body: StreamReader | None = None  # set by `track_requests` while a handler runs
+        self.half_closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._site.connections) >= self._site.max_connections:
@@ -61,6 +62,14 @@ class Connection(RequestHandler):
             self._arm()
         super().data_received(data)
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: True keeps the socket open
+        # The client is done sending but may wait for its answer (aiohttp alone would close at once and lose it):
+        # `track_requests` closes the connection after the answer, the deadline if there is nothing to answer.
+        self.half_closed = True
+        if self._deadline is None:
+            self._arm()
+        return True
+
     def _arm(self) -> None:
         self._deadline = self._loop.call_later(self._site.read_timeout_s, self._expire)
 
@@ -74,9 +83,10 @@ class Connection(RequestHandler):
         self._deadline = None
         if self.request_body is not None and self.request_body.is_eof():
             return  # received whole: its handler is at work, and may take as long as it needs
-        self._site.metrics.inc(CLOSED, labels={"reason": "read_timeout"})
-        log.info("closed a connection from %s: request not received within %g s", self.peername,
-                 self._site.read_timeout_s)
+        if not self.half_closed:
+            self._site.metrics.inc(CLOSED, labels={"reason": "read_timeout"})
+            log.info("closed a connection from %s: request not received within %g s", self.peername,
+                     self._site.read_timeout_s)
         self.force_close()
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
@@ -99,16 +109,20 @@ class Connection(RequestHandler):
 @web.middleware
 async def track_requests(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Tells the connection which request its handler works on, so the deadline spares a request received whole."""
+    """Tells the connection which request its handler works on, so the deadline spares a request received whole;
+    closes a half-closed connection after its answer."""
     conn = request.protocol
     if not isinstance(conn, Connection):  # served some other way (a plain TCPSite in a test)
         return await handler(request)
     conn.request_body = request.content
     try:
-        return await handler(request)
+        resp = await handler(request)
     finally:
         conn.request_body = None
         conn.disarm()
+    if conn.half_closed:
+        resp.force_close()  # the client is done sending: close once this answer is out
+    return resp
 
 
 class FrontSite(web.BaseSite):
