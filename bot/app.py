@@ -42,13 +42,16 @@ class Runtime:
     deliveries to `processing` in one statement, and claims again only when the workers have taken them all (a slow
     delivery holds up its own worker, not the queue). `workers` tasks process them concurrently, each yielding to the
     event loop after every delivery so that webhook answers are never stuck behind a batch. Done marks are written
-    `mark_batch` at a time (and whenever the queue runs dry) in one statement. A crash between processing and the mark
+    `mark_batch` at a time (and whenever the queue runs dry) in one statement. While deliveries keep coming, claims
+    are at least `claim_pause_s` apart, so that they come in batches: a claim and a mark per delivery would take
+    SQLite's one writer from the webhooks waiting to be recorded. A crash between processing and the mark
     leaves the delivery `processing`; `recover()` hands it out again (at-least-once, as with one mark per delivery:
     the service makes every effect idempotent by its trigger key), and the window is at most one claimed batch.
     """
 
     claim_batch = 256
     mark_batch = 64
+    claim_pause_s = 0.05
 
     def __init__(self, service: Service, config: Config, metrics: Metrics) -> None:
         self.service = service
@@ -105,6 +108,7 @@ class Runtime:
             self._busy(len(batch))
             for delivery in batch:
                 self._queue.put_nowait(delivery)
+            await asyncio.sleep(self.claim_pause_s)
 
     async def _worker(self, index: int) -> None:
         while True:
