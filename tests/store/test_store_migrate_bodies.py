@@ -1,4 +1,4 @@
-"""Migration 0003 on a SQLite store whose webhook bodies were kept in segment files beside the database (0002):
+"""Migration 0004 on a SQLite store whose webhook bodies were kept in segment files beside the database (0002):
 each body comes back into its row intact, and when an unfinished delivery's body cannot be read the migration
 stops with a clear message and changes nothing."""
 

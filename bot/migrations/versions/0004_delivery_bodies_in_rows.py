@@ -1,8 +1,8 @@
 """Delivery bodies live in the `body` column again: bodies that 0002's segment files beside a SQLite database hold are
 copied into their rows, then the segment columns go.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2027-01-12
 
 An unfinished delivery (pending or processing) whose body cannot be read back intact (segment file missing, short,
@@ -25,8 +25,8 @@ from alembic import op
 
 from bot.store.errors import SchemaError
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
