@@ -1,5 +1,5 @@
 """Owns the listening socket of `tunebot serve`: aiohttp's own HTTP protocol, with a cap on open connections, a
-deadline for each request to arrive whole, and malformed requests counted and logged in one quiet line.
+deadline for each request to arrive whole, and malformed requests counted instead of logged with a traceback.
 
 aiohttp alone holds a client that trickles a request head in for up to its keep-alive timeout and one that trickles
 a body for as long as it likes; the deadline here runs from a connection's opening (or a request's first byte) until
@@ -41,12 +41,17 @@ class Connection(RequestHandler):
         self.half_closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self._site.connections) >= self._site.max_connections:
+        site = self._site
+        if len(site.connections) >= site.max_connections:
             self._refused = True
-            self._site.metrics.inc(CLOSED, labels={"reason": "connection_cap"})
+            site.metrics.inc(CLOSED, labels={"reason": "connection_cap"})
+            if not site.saturated:  # once per episode: the metric counts every refusal
+                site.saturated = True
+                log.warning("%d connections open: closing new ones until some end (TUNEBOT_MAX_CONNECTIONS)",
+                            site.max_connections)
             transport.close()
             return
-        self._site.connections.add(self)
+        site.connections.add(self)
         self._arm()  # the first request must come within the deadline too: an idle socket holds a slot
         super().connection_made(transport)
 
@@ -54,6 +59,7 @@ class Connection(RequestHandler):
         if self._refused:
             return
         self._site.connections.discard(self)
+        self._site.saturated = len(self._site.connections) >= self._site.max_connections
         self.disarm()
         super().connection_lost(exc)
 
@@ -85,22 +91,22 @@ class Connection(RequestHandler):
             return  # received whole: its handler is at work, and may take as long as it needs
         if not self.half_closed:
             self._site.metrics.inc(CLOSED, labels={"reason": "read_timeout"})
-            log.info("closed a connection from %s: request not received within %g s", self.peername,
-                     self._site.read_timeout_s)
+            log.debug("closed a connection from %s: request not received within %g s", self.peername,
+                      self._site.read_timeout_s)
         self.force_close()
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         client_gone = isinstance(exc, ConnectionError) and self.transport is None
-        if status == 500 and not client_gone:
-            return super().handle_error(request, status, exc, message)  # a bug of ours: logged with its traceback
+        if status != 400 and not client_gone:  # 400: aiohttp's parser refused the request
+            return super().handle_error(request, status, exc, message)  # ours: logged with its traceback
         # The client's doing (malformed HTTP, or it left or was cut off mid-request): unauthenticated input must
-        # not fill the log with tracebacks. Count it and say it in one line.
+        # not fill the log. The metric counts it; the debug log says what it was.
         if client_gone:
             log.debug("client %s left mid-request: %s", request.remote, exc)
         else:
             self._site.metrics.inc(CLOSED, labels={"reason": "malformed"})
-            log.info("malformed HTTP request from %s: %.200r", request.remote, message or str(exc))
+            log.debug("malformed HTTP request from %s: %.200r", request.remote, message or str(exc))
         resp = web.Response(status=status, text=message or HTTPStatus(status).phrase)
         resp.force_close()
         return resp
@@ -130,7 +136,7 @@ class FrontSite(web.BaseSite):
     app's middlewares."""
 
     __slots__ = ("_host", "_port", "connections", "keepalive_timeout_s", "max_connections", "metrics",
-                 "read_timeout_s")
+                 "read_timeout_s", "saturated")
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, metrics: Metrics, read_timeout_s: float,
                  keepalive_timeout_s: float, max_connections: int, backlog: int = 1024) -> None:
@@ -141,6 +147,7 @@ class FrontSite(web.BaseSite):
         self.keepalive_timeout_s = keepalive_timeout_s
         self.max_connections = max_connections
         self.connections: set[Connection] = set()
+        self.saturated = False  # at the cap (warned once)
         metrics.describe(CLOSED, "counter", "Connections closed early: malformed request, request not received within "
                                             "the read timeout, or over the connection cap.")
 

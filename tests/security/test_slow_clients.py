@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -63,7 +64,8 @@ async def test_a_trickling_client_is_cut_off_within_the_read_timeout(make_bot: M
     assert await bot.service.store.get_delivery(APP_TARGET_ID, "d-slow") is None
 
 
-async def test_connections_past_the_cap_are_closed_and_deliveries_get_through_afterwards(make_bot: MakeBot) -> None:
+async def test_connections_past_the_cap_are_closed_and_deliveries_get_through_afterwards(
+        make_bot: MakeBot, caplog: pytest.LogCaptureFixture) -> None:
     bot = await make_bot(max_connections=4, read_timeout_s=READ_TIMEOUT_S)
     held = [await _connect(bot) for _ in range(4)]  # connect and send nothing, holding every slot
     await asyncio.sleep(0.2)
@@ -71,6 +73,8 @@ async def test_connections_past_the_cap_are_closed_and_deliveries_get_through_af
     for reader, _ in extra:
         assert await closed_by_server(reader, 0.5), "a connection past the cap was kept open"
     assert _closed(bot, "connection_cap") == 6
+    warned = [r for r in caplog.records if r.name == "bot.front" and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "TUNEBOT_MAX_CONNECTIONS" in warned[0].getMessage()  # once, not six times
     # The held connections never send a request: the read deadline frees their slots...
     for reader, _ in held:
         assert await closed_by_server(reader, READ_TIMEOUT_S + 2)
