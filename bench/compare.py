@@ -31,7 +31,7 @@ from aiohttp import web  # noqa: E402
 
 from bot.app import build_app, open_service  # noqa: E402
 from bot.config import Secret, load_config  # noqa: E402
-from bot.fastlane import FastLaneSite  # noqa: E402
+from bot.front import start_site  # noqa: E402
 from bot.github.port import RetryPolicy  # noqa: E402
 from bot.github.pygithub_impl import PyGithubPort  # noqa: E402
 from commands.events import make_event, sign_body  # noqa: E402
@@ -67,8 +67,7 @@ async def main(repeat: int, sizes: dict[str, int]) -> int:
     service = await open_service(cfg, github=port)
     runner = web.AppRunner(build_app(service), access_log=None)
     await runner.setup()
-    site = FastLaneSite(runner, "127.0.0.1", 0, max_body=cfg.max_body_bytes)
-    await site.start()
+    site = await start_site(runner, cfg, service.metrics, host="127.0.0.1", port=0)
     url = f"http://127.0.0.1:{site.port}"
     from dataclasses import replace
 

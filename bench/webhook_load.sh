@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # webhook_load.sh - load test of `tunebot serve`'s webhook intake, end to end, with the exactly-once check.
 #
-# Usage: bench/webhook_load.sh [-d LOAD_S] [-c CONNS] [-w WARMUP_S] [-f FLOOD_S] [-D DRAIN_S] [-E] [-k]
+# Usage: bench/webhook_load.sh [-d LOAD_S] [-c CONNS] [-w WARMUP_S] [-f FLOOD_N] [-D DRAIN_S] [-E] [-k]
 #
 #   -d S   measured load, seconds (default 30)
 #   -c N   wrk connections (default 64)
 #   -w S   warm-up load, seconds (default 3; its deliveries are checked too)
-#   -f S   forged-signature flood, seconds (default 10)
+#   -f N   forged-signature flood, requests (default 20000; sent in 5 s wrk runs until the service has refused N)
 #   -D S   longest wait for the worker to drain after the load (default 75)
 #   -E     enforce the targets: exit 1 when one is missed (default: report them, exit 0)
 #   -k     keep the work directory (database, logs, raw wrk output) and print its path
@@ -18,7 +18,7 @@
 #      its own X-GitHub-Delivery (bench/wrk/bench_webhook.sh -u, one wrk thread: see below);
 #   3. waits for the worker to drain, then checks exactly-once: every delivery the service answered 202 is stored
 #      once, in state `done`, was claimed once (attempts = 1) and processed once (the service's own counter);
-#   4. a forged-signature flood while sampling the service's RSS, then its idle RSS;
+#   4. a forged-signature flood of N requests while sampling the service's RSS, then its idle RSS;
 #   5. checks that no torch / ms-swift / EvalScope / transformers / peft library is mapped into the service;
 #   6. stops everything it started (also on Ctrl-C or failure) and deletes the temp dir (unless -k).
 # Needs wrk (installed from Debian with apt-get when missing), taskset, curl, python3. About 2 minutes.
@@ -27,8 +27,10 @@
 # send the same "unique" delivery ids and half the requests are answered as duplicates (the service counts them:
 # `duplicate_requests` below).
 #
-# Targets (issue 4): rps >= 8000 and p99 <= 10 ms at 64 connections, lost = 0, RSS <= 150 MB under the forged
-# flood and idle. The last line is:  rps=<n> p99_ms=<n> lost=<n> rss_mb=<n>
+# Targets (the floor of issue 13: one App installation sends a few deliveries per second, so a thousand per second
+# on one core is ample headroom): rps >= 1000 and p99 <= 50 ms at 64 connections, every delivery durably recorded
+# before its 202, lost = 0, RSS <= 150 MB through the 20,000-request forged flood and idle.
+# The last line is:  rps=<n> p99_ms=<n> lost=<n> rss_mb=<n>
 # Exit status: 0 ok; 1 exactly-once violated, a forbidden library loaded, or (-E) a target missed; 2 setup error.
 set -euo pipefail
 
@@ -40,8 +42,8 @@ PY="$VENV/bin/python"
 PAYLOAD="${TUNEBOT_BENCH_PAYLOAD:-$ROOT/tests/fixtures/github/webhooks/issue_comment.created.with-installation.json}"
 COMMENT="Thanks, this looks good to me. Merging after CI is green."
 
-LOAD=30 CONNS=64 WARMUP=3 FLOOD=10 DRAIN=75 ENFORCE=0 KEEP=0
-usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+LOAD=30 CONNS=64 WARMUP=3 FLOOD=20000 DRAIN=75 ENFORCE=0 KEEP=0
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts ":d:c:w:f:D:Ekh" opt; do
   case "$opt" in
     d) LOAD=$OPTARG ;; c) CONNS=$OPTARG ;; w) WARMUP=$OPTARG ;; f) FLOOD=$OPTARG ;; D) DRAIN=$OPTARG ;;
@@ -190,7 +192,6 @@ REPORT=$(db_report)
 ACCEPTED=$(metric 'tunebot_webhook_requests_total{outcome="accepted"}')
 DUPLICATE=$(metric 'tunebot_webhook_requests_total{outcome="duplicate"}')
 STORE_ERR=$(metric 'tunebot_webhook_requests_total{outcome="store_error"}')
-HANDED_OVER=$(metric 'tunebot_webhook_connections_handed_over_total')  # the /healthz and /metrics probes, no more
 PROCESSED=$(metric 'tunebot_deliveries_processed_total{event="issue_comment",outcome="done"}')
 read -r TOTAL DONE RETRIED DUP_IDS < <(printf '%s' "$REPORT" \
   | json_get '" ".join(str(x) for x in (d["total"], d["states"].get("done", 0), d["retried"], d["duplicate_ids"]))')
@@ -198,7 +199,6 @@ read -r TOTAL DONE RETRIED DUP_IDS < <(printf '%s' "$REPORT" \
 LOST=$(((ACCEPTED > TOTAL ? ACCEPTED - TOTAL : 0) + TOTAL - DONE))
 say "drained in ${DRAIN_S}s: 202s=$ACCEPTED stored=$TOTAL done=$DONE processed=$PROCESSED claimed_twice=$RETRIED" \
   "duplicate_ids=$DUP_IDS duplicate_requests=$DUPLICATE store_errors=$STORE_ERR client_2xx=$CLIENT_2XX" \
-  "connections_to_aiohttp=$HANDED_OVER" \
   "(+2 pre-flights; wrk does not count the answers still in flight when it stops)"
 EXACTLY_ONCE=1
 if [ "$LOST" != 0 ] || [ "$TOTAL" != "$ACCEPTED" ] || [ "$PROCESSED" != "$DONE" ] || [ "$RETRIED" != 0 ] \
@@ -214,16 +214,22 @@ fi
 # --- 4. forged-signature flood and idle RSS ----------------------------------------------------------------------
 (while kill -0 "$SERVE_PID" 2>/dev/null; do rss_kb "$SERVE_PID"; sleep 0.2; done) >"$WORK/rss_flood.txt" &
 SAMPLER_PID=$!
-harness flood -x -d "$FLOOD"
-FLOOD_LINE=$(cat "$WORK/flood.out")
+# wrk runs for a duration, not a count: run it 5 s at a time until the service has refused FLOOD forged requests.
+REJECTED=0 FLOOD_RUNS=0
+while [ "$REJECTED" -lt "$FLOOD" ]; do
+  harness flood -x -d 5
+  FLOOD_LINE=$(cat "$WORK/flood.out")
+  FLOOD_RUNS=$((FLOOD_RUNS + 1))
+  [ "$FLOOD_RUNS" -lt 100 ] || die "the forged flood got only $REJECTED refusals in $FLOOD_RUNS runs"
+  REJECTED=$(metric 'tunebot_webhook_requests_total{outcome="bad_signature"}')
+done
 stop_pid "$SAMPLER_PID" 1
-SAMPLER_PID=''
-REJECTED=$(metric 'tunebot_webhook_requests_total{outcome="bad_signature"}')
+SAMPLER_PID=
 RSS_FLOOD=$(sort -n "$WORK/rss_flood.txt" | tail -1)
 RSS_FLOOD_FIRST=$(head -1 "$WORK/rss_flood.txt")
 sleep 3
 RSS_IDLE=$(rss_kb "$SERVE_PID")
-say "forged flood ${FLOOD}s: $FLOOD_LINE; rejected=$REJECTED; RSS $(mb "$RSS_FLOOD_FIRST") -> max $(mb "$RSS_FLOOD") MB"
+say "forged flood of ${FLOOD} requests ($FLOOD_RUNS x 5 s, last: $FLOOD_LINE): rejected=$REJECTED; RSS $(mb "$RSS_FLOOD_FIRST") -> max $(mb "$RSS_FLOOD") MB"
 say "RSS: idle at start $(mb "$RSS_START") MB, after the load $(mb "$RSS_LOAD") MB, idle after the flood" \
   "$(mb "$RSS_IDLE") MB"
 
@@ -249,7 +255,7 @@ fi
 
 RSS_MAX=$(printf '%s\n' "$RSS_FLOOD" "$RSS_IDLE" "$RSS_START" | sort -n | tail -1)
 verdict() { if awk "BEGIN { exit !($2) }"; then echo "$1 met"; else echo "$1 MISSED"; fi; }
-V=("$(verdict "rps>=8000" "$RPS >= 8000")" "$(verdict "p99<=10ms" "$P99 <= 10")" "$(verdict "lost=0" "$LOST == 0")"
+V=("$(verdict "rps>=1000" "$RPS >= 1000")" "$(verdict "p99<=50ms" "$P99 <= 50")" "$(verdict "lost=0" "$LOST == 0")"
    "$(verdict "rss<=150MB" "$(mb "$RSS_MAX") <= 150")")
 MISSED=$(printf '%s\n' "${V[@]}" | grep -c MISSED || true)
 say "targets: ${V[*]}"

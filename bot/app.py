@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.chat import CHAT_KINDS, Chat
 from bot.config import Config
-from bot.fastlane import INTAKE_KEY
+from bot.front import track_requests
 from bot.github.port import GitHubError
 from bot.github.pygithub_impl import PyGithubPort
 from bot.intake import Intake, Wakeup
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service", Service)
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime", object)  # type: ignore[arg-type]
+INTAKE_KEY: web.AppKey[Intake] = web.AppKey("intake", Intake)
 
 
 class Runtime:
@@ -41,22 +42,16 @@ class Runtime:
     deliveries to `processing` in one statement, and claims again only when the workers have taken them all (a slow
     delivery holds up its own worker, not the queue). `workers` tasks process them concurrently, each yielding to the
     event loop after every delivery so that webhook answers are never stuck behind a batch. Done marks are written
-    `mark_batch` at a time (and whenever the queue runs dry) in one statement. A crash between processing and the mark
+    `mark_batch` at a time (and whenever the queue runs dry) in one statement. While deliveries keep coming, claims
+    are at least `claim_pause_s` apart, so that they come in batches: a claim and a mark per delivery would take
+    SQLite's one writer from the webhooks waiting to be recorded. A crash between processing and the mark
     leaves the delivery `processing`; `recover()` hands it out again (at-least-once, as with one mark per delivery:
     the service makes every effect idempotent by its trigger key), and the window is at most one claimed batch.
-
-    Webhooks come first: while they keep arriving (`intake_busy`), all delivery work together — claiming, processing,
-    marking — gets at most `flood_share` of the event loop, in batches of `flood_batch` (each statement blocks the
-    loop for its duration). The backlog is durable and is worked off at full speed as soon as the flood ends; a
-    webhook that GitHub is waiting for cannot wait. Pauses are capped (`max_pause_s` per step) so that a delivery that
-    spent its time awaiting the network is not held back by it.
     """
 
     claim_batch = 256
     mark_batch = 64
-    flood_batch = 32
-    flood_share = 0.05
-    max_pause_s = 0.005
+    claim_pause_s = 0.05
 
     def __init__(self, service: Service, config: Config, metrics: Metrics) -> None:
         self.service = service
@@ -67,11 +62,9 @@ class Runtime:
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.in_flight = 0  # claimed deliveries not yet marked done or failed
-        self.intake_busy: Callable[[], bool] = lambda: False
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._taken = asyncio.Event()  # set when a worker takes the last queued delivery
         self._done: list[int] = []
-        self._paced_until = 0.0  # perf_counter time before which delivery work waits while webhooks arrive
         metrics.describe("worker_busy", "gauge", "Deliveries claimed and not yet finished.")
 
     def start(self) -> None:
@@ -96,38 +89,18 @@ class Runtime:
         self.in_flight += delta
         self.metrics.set("worker_busy", self.in_flight)
 
-    async def _turn(self) -> float:
-        """Wait for delivery work's turn (immediately unless webhooks are arriving); returns the start time."""
-        while self.intake_busy():
-            wait = self._paced_until - time.perf_counter()
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
-        return time.perf_counter()
-
-    def _spent(self, started: float) -> None:
-        """Charge delivery work that started at `started` against its share of the loop."""
-        if self.intake_busy():
-            now = time.perf_counter()
-            debt = (now - started) * (1 - self.flood_share) / self.flood_share
-            self._paced_until = max(now, self._paced_until) + min(debt, self.max_pause_s)
-
     async def _claimer(self) -> None:
         store = self.service.store
         while not self.stopping:
             while not self._queue.empty():  # claim again once the workers have taken everything
                 self._taken.clear()
                 await self._taken.wait()
-            started = await self._turn()
             try:
-                batch = await store.claim_pending(self.flood_batch if self.intake_busy() else self.claim_batch,
-                                                  now=self.service.now())
+                batch = await store.claim_pending(self.claim_batch, now=self.service.now())
             except Exception:
                 log.exception("claiming deliveries failed")
                 await asyncio.sleep(1.0)
                 continue
-            finally:
-                self._spent(started)
             if not batch:
                 await self.flush_done()  # retries marks that failed earlier
                 await self.wakeup.wait(1.0)
@@ -135,18 +108,16 @@ class Runtime:
             self._busy(len(batch))
             for delivery in batch:
                 self._queue.put_nowait(delivery)
+            await asyncio.sleep(self.claim_pause_s)
 
     async def _worker(self, index: int) -> None:
         while True:
             delivery = await self._queue.get()
             if self._queue.empty():
                 self._taken.set()
-            started = await self._turn()
             await self._process(delivery)
-            self._spent(started)
             await asyncio.sleep(0)  # at least one turn of the loop per delivery: webhooks are answered in between
-            if self._queue.empty() or len(self._done) >= (self.flood_batch if self.intake_busy()
-                                                            else self.mark_batch):
+            if self._queue.empty() or len(self._done) >= self.mark_batch:
                 await self.flush_done()
 
     async def _process(self, delivery: Delivery) -> None:
@@ -168,15 +139,12 @@ class Runtime:
         if not self._done:
             return
         ids, self._done = self._done, []
-        started = await self._turn()
         try:
             await self.service.store.mark_deliveries(ids, "done", now=self.service.now())
         except Exception:
             log.exception("marking %d deliveries done failed; retrying with the next batch", len(ids))
             self._done[:0] = ids
             return
-        finally:
-            self._spent(started)
         self._busy(-len(ids))
 
     async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup) -> None:
@@ -230,15 +198,11 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     intake = Intake(secret=config.webhook_secret.get().encode("utf-8"), record_batch=service.store.record_deliveries,
                     make_delivery=_new_delivery, metrics=metrics, wake=runtime.wakeup.set,
                     max_body_bytes=config.max_body_bytes)
-    runtime.intake_busy = intake.busy
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[track_requests])
     app[SERVICE_KEY] = service
     app[RUNTIME_KEY] = runtime
-    app[INTAKE_KEY] = intake  # for bot.fastlane.FastLaneSite, which answers plain webhook POSTs itself
+    app[INTAKE_KEY] = intake
     started = time.time()
-
-    async def webhook(request: web.Request) -> web.Response:
-        return await intake.handle(request)
 
     async def callback(request: web.Request) -> web.Response:
         body = await request.read()
@@ -261,7 +225,7 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
         return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
-    app.router.add_post("/webhook", webhook)
+    app.router.add_post("/webhook", intake.handle)
     app.router.add_post("/api/runs/{run_id}/events", callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)

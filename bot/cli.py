@@ -121,15 +121,14 @@ async def _serve(config: Config) -> None:
     from aiohttp import web
 
     from bot.app import build_app, open_service
-    from bot.fastlane import FastLaneSite
+    from bot.front import start_site
 
     async with aiohttp.ClientSession() as session:  # the app's one client session (Slack, DingTalk)
         service = await open_service(config, session=session)
         app = build_app(service)
         runner = web.AppRunner(app, handle_signals=True, access_log=None)
         await runner.setup()
-        site = FastLaneSite(runner, config.host, config.port, max_body=config.max_body_bytes)
-        await site.start()
+        await start_site(runner, config, service.metrics)
         logging.getLogger("tunebot").info("listening on %s:%d (%s)", config.host, config.port,
                                           "App mode" if config.app_mode else "token mode")
         # Everything allocated so far (modules, the app) lives as long as the process: keep it out of the cyclic

@@ -69,6 +69,13 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 3000
     max_body_bytes: int = 1 << 20  # GitHub caps payloads at 25 MB, but comment events are far smaller
+    # A request must arrive whole (head and body) within this long of its first byte, or the connection is closed:
+    # GitHub sends a delivery in one go, a client that trickles is holding a connection (slowloris).
+    read_timeout_s: float = 10.0
+    # Idle keep-alive connections are closed after this long: longer than a proxy's idle upstream connections
+    # (nginx: 60 s), so that the proxy, not the bot, closes them and never sends on a connection being closed.
+    keepalive_timeout_s: float = 75.0
+    max_connections: int = 256  # open connections at most; more are closed at once (each costs memory and a fd)
     workers: int = 4
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
@@ -103,6 +110,10 @@ class Config:
             out.append(f"TUNEBOT_PUBLIC_URL must be an http(s) URL, got {self.public_url!r}")
         if not (0 < self.port < 65536):
             out.append(f"PORT must be 1-65535, got {self.port}")
+        if self.read_timeout_s <= 0 or self.keepalive_timeout_s <= 0:
+            out.append("TUNEBOT_READ_TIMEOUT_S and TUNEBOT_KEEPALIVE_TIMEOUT_S must be positive numbers of seconds")
+        if self.max_connections < 1:
+            out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
 
     def redacted(self) -> dict[str, Any]:
@@ -135,6 +146,9 @@ _ENV: dict[str, str] = {
     "HOST": "host",
     "PORT": "port",
     "TUNEBOT_WORKERS": "workers",
+    "TUNEBOT_READ_TIMEOUT_S": "read_timeout_s",
+    "TUNEBOT_KEEPALIVE_TIMEOUT_S": "keepalive_timeout_s",
+    "TUNEBOT_MAX_CONNECTIONS": "max_connections",
     "TUNEBOT_DELIVERY_RETENTION_DAYS": "delivery_retention_days",
     "SLACK_BOT_TOKEN": "slack_token",
     "SLACK_SIGNING_SECRET": "slack_signing_secret",
@@ -151,8 +165,9 @@ _FILE_ENV: dict[str, str] = {
     "SLACK_BOT_TOKEN_FILE": "slack_token",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
-_INTS = {"port", "workers", "max_body_bytes"}
-_FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days"}
+_INTS = {"port", "workers", "max_body_bytes", "max_connections"}
+_FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
+           "read_timeout_s", "keepalive_timeout_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -4,50 +4,27 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from bot.batching import GroupCommitter
+from bot.github.sansio import verify_signature
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 RecordBatch = Callable[[list[Any]], Awaitable[list[bool]]]
 MakeDelivery = Callable[..., Any]
-Reply = Callable[[int, str], None]
 
 MAX_DELIVERY_ID = 100  # the store's column width; GitHub's GUIDs are 36 characters
-BUSY_WINDOW_S = 0.01  # "webhooks are arriving": one within this long (see Runtime.flood_share)
-
-
-class Signature:
-    """X-Hub-Signature-256 checks with the key schedule done once (`bot.github.sansio.verify_signature` semantics:
-    `sha256=<hex>`, compared in constant time; an empty secret accepts nothing). Per request it costs one copy of a
-    keyed HMAC state and the hash of the body."""
-
-    def __init__(self, secret: bytes) -> None:
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256) if secret else None
-
-    def verify(self, body: bytes, header: str | None) -> bool:
-        if self._keyed is None or not header:
-            return False
-        scheme, sep, received = header.strip().partition("=")
-        if not sep or scheme.lower() != "sha256" or len(received) != 64:
-            return False
-        mac = self._keyed.copy()
-        mac.update(body)
-        return hmac.compare_digest(mac.hexdigest().encode("ascii"), received.lower().encode("ascii", errors="replace"))
 
 
 class Intake:
-    """The webhook's checks and durable record (`receive`), its aiohttp handler (`handle`), and the group committer
-    that records deliveries."""
+    """POST /webhook: the checks, the durable record (through a group committer), the answer."""
 
     def __init__(
         self,
@@ -60,106 +37,65 @@ class Intake:
         clock: Callable[[], float] = time.time,
         max_body_bytes: int | None = None,
     ) -> None:
-        self._signature = Signature(secret)
+        self._secret = secret
+        # Concurrent deliveries share one transaction: one commit per round trip to the database, not per request.
         self._committer: GroupCommitter[Any, bool] = GroupCommitter(record_batch)
         self._make = make_delivery
         self._metrics = metrics
         self._wake = wake
         self._clock = clock
         self._max_body = max_body_bytes
-        self._last_seen = -1.0
-        self._active = 0  # requests being handled now
         self.accepting = True
         metrics.describe("webhook_requests_total", "counter", "Webhook requests by outcome.")
         metrics.describe("webhook_seconds", "histogram", "Time from request to answer for accepted webhooks.")
 
-    @property
-    def metrics(self) -> Metrics:
-        return self._metrics
-
-    def _count(self, outcome: str) -> None:
+    def _answer(self, outcome: str, status: int, text: str) -> web.Response:
         self._metrics.inc("webhook_requests_total", labels={"outcome": outcome})
+        return web.Response(status=status, text=text)
 
-    def busy(self) -> bool:
-        """True while webhooks are being answered or arrived within the last few milliseconds."""
-        return self._active > 0 or time.perf_counter() - self._last_seen < BUSY_WINDOW_S
-
-    def too_large(self) -> tuple[int, str]:
-        """The answer to a body over the cap (refused before it is read)."""
-        self._count("too_large")
-        return 413, "payload too large" + (f" (limit {self._max_body} bytes)" if self._max_body is not None else "")
-
-    def receive(self, body: bytes, *, signature: str | None, event: str, delivery_id: str, target_id: str | None,
-                reply: Reply) -> None:
-        """Check and record one delivery; `reply(status, text)` is called once, now or when the record is durable.
-
-        The one path of every webhook, whichever HTTP layer framed it (`handle` for aiohttp, `bot.fastlane`).
-        Callback style, not a coroutine: the fast lane answers without a task per request.
-        """
-        started = time.perf_counter()
-        if not self.accepting:
-            self._count("shutting_down")
-            # 503 makes GitHub mark the delivery failed, so it can be redelivered once we are back.
-            reply(503, "shutting down")
-            return
-        # Verify before anything else: unauthenticated input must cost nothing and store nothing.
-        if not self._signature.verify(body, signature):
-            self._count("bad_signature")
-            reply(401, "bad signature")
-            return
-        if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID or len(event) > 100:
-            self._count("bad_request")
-            reply(400, "missing or invalid X-GitHub-Event or X-GitHub-Delivery")
-            return
-        # A manual redelivery reuses the GUID and two Apps can see the same one: dedupe on (app, delivery).
-        # https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
-        delivery = self._make(source=target_id or "hook", delivery_id=delivery_id, event=event, body=body,
-                              received_at=self._clock())
-        # Only authenticated deliveries make the intake "busy" (and so pace the workers): a flood of forged
-        # requests must not slow down real work.
-        self._active += 1
-        self._committer.enqueue(delivery).add_done_callback(
-            lambda fut: self._recorded(fut, delivery_id, started, reply))
-
-    def _recorded(self, fut: asyncio.Future[bool], delivery_id: str, started: float, reply: Reply) -> None:
-        self._active -= 1
-        self._last_seen = time.perf_counter()
-        exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
-        if exc is not None:
-            log.error("could not record delivery %s", delivery_id, exc_info=exc)
-            self._count("store_error")
-            reply(503, "could not record the delivery; please redeliver")
-        elif not fut.result():
-            self._count("duplicate")
-            reply(200, "duplicate delivery")
-        else:
-            self._count("accepted")
-            self._wake()
-            self._metrics.observe("webhook_seconds", self._last_seen - started)
-            reply(202, "accepted")
+    def _too_large(self) -> web.Response:
+        resp = self._answer("too_large", 413, "payload too large"
+                            + (f" (limit {self._max_body} bytes)" if self._max_body is not None else ""))
+        resp.force_close()  # the body is not read: the connection cannot carry another request
+        return resp
 
     async def handle(self, request: web.Request) -> web.Response:
-        """POST /webhook through aiohttp: requests the fast lane hands over (chunked, odd headers) and tests."""
+        started = time.perf_counter()
         # A declared size over the cap is refused before a byte of the body is read (aiohttp's own cap, below,
         # covers chunked bodies that declare nothing).
         if self._max_body is not None and (request.content_length or 0) > self._max_body:
-            return web.Response(status=413, text=self.too_large()[1])
+            return self._too_large()
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413, text=self.too_large()[1])
-        answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+            return self._too_large()
+        return await self._receive(body, request.headers, started)
 
-        def reply(status: int, text: str) -> None:
-            if not answer.done():
-                answer.set_result((status, text))
-
-        h = request.headers
-        self.receive(body, signature=h.get("X-Hub-Signature-256"), event=h.get("X-GitHub-Event", ""),
-                     delivery_id=h.get("X-GitHub-Delivery", ""),
-                     target_id=h.get("X-GitHub-Hook-Installation-Target-ID"), reply=reply)
-        status, text = await answer
-        return web.Response(status=status, text=text)
+    async def _receive(self, body: bytes, headers: Mapping[str, str], started: float) -> web.Response:
+        """Check and durably record one delivery; the answer once it is committed (or refused)."""
+        if not self.accepting:
+            # 503 makes GitHub mark the delivery failed, so it can be redelivered once we are back.
+            return self._answer("shutting_down", 503, "shutting down")
+        # Verify before anything else: unauthenticated input must cost nothing and store nothing.
+        if not verify_signature(self._secret, body, headers.get("X-Hub-Signature-256")):
+            return self._answer("bad_signature", 401, "bad signature")
+        event, delivery_id = headers.get("X-GitHub-Event", ""), headers.get("X-GitHub-Delivery", "")
+        if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID or len(event) > 100:
+            return self._answer("bad_request", 400, "missing or invalid X-GitHub-Event or X-GitHub-Delivery")
+        # A manual redelivery reuses the GUID and two Apps can see the same one: dedupe on (app, delivery).
+        # https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
+        delivery = self._make(source=headers.get("X-GitHub-Hook-Installation-Target-ID") or "hook",
+                              delivery_id=delivery_id, event=event, body=body, received_at=self._clock())
+        try:
+            new = await self._committer.enqueue(delivery)
+        except Exception:
+            log.exception("could not record delivery %s", delivery_id)
+            return self._answer("store_error", 503, "could not record the delivery; please redeliver")
+        if not new:
+            return self._answer("duplicate", 200, "duplicate delivery")
+        self._wake()
+        self._metrics.observe("webhook_seconds", time.perf_counter() - started)
+        return self._answer("accepted", 202, "accepted")
 
     async def drain(self) -> None:
         self.accepting = False

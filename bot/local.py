@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bot.app import build_app, open_service
 from bot.config import Config, Secret, load_config
-from bot.fastlane import FastLaneSite
+from bot.front import start_site
 from bot.github.port import (
     CheckOutput,
     CheckRunRef,
@@ -313,9 +313,7 @@ class LocalSession:
         app = build_app(self.service)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = FastLaneSite(self.runner, "127.0.0.1", 0, max_body=config.max_body_bytes)
-        await site.start()
-        port = site.port
+        port = (await start_site(self.runner, config, self.service.metrics, host="127.0.0.1", port=0)).port
         self.service.config = replace(self.service.config, public_url=f"http://127.0.0.1:{port}")
         return self
 

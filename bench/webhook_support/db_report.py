@@ -4,8 +4,8 @@
     python db_report.py --unfinished PATH.db  -> the number of pending + processing deliveries (cheap: an index)
 
 Read-only (`mode=ro`), so it can run beside the live service: WAL gives it a consistent snapshot. The full report
-reads every row (the bodies themselves are in the segment files beside the database, not read here): run it once,
-after the drain, not while polling — a long reader keeps the service from restarting its WAL.
+scans every row: run it once, after the drain, not while polling — a long reader keeps SQLite from starting the WAL
+over.
 """
 
 from __future__ import annotations

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import os
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -23,12 +17,9 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from .bodies import BodyLog
-from .errors import StoreError, StoreUnavailable
+from .errors import StoreError
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -82,17 +73,13 @@ def safe_url(url: URL) -> str:
 class Engines:
     """The engines behind one store. On SQLite writes go through one connection (SQLite has one writer anyway; one
     in-process queue beats busy-waiting on the file lock) and reads through a small pool of read-only connections that
-    WAL lets run beside the writer. On PostgreSQL both are the same pooled engine. `fast` (SQLite only) is the inline
-    connection of the webhook hot path (see `SQLiteFastPath`)."""
+    WAL lets run beside the writer. On PostgreSQL both are the same pooled engine."""
 
     dialect: str
     writer: AsyncEngine
     reader: AsyncEngine
-    fast: SQLiteFastPath | None = None
 
     async def dispose(self) -> None:
-        if self.fast is not None:
-            await asyncio.to_thread(self.fast.close)
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
@@ -112,8 +99,7 @@ def create_engines(url: URL, *, schema: str | None = None, busy_timeout_s: float
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         writer = _sqlite_engine(url, busy_timeout_s=busy_timeout_s, immediate=True, pool_size=1, echo=echo)
         reader = _sqlite_engine(url, busy_timeout_s=busy_timeout_s, immediate=False, pool_size=readers, echo=echo)
-        fast = SQLiteFastPath(str(Path(url.database).expanduser()), busy_timeout_s=busy_timeout_s)
-        return Engines("sqlite", writer, reader, fast)
+        return Engines("sqlite", writer, reader)
     server_settings = {"application_name": "tunebot"}
     if schema is not None:
         if not _SCHEMA_NAME.match(schema):
@@ -181,200 +167,3 @@ def _sqlite_engine(url: URL, *, busy_timeout_s: float, immediate: bool, pool_siz
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-
-
-# --- the SQLite hot path --------------------------------------------------------------------------------------------
-
-CHECKPOINT_NICENESS = 10  # the checkpointer thread's nice value (Linux: per thread)
-RESTART_WAIT_S = 0.1  # the longest a WAL RESTART may hold writers off waiting for readers; it retries next round
-
-# SQLAlchemy's SQLite DATETIME text layout (UTC, zone-less, always with microseconds): rows written by the fast path
-# must read back through SQLAlchemy exactly as its own (tests/store compares both ways).
-SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def sqlite_time(value: datetime) -> str:
-    """An aware datetime as the store keeps it in SQLite (SQLITE_TIME_FORMAT, via the faster isoformat)."""
-    if value.tzinfo is UTC:  # the hot path's case: drop the "+00:00" instead of building a naive copy
-        return value.isoformat(" ", "microseconds")[:26]
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def parse_sqlite_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_unavailable(exc: sqlite3.Error) -> bool:
-    """The database cannot be used right now (as opposed to a statement the database refuses)."""
-    text = str(exc).lower()
-    return _is_busy(exc) or any(w in text for w in ("disk", "unable to open", "readonly", "full", "not a database"))
-
-
-class SQLiteFastPath:
-    """A dedicated SQLite connection for the few hot, short write transactions (recording webhook deliveries,
-    claiming and marking them), run INLINE on the event loop.
-
-    Why inline: a transaction through aiosqlite costs several thread hand-offs, and on a busy core a thread that
-    waits for the GIL waits out the switch interval (5 ms) after every `sqlite3_step`; measured on one core, webhooks
-    through the SQLAlchemy/aiosqlite writer topped out near 2,000/s with a 30 ms median. Inline, a transaction costs
-    only the SQLite work itself, and it never sleeps: the connection has `busy_timeout = 0`, so when another
-    connection (the SQLAlchemy writer, another process) holds the write lock, `write` yields to the loop and retries,
-    up to the store's busy timeout. Commits do not fsync (WAL + synchronous=NORMAL: durable against a process crash,
-    see `_sqlite_engine`); checkpoints, which do, run in a background thread instead of at commit (`_checkpoints`).
-    A `work` callable must therefore be short and bounded (callers cap their batch sizes).
-    """
-
-    def __init__(self, path: str, *, busy_timeout_s: float, checkpoint_interval_s: float = 0.02,
-                 idle_checkpoint_interval_s: float = 1.0, restart_frames: int = 8000) -> None:
-        self.path = path
-        self.busy_timeout_s = busy_timeout_s
-        # Under load a round every 20 ms: each fsync then has little to write back, and the kernel work it does on
-        # this core comes in short slices (bench/webhook_load.sh at ~13k webhooks/s: p99 7.9-9.5 ms over eight runs;
-        # 10.9-11.3 ms with 200 ms rounds).
-        self.checkpoint_interval_s = checkpoint_interval_s
-        self.idle_checkpoint_interval_s = idle_checkpoint_interval_s  # nothing written here: no need to wake often
-        self.restart_frames = restart_frames
-        self._conn: sqlite3.Connection | None = None
-        self._stop = threading.Event()
-        self._written = threading.Event()  # set by `write`: the checkpointer has work
-        self._restart_wanted = threading.Event()  # the checkpointer waits for the write lock: let it have it
-        self._checkpointer: threading.Thread | None = None
-        # Webhook bodies live in segment files beside the database, not in it (see bot.store.bodies).
-        self.bodies = BodyLog(Path(path + "-bodies"))
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # Used only from the event loop's thread; `close` runs in a worker thread once nothing else can use it.
-            conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=64, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout = 0")  # never sleep inside the event loop; `write` retries instead
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                # A checkpoint at commit would copy megabytes (and fsync) on the loop: the thread below does it.
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-                # 16 MiB instead of SQLite's 2 MiB: claims and marks revisit rows and index pages written a little
-                # earlier, which otherwise come back through a pread each (bench/webhook_load.sh, 30 s runs:
-                # 9.6k-12.1k webhooks/s without, 12.7k-13.1k with).
-                conn.execute("PRAGMA cache_size = -16384")
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-            self._stop.clear()
-            self._checkpointer = threading.Thread(target=self._checkpoints, name="tunebot-sqlite-checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
-        return self._conn
-
-    def _checkpoints(self) -> None:
-        """Copy the WAL back into the database now and then, so that it stays small and is reused from its start.
-
-        A round runs after this connection commits (at most one per `checkpoint_interval_s`), and at least every
-        `idle_checkpoint_interval_s`. It first fsyncs the delivery bodies written since the last round, then a
-        PASSIVE checkpoint copies what is there without blocking anyone. Once the WAL holds
-        `restart_frames` frames, a second PASSIVE pass and an fsync of the database copy and flush what arrived
-        meanwhile, still without blocking anyone, and then a RESTART copies the small remainder and makes the next
-        writer start the WAL from its beginning again. The RESTART holds off writers while it runs (the fast path steps
-        aside, see `write`), so it gives up after `RESTART_WAIT_S` (a reader still on the WAL) and is tried again next
-        round. Without it a writer under steady load never finds the WAL fully copied, the WAL grows without end, and
-        every write extends a file, which costs several times more than overwriting one.
-        """
-        # The fsyncs below make the kernel write back the bodies and the WAL in this thread: on a busy core that work
-        # must yield to the event loop, which has webhooks waiting for their answers.
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECKPOINT_NICENESS)
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error:
-            log.exception("SQLite checkpointer: cannot open %s", self.path)
-            return
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(RESTART_WAIT_S * 1000)}")
-            while not self._stop.is_set():
-                # Woken by this connection's commits; others (the SQLAlchemy writer) get a round every idle interval.
-                self._written.wait(self.idle_checkpoint_interval_s)
-                self._written.clear()
-                if self._stop.is_set():
-                    break
-                try:
-                    self.bodies.sync()  # bodies reach the disk before the rows that point at them
-                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if frames >= self.restart_frames:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                        _fsync(self.path)
-                        self._restart_wanted.set()
-                        try:
-                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                        finally:
-                            self._restart_wanted.clear()
-                except (sqlite3.Error, OSError) as exc:  # tried again next round; a broken file shows on writes
-                    log.warning("SQLite checkpoint of %s failed: %s", self.path, exc)
-                self._stop.wait(self.checkpoint_interval_s)  # at most one round per interval
-        finally:
-            conn.close()
-
-    async def write(self, work: Callable[[sqlite3.Connection], T], what: str) -> T:
-        """Run `work(conn)` in one IMMEDIATE transaction on the loop thread; commit, or roll back and raise."""
-        deadline: float | None = None
-        delay = 0.0005
-        while True:
-            conn = self._connection()
-            # Back-to-back transactions on the loop would leave the checkpointer's RESTART no gap to take the lock in.
-            if self._restart_wanted.is_set():
-                until = time.monotonic() + 2 * RESTART_WAIT_S
-                while self._restart_wanted.is_set() and time.monotonic() < until:
-                    await asyncio.sleep(0.001)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                if not _is_busy(exc):
-                    raise StoreUnavailable(f"{what}: database unavailable ({exc})") from exc
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.busy_timeout_s
-                if now >= deadline:
-                    raise StoreUnavailable(f"{what}: database is locked (waited {self.busy_timeout_s:g} s)") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.02)
-                continue
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-                self._written.set()
-            except BaseException as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        log.exception("%s: rollback failed", what)
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise StoreError(f"{what}: refused by a database constraint ({exc})") from exc
-                if isinstance(exc, sqlite3.Error):
-                    kind = StoreUnavailable if _is_unavailable(exc) else StoreError
-                    raise kind(f"{what}: database error ({exc})") from exc
-                raise
-            return result
-
-    def close(self) -> None:
-        """Stop the checkpointer and close the connection (blocking: call it from a thread)."""
-        self._stop.set()
-        self._written.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout=5)
-            self._checkpointer = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self.bodies.close()

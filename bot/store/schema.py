@@ -88,22 +88,16 @@ deliveries = Table(
     Column("event", String(100), nullable=False),
     Column("action", String(100), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
-    Column("body", LargeBinary(), nullable=False),  # empty when the body is in a segment file (below)
+    Column("body", LargeBinary(), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer(), nullable=False),
     Column("error", Text(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
-    # SQLite fast path: where the body lies in the segment files beside the database (bot.store.bodies).
-    Column("body_segment", Integer(), nullable=True),
-    Column("body_offset", BigInteger(), nullable=True),
-    Column("body_length", Integer(), nullable=True),
-    Column("body_crc32", BigInteger(), nullable=True),
     UniqueConstraint("source", "delivery_id"),
     CheckConstraint(_states("state", DELIVERY_STATES), name="state"),
     CheckConstraint("attempts >= 0", name="attempts"),
     Index(None, "state", "id"),
     Index(None, "received_at"),
-    Index(None, "body_segment"),
 )
 
 runs = Table(

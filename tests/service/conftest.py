@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.app import RUNTIME_KEY, build_app, open_service
 from bot.config import Config, Secret, load_config
-from bot.fastlane import FastLaneSite
+from bot.front import start_site
 from bot.github.port import RetryPolicy
 from bot.github.pygithub_impl import PyGithubPort
 from bot.service import Service
@@ -148,8 +148,7 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         app = build_app(service)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = FastLaneSite(runner, "127.0.0.1", 0, max_body=cfg.max_body_bytes)  # the front door `serve` uses
-        await site.start()
+        site = await start_site(runner, cfg, service.metrics, host="127.0.0.1", port=0)  # the door `serve` uses
         url = f"http://127.0.0.1:{site.port}"
         service.config = replace(service.config, public_url=url)
         bot = Bot(gh, repo, service.config, service, url, runner, aiohttp.ClientSession())

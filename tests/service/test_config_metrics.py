@@ -38,6 +38,17 @@ def test_problems_are_instructions() -> None:
                                 "TUNEBOT_JOB_SIGNING_KEY": "k"}).problems() == []
 
 
+def test_connection_limits_have_safe_defaults_and_come_from_the_environment() -> None:
+    base = {"WEBHOOK_SECRET": "x", "GITHUB_TOKEN": "t", "TUNEBOT_JOB_SIGNING_KEY": "k"}
+    cfg = load_config(environ=base)
+    assert (cfg.read_timeout_s, cfg.keepalive_timeout_s, cfg.max_connections) == (10.0, 75.0, 256)
+    cfg = load_config(environ={**base, "TUNEBOT_READ_TIMEOUT_S": "2.5", "TUNEBOT_KEEPALIVE_TIMEOUT_S": "30",
+                               "TUNEBOT_MAX_CONNECTIONS": "64"})
+    assert (cfg.read_timeout_s, cfg.keepalive_timeout_s, cfg.max_connections) == (2.5, 30.0, 64)
+    bad = load_config(environ={**base, "TUNEBOT_READ_TIMEOUT_S": "0", "TUNEBOT_MAX_CONNECTIONS": "0"}).problems()
+    assert any("TUNEBOT_READ_TIMEOUT_S" in p for p in bad) and any("TUNEBOT_MAX_CONNECTIONS" in p for p in bad)
+
+
 @pytest.mark.parametrize(("content", "message"), [("[1, 2]", "expected a mapping"), ("colour: red", "unknown key"),
                                                   ("port: [", "invalid YAML"), ("port: abc", "expected a number")])
 def test_bad_config_files(tmp_path, content, message) -> None:
