@@ -42,6 +42,10 @@ def test_example_parses_and_round_trips() -> None:
             "inside the repository",
         ),
         (lambda d: d["benchmarks"][0].update(subsets="logic"), "expected a list of strings"),
+        (lambda d: d["benchmarks"][0].update(data_dir="../other/mcq"),
+         "benchmarks: 'ceval' data_dir must be a folder inside the repository, got '../other/mcq'"),
+        (lambda d: d["benchmarks"][0].update(data_dir="/etc"), "data_dir must be a folder inside the repository"),
+        (lambda d: d["benchmarks"][0].update(data_dir=3), "benchmarks[0].data_dir: expected str, got int"),
     ],
 )
 def test_malformed_jobs_are_rejected_with_a_reason(mutate, message) -> None:
