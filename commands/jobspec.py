@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
 
 JOB_SPEC_VERSION = 1
@@ -84,7 +84,8 @@ class BenchmarkSpec:
     limit: int | None = None
     few_shot: int = 0
     max_tokens: int = 16
-    data_dir: str | None = None
+    # Written only when set: every other job stays byte-identical to what runners older than this field accept.
+    data_dir: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,11 @@ class JobSpec:
 def to_dict(obj: Any) -> Any:
     """Plain JSON-ready data for any spec dataclass (tuples become lists)."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_dict(v) for k, v in asdict(obj).items()}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_if_none") and getattr(obj, f.name) is None)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
 

@@ -29,7 +29,7 @@ from .packs import McqRow
 
 SUFFIXES = (".csv", ".jsonl")
 # Files that look like question sets but are not read: refused by name rather than silently left out.
-OTHER_DATA_SUFFIXES = (".json", ".tsv", ".parquet", ".xlsx", ".xls", ".txt")
+OTHER_DATA_SUFFIXES = (".json", ".tsv", ".parquet", ".xlsx", ".xls")
 LETTERS = tuple("ABCDEFGHIJ")  # EvalScope's general_mcq reads options A..J
 MIN_OPTIONS = 2
 MAX_ID_CHARS = 128

@@ -56,6 +56,19 @@ def test_malformed_jobs_are_rejected_with_a_reason(mutate, message) -> None:
     assert message in str(err.value)
 
 
+def test_data_dir_is_written_only_when_set() -> None:
+    """Jobs without repository questions stay byte-identical to what runners older than `data_dir` accept."""
+    text = EXAMPLE.read_text()
+    job = job_from_json(text)
+    assert '"data_dir"' not in job_to_json(job)
+    assert json.loads(job_to_json(job)) == json.loads(text)
+    data = example()
+    data["benchmarks"].append({"name": "general_mcq", "subsets": ["all"], "data_dir": "data/mcq"})
+    mcq = job_from_dict(data)
+    assert mcq.benchmarks[2].data_dir == "data/mcq" and job_from_json(job_to_json(mcq)) == mcq
+    assert job_to_json(mcq).count('"data_dir"') == 1
+
+
 def eval_with_adapter(**adapter: object) -> dict:
     data = example()
     data.update(kind="eval", tuner=None, datasets=[], adapter={"run_id": "tb-train-1", **adapter})
