@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .jobspec import DATASET_SOURCES, MODEL_SOURCES, SpecError
+
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ class BenchmarkPack:
     few_shot: int = 0
     limit: int | None = None
     max_tokens: int = 16
+    # Packs whose questions come from the repository (general_mcq): the folder under the policy's `datasets.dir`
+    # that holds them; None for packs whose questions the runner has (CMMLU, C-Eval).
+    repo_folder: str | None = None
+
+    @property
+    def from_repository(self) -> bool:
+        return self.repo_folder is not None
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,12 @@ def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any) ->
         missing = [s for s in default if subjects and s not in subjects]
         if missing:
             raise SpecError(f"{where}: default_subsets not among subjects: {', '.join(missing)}")
+        repo_folder = raw.get("repo_folder")
+        if repo_folder is not None:
+            if not isinstance(repo_folder, str) or not _FOLDER.match(repo_folder):
+                raise SpecError(f"{where}.repo_folder: must be one folder name, got {repo_folder!r}")
+            if subjects:
+                raise SpecError(f"{where}: a pack whose questions come from the repository lists no subjects")
         bench_map[str(name)] = BenchmarkPack(
             name=str(name),
             description=str(raw.get("description", "")),
@@ -154,6 +170,7 @@ def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any) ->
             few_shot=int(raw.get("few_shot", 0)),
             limit=raw.get("limit"),
             max_tokens=int(raw.get("max_tokens", 16)),
+            repo_folder=repo_folder,
         )
     ds_map: dict[str, DatasetEntry] = {}
     for name, raw in _section(datasets, "datasets", "datasets.yaml").items():

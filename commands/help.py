@@ -76,7 +76,9 @@ def _catalog_help(name: str, catalog: Catalog, policy: Policy) -> str | None:
                 if policy.model_allowed(m.name)]
         return "**Models** (`/train <model>`, `model=`)\n\n" + "\n".join(rows)
     if name == "benchmarks":
-        rows = [f"- `{b.name}` — {b.description} Default subjects: {', '.join(b.default_subsets) or '—'}."
+        rows = [f"- `{b.name}` — {b.description} " + (
+                    f"Questions: `{policy.dataset_dir}/{b.repo_folder}/<subset>.csv` or `.jsonl` in your repository."
+                    if b.repo_folder is not None else f"Default subjects: {', '.join(b.default_subsets) or '—'}.")
                 for b in catalog.benchmarks.values()]
         return "**Benchmarks** (`/eval <benchmark>`)\n\n" + "\n".join(rows)
     if name == "datasets":
@@ -87,11 +89,41 @@ def _catalog_help(name: str, catalog: Catalog, policy: Policy) -> str | None:
         rows = [f"- `{p.name}` — {p.description}" for p in catalog.training.values()]
         return "**Training presets** (`preset=`)\n\n" + "\n".join(rows)
     pack = catalog.benchmarks.get(name)
+    if pack is not None and pack.repo_folder is not None:
+        return repo_pack_help(pack.name, pack.description, f"{policy.dataset_dir}/{pack.repo_folder}")
     if pack is not None:
-        subjects = ", ".join(f"`{s}`" for s in pack.subjects) or "defined by your CSV files"
+        subjects = ", ".join(f"`{s}`" for s in pack.subjects)
         return (f"**{pack.name}** — {pack.description}\n\nDefault subjects: {', '.join(pack.default_subsets)}. "
                 f"`subsets=all` runs every subject.\n\nSubjects: {subjects}")
     return None
+
+
+def repo_pack_help(name: str, description: str, folder: str) -> str:
+    """`/help general_mcq`: where the repository's own questions go and the format they must have."""
+    return "\n".join([
+        f"**{name}** — {description}",
+        "",
+        f"Put your questions in `{folder}/` of the branch you evaluate, one file per subset: `{folder}/<subset>.csv` "
+        f"or `{folder}/<subset>.jsonl` (the file name without its extension is the subset name).",
+        "",
+        "- Columns (CSV header, or JSONL keys): `question`, `A`, `B`, … up to `J`, `answer`; optional `id` and "
+        "`explanation`. Nothing else.",
+        "- 2 to 10 options per row, from `A` without gaps (a row may leave its last option cells empty).",
+        "- `answer`: one letter among that row's options.",
+        "- `id`: on every row or on none, unique in its file; without it a question's id is its line number, so give "
+        "ids if you will insert or reorder rows (comparisons pair questions by id).",
+        "- A bad row fails the run with its file, line and reason; nothing is skipped but blank lines.",
+        "",
+        f"`/eval {name}` runs every file; `subsets=a,b` runs `a.csv`/`a.jsonl` and `b…`; `limit=N` the first N "
+        "questions of each. No few-shot. The result is tied to the commit and records the files' content hash.",
+        "",
+        "Example `arith.csv`:",
+        "```",
+        "id,question,A,B,C,D,answer",
+        "q1,What is 4 plus 19?,14,23,26,39,B",
+        "```",
+        "Full description: docs/general-mcq.md.",
+    ])
 
 
 def render_command_reference(policy: Policy | None = None) -> str:

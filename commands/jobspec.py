@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
 
 JOB_SPEC_VERSION = 1
@@ -73,13 +73,19 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """One benchmark to evaluate: which pack, which subsets, how many questions, how many shots."""
+    """One benchmark to evaluate: which pack, which subsets, how many questions, how many shots.
+
+    `data_dir` is set for packs whose questions come from the repository (general_mcq): the folder of the checkout,
+    at `sha`, that holds them. `subsets` `("all",)` then means every question file found there.
+    """
 
     name: str
     subsets: tuple[str, ...] = ()
     limit: int | None = None
     few_shot: int = 0
     max_tokens: int = 16
+    # Written only when set: every other job stays byte-identical to what runners older than this field accept.
+    data_dir: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True)
@@ -135,10 +141,11 @@ class JobSpec:
 def to_dict(obj: Any) -> Any:
     """Plain JSON-ready data for any spec dataclass (tuples become lists)."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_dict(v) for k, v in asdict(obj).items()}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)
+                if not (f.metadata.get("omit_if_none") and getattr(obj, f.name) is None)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
 
@@ -259,13 +266,21 @@ def validate_job(job: JobSpec) -> None:
     if job.adapter is not None and job.trains:
         raise SpecError("adapter: only an eval job evaluates an existing adapter")
     for ds in job.datasets:
-        if ds.source == "local" and (ds.id.startswith("/") or ".." in ds.id.split("/")):
+        if ds.source == "local" and not _inside_repo(ds.id):
             raise SpecError(f"datasets: {ds.name!r} must be a path inside the repository, got {ds.id!r}")
+    for bench in job.benchmarks:
+        if bench.data_dir is not None and not _inside_repo(bench.data_dir):
+            raise SpecError(f"benchmarks: {bench.name!r} data_dir must be a folder inside the repository, "
+                            f"got {bench.data_dir!r}")
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")
     if job.limits.wall_clock_s <= 0:
         raise SpecError("limits.wall_clock_s: must be positive")
+
+
+def _inside_repo(path: str) -> bool:
+    return bool(path) and not path.startswith("/") and ".." not in path.split("/") and "\\" not in path
 
 
 def content_hash(data: Any) -> str:

@@ -200,23 +200,32 @@ def _datasets(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, p
     return tuple(out)
 
 
-def _bench_specs(names: Iterable[str], catalog: Catalog, subsets: ArgValue | None = None,
+def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets: ArgValue | None = None,
                  limit: ArgValue | None = None, few_shot: ArgValue | None = None) -> tuple[BenchmarkSpec, ...]:
     out: list[BenchmarkSpec] = []
     for name in sorted(set(names)):
         pack = catalog.benchmarks[name]
         if isinstance(subsets, tuple) and subsets != ("all",):
             chosen = subsets
-        elif subsets == ("all",) and pack.subjects:
-            chosen = pack.subjects
+        elif subsets == ("all",):
+            # A repository pack's subsets are its files at the commit, which only the runner sees: it resolves `all`.
+            chosen = pack.subjects or ("all",)
         else:
             chosen = pack.default_subsets
+        shots = few_shot if isinstance(few_shot, int) else pack.few_shot
+        data_dir = None
+        if pack.repo_folder is not None:
+            data_dir = f"{policy.dataset_dir}/{pack.repo_folder}"
+            if shots:
+                raise PlanError(f"`{name}` has no few-shot examples (its questions are your files under "
+                                f"`{data_dir}/`): leave out `few_shot=`")
         out.append(BenchmarkSpec(
             name=name,
             subsets=tuple(sorted(chosen)),
             limit=limit if isinstance(limit, int) else pack.limit,
-            few_shot=few_shot if isinstance(few_shot, int) else pack.few_shot,
+            few_shot=shots,
             max_tokens=pack.max_tokens,
+            data_dir=data_dir,
         ))
     return tuple(out)
 
@@ -238,16 +247,20 @@ def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: Bench
              local_at: str | None = None) -> str:
     """What determines one benchmark score: model, adapter, benchmark, subjects, limit, shots, max_tokens.
 
-    `local_at` is the commit for packs whose questions come from the repository (general_mcq).
+    `local_at` is the commit for packs whose questions come from the repository (general_mcq): the planner cannot
+    read the files, so it keys on the commit and folder that fix them (the runner reports their content hash).
     """
-    return content_hash({"v": RESULT_KEY_VERSION, "what": "eval", "model": model, "adapter": adapter,
-                         "benchmark": bench.name, "subsets": list(bench.subsets), "limit": bench.limit,
-                         "few_shot": bench.few_shot, "max_tokens": bench.max_tokens, "at": local_at})
+    ident: dict[str, Any] = {"v": RESULT_KEY_VERSION, "what": "eval", "model": model, "adapter": adapter,
+                             "benchmark": bench.name, "subsets": list(bench.subsets), "limit": bench.limit,
+                             "few_shot": bench.few_shot, "max_tokens": bench.max_tokens, "at": local_at}
+    if bench.data_dir is not None:  # only then: the keys of every other pack stay what they were
+        ident["data_dir"] = bench.data_dir
+    return content_hash(ident)
 
 
 def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None:
     pack = catalog.benchmarks[bench.name]
-    return pr.head_sha.lower() if not pack.subjects else None  # repo-defined questions change with the commit
+    return pr.head_sha.lower() if pack.from_repository else None  # repo-defined questions change with the commit
 
 
 def _bench_keys(benches: tuple[BenchmarkSpec, ...], model: dict[str, Any], adapter: dict[str, Any] | None,
@@ -266,7 +279,7 @@ def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog,
     wanted = command.args.get("eval")
     names: tuple[str, ...] = () if wanted == ("none",) else (
         wanted if isinstance(wanted, tuple) else policy.default_benchmarks)
-    benches = _bench_specs(names, catalog)
+    benches = _bench_specs(names, catalog, policy)
     kind: JobKind = "train+eval" if benches else "train"
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind=kind, model=model, tuner=cast(Tuner, tuner),
                   hyper=hyper, datasets=datasets, benchmarks=benches, limits=_limits(policy))
@@ -309,7 +322,7 @@ def _eval_job(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, r
     if model_name not in catalog.models:
         raise PlanError(f"unknown model `{model_name}`")
     model, preset = _model(command, policy, catalog, model_name)
-    benches = _bench_specs(benchmarks, catalog, command.args.get("subsets"), command.args.get("limit"),
+    benches = _bench_specs(benchmarks, catalog, policy, command.args.get("subsets"), command.args.get("limit"),
                            command.args.get("few_shot"))
     adapter = AdapterRef(run_id=adapter_run) if adapter_run is not None else None
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind="eval", model=model, benchmarks=benches,

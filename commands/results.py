@@ -124,5 +124,8 @@ def results_from_events(run_id: str, status: str, events: Sequence[Event]) -> Re
         questions = {str(k): bool(v) for k, v in (d.get("questions") or {}).items()}
         benches[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
                                                        str(d.get("config_hash", "")))
-        manifest.update(d.get("manifest") or {})
+        for key, value in (d.get("manifest") or {}).items():
+            # Per-benchmark records (`benchmark_data`: what each benchmark evaluated) arrive one event at a time.
+            prev = manifest.get(key)
+            manifest[key] = {**prev, **value} if isinstance(prev, Mapping) and isinstance(value, Mapping) else value
     return Results(run_id, status, benches, manifest=manifest)

@@ -18,7 +18,7 @@ from commands.catalog import Catalog
 from commands.jobspec import BenchmarkSpec, content_hash
 from commands.results import BenchmarkResult, SubsetScore
 
-from . import packs
+from . import mcq_files, packs
 from .context import RunContext
 from .errors import AgentError
 from .models import ResolvedModel
@@ -49,6 +49,21 @@ class BenchPlan:
         return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
 
 
+def repo_pack(spec: BenchmarkSpec, repo_dir: Path | None, pack_cache: Path) -> packs.ConvertedPack:
+    """The repository's own questions the job names (`data_dir` of the checkout), checked row by row, converted."""
+    if spec.data_dir is None:
+        raise AgentError(f"benchmark {spec.name!r}: the job names no data_dir (the repository folder of the questions)")
+    if repo_dir is None:
+        raise AgentError(f"benchmark {spec.name!r} reads the repository's questions: pass --repo-dir CHECKOUT")
+    if spec.few_shot:
+        raise AgentError(f"benchmark {spec.name!r}: few_shot must be 0 (your own questions have no few-shot pool)")
+    found = mcq_files.find_files(repo_dir, spec.data_dir)
+    chosen = mcq_files.select(found, spec.subsets)
+    rows = {f.subset: mcq_files.read_file(f) for f in chosen}
+    return packs.convert_repo_mcq(Path(repo_dir) / spec.data_dir, rows, [(f.rel, f.sha256) for f in chosen],
+                                  mcq_files.content_hash(chosen), pack_cache)
+
+
 def plan(
     benchmarks: Sequence[BenchmarkSpec],
     catalog: Catalog,
@@ -57,8 +72,10 @@ def plan(
     pack_cache: Path,
     offline: bool,
     evalscope_version: str,
+    repo_dir: Path | None = None,
 ) -> list[BenchPlan]:
-    """Check every requested benchmark and subject, and convert local packs, before any work starts."""
+    """Check every requested benchmark and subject, and convert local packs and the repository's own questions,
+    before any work starts."""
     plans: list[BenchPlan] = []
     seen: set[str] = set()
     for spec in benchmarks:
@@ -69,14 +86,22 @@ def plan(
         if pack_def is None:
             raise AgentError(f"unknown benchmark {spec.name!r}; known: {', '.join(sorted(catalog.benchmarks))}")
         name = pack_def.evalscope_name
-        if name not in packs.SUPPORTED:
-            raise AgentError(f"benchmark {spec.name!r} is not supported by this agent yet (supported: ceval, cmmlu)")
+        from_repo = pack_def.repo_folder is not None
+        if not from_repo and name not in packs.SUPPORTED:
+            raise AgentError(f"benchmark {spec.name!r} has no reader in this agent (EvalScope {name!r})")
         if spec.limit is not None and spec.limit <= 0:
             raise AgentError(f"benchmark {spec.name!r}: limit must be positive, got {spec.limit}")
         if spec.few_shot < 0 or spec.few_shot > 5:
             raise AgentError(f"benchmark {spec.name!r}: few_shot must be between 0 and 5, got {spec.few_shot}")
         if not 1 <= spec.max_tokens <= 8192:
             raise AgentError(f"benchmark {spec.name!r}: max_tokens must be between 1 and 8192, got {spec.max_tokens}")
+        limit = spec.limit if spec.limit is not None else pack_def.limit
+        if from_repo:
+            questions = repo_pack(spec, repo_dir, pack_cache)
+            subsets = tuple(questions.rows[packs.EVAL_SPLIT[name]])
+            config_hash = _config_hash(name, subsets, limit, spec, questions.sha256, evalscope_version)
+            plans.append(BenchPlan(spec, name, subsets, limit, questions, config_hash))
+            continue
         subsets = tuple(spec.subsets) or pack_def.default_subsets
         if subsets == ("all",):
             subsets = pack_def.subjects
@@ -85,7 +110,6 @@ def plan(
             raise AgentError(f"benchmark {spec.name!r}: unknown subject(s) {', '.join(unknown)}")
         if len(set(subsets)) != len(subsets):
             raise AgentError(f"benchmark {spec.name!r}: a subject is listed twice")
-        limit = spec.limit if spec.limit is not None else pack_def.limit
         local = bench_data is not None and (bench_data / name).is_dir()
         pack = None
         if local:
@@ -98,20 +122,27 @@ def plan(
                 f"benchmark {spec.name!r}: no local data ({where}) and the agent is offline, so EvalScope cannot "
                 f"fetch its hub dataset; pass --bench-data DIR holding {name}/"
             )
-        config_hash = content_hash(
-            {
-                "benchmark": name,
-                "subsets": list(subsets),
-                "limit": limit,
-                "few_shot": spec.few_shot,
-                "max_tokens": spec.max_tokens,
-                "data": pack.sha256 if pack else f"hub:{name}",
-                "evalscope": evalscope_version,
-                "prompt": PROMPT_FORMAT,
-            }
-        )
+        config_hash = _config_hash(name, subsets, limit, spec, pack.sha256 if pack else f"hub:{name}",
+                                   evalscope_version)
         plans.append(BenchPlan(spec, name, tuple(subsets), limit, pack, config_hash))
     return plans
+
+
+def _config_hash(name: str, subsets: Sequence[str], limit: int | None, spec: BenchmarkSpec, data: str,
+                 evalscope_version: str) -> str:
+    """What makes two scores comparable: the questions (`data`: their content hash), how many, how they are asked."""
+    return content_hash(
+        {
+            "benchmark": name,
+            "subsets": list(subsets),
+            "limit": limit,
+            "few_shot": spec.few_shot,
+            "max_tokens": spec.max_tokens,
+            "data": data,
+            "evalscope": evalscope_version,
+            "prompt": PROMPT_FORMAT,
+        }
+    )
 
 
 def _prepare_adapter(adapter: Path, base: ResolvedModel, scratch: Path) -> Path:

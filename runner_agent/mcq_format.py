@@ -1,4 +1,4 @@
-"""The 0-shot prompts EvalScope 1.x renders for C-Eval and CMMLU questions, and the answer line it parses.
+"""The 0-shot prompts EvalScope 1.x renders for C-Eval, CMMLU and general_mcq questions, and the answer line it parses.
 
 Mirrored here (not imported) so the agent's parent process never loads EvalScope; a slow test compares these
 strings with the prompts EvalScope actually sent, question by question, so a drift in a new release is caught.
@@ -23,6 +23,16 @@ CMMLU_TEMPLATE = (
     "回答下面的单项选择题，请选出其中的正确答案。"
     '你的回答的最后一行应该是这样的格式："答案：[LETTER]"（不带引号），其中 [LETTER] 是 {letters} 中的一个。'
     "请在回答前进行一步步思考。\n"
+    "\n"
+    "问题：{question}\n"
+    "选项：\n"
+    "{choices}\n"
+)
+
+# evalscope/utils/multi_choices.py: CHINESE_SINGLE_ANSWER_TEMPLATE (v1.14.1), used by general_mcq
+GENERAL_MCQ_TEMPLATE = (
+    "回答下面的单项选择题，请选出其中的正确答案。"
+    '你的回答的全部内容应该是这样的格式："答案：[LETTER]"（不带引号），其中 [LETTER] 是 {letters} 中的一个。\n'
     "\n"
     "问题：{question}\n"
     "选项：\n"
@@ -71,11 +81,20 @@ def cmmlu_prompt(question: str, choices: Sequence[str]) -> str:
     return CMMLU_TEMPLATE.format(letters=",".join(letters), question=question, choices=opts)
 
 
+def general_mcq_prompt(question: str, choices: Sequence[str]) -> str:
+    # Unlike CMMLU, general_mcq shows each option exactly as the file has it (EvalScope strips nothing).
+    letters = _letters(len(choices))
+    opts = "\n".join(f"{letter}) {c}" for letter, c in zip(letters, choices, strict=True))
+    return GENERAL_MCQ_TEMPLATE.format(letters=",".join(letters), question=question, choices=opts)
+
+
 def prompt(benchmark: str, subject: str, question: str, choices: Sequence[str]) -> str:
     if benchmark == "ceval":
         return ceval_prompt(subject, question, choices)
     if benchmark == "cmmlu":
         return cmmlu_prompt(question, choices)
+    if benchmark == "general_mcq":
+        return general_mcq_prompt(question, choices)
     raise KeyError(f"no prompt format for benchmark {benchmark!r}")
 
 

@@ -12,6 +12,9 @@ source content into the cache and never modified afterwards:
   `{"id", "question", "choices": ["(A) ..", ..], "answer": "(A)", "category"}` in (subject, original row) order.
 - `ceval-<hash>/`: one config per subject, `{split}/{subject}.jsonl` rows `{"id", "question", "A".."D", "answer",
   "explanation"}`, all strings but `id`, declared in the README's `dataset_info.features`.
+- `general_mcq-v<N>-<hash>/`: a repository's own questions (read and checked by `mcq_files`), one
+  `{subset}_val.jsonl` per subset (EvalScope's LocalDataLoader name for the evaluated split), rows
+  `{"id", "question", "A", "B", …, "answer"}` with exactly that row's options, all strings.
 
 Every converted row keeps its original row id, so a per-question outcome maps back to `"<subject>/<row id>"`.
 """
@@ -32,11 +35,12 @@ from .report import sha256_file
 
 CONVERTER_VERSION = 1
 LETTERS = ("A", "B", "C", "D")
+LETTERS_ALL = tuple("ABCDEFGHIJ")  # general_mcq's options
 
 # What each benchmark calls its splits: the evaluated one and the few-shot pool.
-EVAL_SPLIT = {"cmmlu": "test", "ceval": "val"}
-FEWSHOT_SPLIT = {"cmmlu": "dev", "ceval": "dev"}
-SUPPORTED = ("cmmlu", "ceval")
+EVAL_SPLIT = {"cmmlu": "test", "ceval": "val", "general_mcq": "val"}
+FEWSHOT_SPLIT = {"cmmlu": "dev", "ceval": "dev", "general_mcq": "dev"}
+SUPPORTED = ("cmmlu", "ceval")  # packs read from --bench-data; general_mcq comes from the repository instead
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ConvertedPack:
     source: Path
     sha256: str
     rows: Mapping[str, Mapping[str, tuple[McqRow, ...]]]  # split -> subject -> rows in EvalScope's order
+    files: tuple[tuple[str, str], ...] = ()  # repository questions: (path in the repository, sha256) per file
 
     def eval_rows(self, subject: str) -> tuple[McqRow, ...]:
         return self.rows.get(EVAL_SPLIT[self.benchmark], {}).get(subject, ())
@@ -253,6 +258,27 @@ def load_rows(root: Path, benchmark: str) -> dict[str, dict[str, tuple[McqRow, .
     return out
 
 
+def _write_once(target: Path, files: Mapping[str, str], digest: str) -> None:
+    """Write a converted pack into `target` unless a complete one is there; never modify a finished one."""
+    if (target / ".complete").is_file():
+        return
+    cache = target.parent
+    tmp = cache / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, text in files.items():
+        p = tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    (tmp / ".complete").write_text(digest + "\n", encoding="utf-8")
+    try:
+        tmp.rename(target)
+    except OSError:
+        # Another run converted the same content first: theirs is identical, use it.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / ".complete").is_file():
+            raise
+
+
 def convert(root: Path, benchmark: str, cache: Path) -> ConvertedPack:
     """Convert a pack into EvalScope's layout under `cache` (once per source content; reused afterwards)."""
     if not (root / benchmark).is_dir():
@@ -261,22 +287,26 @@ def convert(root: Path, benchmark: str, cache: Path) -> ConvertedPack:
     digest = source_hash(root, benchmark)
     target = cache / f"{benchmark}-{digest[:16]}"
     if not (target / ".complete").is_file():
-        files = _cmmlu_files(rows) if benchmark == "cmmlu" else _ceval_files(rows)
-        tmp = cache / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        for rel, text in files.items():
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text, encoding="utf-8")
-        (tmp / ".complete").write_text(digest + "\n", encoding="utf-8")
-        try:
-            tmp.rename(target)
-        except OSError:
-            # Another run converted the same content first: theirs is identical, use it.
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (target / ".complete").is_file():
-                raise
+        _write_once(target, _cmmlu_files(rows) if benchmark == "cmmlu" else _ceval_files(rows), digest)
     return ConvertedPack(benchmark=benchmark, path=target, source=root / benchmark, sha256=digest, rows=rows)
+
+
+def convert_repo_mcq(source: Path, subsets: Mapping[str, Sequence[McqRow]], files: Sequence[tuple[str, str]],
+                     digest: str, cache: Path) -> ConvertedPack:
+    """A repository's checked questions in EvalScope's `general_mcq` layout; `digest` is their files' content hash."""
+    target = cache / f"general_mcq-v{CONVERTER_VERSION}-{digest[:16]}"
+    if not (target / ".complete").is_file():
+        out = {
+            f"{subset}_val.jsonl": _jsonl(
+                {"id": r.row_id, "question": r.question, **dict(zip(LETTERS_ALL, r.choices, strict=False)),
+                 "answer": r.answer}
+                for r in rows
+            )
+            for subset, rows in subsets.items()
+        }
+        _write_once(target, out, digest)
+    return ConvertedPack(benchmark="general_mcq", path=target, source=source, sha256=digest,
+                         rows={"val": {k: tuple(v) for k, v in subsets.items()}}, files=tuple(files))
 
 
 def check_subjects(pack: ConvertedPack, subjects: Sequence[str], few_shot: int) -> None:

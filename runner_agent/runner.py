@@ -193,6 +193,20 @@ def with_adapter_dir(job: JobSpec, root: Path) -> JobSpec:
     return dataclasses.replace(job, adapter=dataclasses.replace(job.adapter, path=str(adapter_run_dir(root))))
 
 
+def _bench_manifest(p: evaluation.BenchPlan) -> dict[str, Any]:
+    """What one benchmark evaluated: settings, the questions' content hash and where they came from."""
+    entry: dict[str, Any] = {
+        "evalscope": p.evalscope_name, "subsets": list(p.subsets), "limit": p.limit, "few_shot": p.spec.few_shot,
+        "max_tokens": p.spec.max_tokens, "data_sha256": p.pack.sha256 if p.pack else None,
+        "data": str(p.pack.source) if p.pack else f"hub:{p.evalscope_name}", "config_hash": p.config_hash,
+    }
+    if p.spec.data_dir is not None and p.pack is not None:
+        entry["data"] = f"repo:{p.spec.data_dir}"
+        entry["files"] = {path: digest for path, digest in p.pack.files}
+        entry["questions"] = {s: len(p.pack.eval_rows(s)) for s in p.subsets}
+    return entry
+
+
 def _make_sinks(cfg: AgentConfig, callback: dict[str, Any] | None, jsonl: Path | None) -> list[Sink]:
     sinks: list[Sink] = [TerminalSink(tty=cfg.tty, quiet=cfg.quiet)]
     if jsonl is not None:
@@ -377,15 +391,9 @@ class Runner:
         plans: list[evaluation.BenchPlan] = []
         if job.evaluates:
             plans = evaluation.plan(job.benchmarks, catalog, bench_data=cfg.bench_data, pack_cache=cfg.cache / "packs",
-                                    offline=cfg.offline, evalscope_version=str(vers.get("evalscope")))
-            state.manifest["benchmarks"] = {
-                p.spec.name: {"evalscope": p.evalscope_name, "subsets": list(p.subsets), "limit": p.limit,
-                              "few_shot": p.spec.few_shot, "max_tokens": p.spec.max_tokens,
-                              "data_sha256": p.pack.sha256 if p.pack else None,
-                              "data": str(p.pack.source) if p.pack else f"hub:{p.evalscope_name}",
-                              "config_hash": p.config_hash}
-                for p in plans
-            }
+                                    offline=cfg.offline, evalscope_version=str(vers.get("evalscope")),
+                                    repo_dir=cfg.repo_dir)
+            state.manifest["benchmarks"] = {p.spec.name: _bench_manifest(p) for p in plans}
         input_adapter = self._input_adapter(job) if job.adapter is not None else None
         self._check_disk(ctx, job, catalog)
 
@@ -430,9 +438,15 @@ class Runner:
                 state.manifest["eval_wall_s"] = round(outcome.wall_s, 2)
                 for name, res in sorted(outcome.results.items()):
                     # The bot compares runs question by question: it needs the counts and the paired outcomes.
+                    extra: dict[str, Any] = {}
+                    bench_plan = next(p for p in plans if p.spec.name == name)
+                    if bench_plan.spec.data_dir is not None:
+                        # The repository's questions: the bot keys the result on the commit, and learns here which
+                        # file contents that commit held.
+                        extra["manifest"] = {"benchmark_data": {name: _bench_manifest(bench_plan)}}
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
-                                 questions=dict(res.questions), config_hash=res.config_hash)
+                                 questions=dict(res.questions), config_hash=res.config_hash, **extra)
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 

@@ -23,7 +23,8 @@ EVAL_KEYS: tuple[ArgSpec, ...] = (
             example="qwen2.5-7b-instruct"),
     ArgSpec("adapter", "run", "evaluate the adapter of an earlier training run: a run id, or `latest` (this PR's "
             "latest successful training run)", example="latest"),
-    ArgSpec("subsets", "names", "subjects to run (one benchmark only; `all` for every subject)",
+    ArgSpec("subsets", "names", "subjects to run (one benchmark only; `all` for every subject; for general_mcq: "
+            "your question files' names)",
             aliases=("subset",), example="logic,law"),
     ArgSpec("limit", "int", "questions per subject", 1, 100_000, example="50"),
     ArgSpec("few_shot", "int", "examples in the prompt", 0, 10, aliases=("shots",), example="5"),
@@ -45,6 +46,9 @@ def check_subsets(args: dict[str, ArgValue], keyed_subsets: tuple[str, ...], ctx
         return
     out: list[str] = []
     for s in keyed_subsets:
+        if pack.repo_folder is not None and "/" in s:
+            raise ArgError(f"{pack.name} subsets are file names in `{ctx.policy.dataset_dir}/{pack.repo_folder}/` "
+                           f"without the extension (no folders), got {quote_user(s)}")
         if pack.subjects:
             match = next((x for x in pack.subjects if x.lower() == s.lower()), None)
             if match is None:

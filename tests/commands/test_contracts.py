@@ -32,6 +32,7 @@ from commands.results import (
     SubsetScore,
     benchmark_from_dict,
     results_from_dict,
+    results_from_events,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,6 +175,9 @@ CATALOG_ERRORS = [
     (1, lambda d: d.clear(), "training.yaml: missing mapping 'presets'"),
     (2, lambda d: d["packs"]["cmmlu"].update(default_subsets=["nope"]), "default_subsets not among subjects: nope"),
     (3, lambda d: d["datasets"]["alpaca-zh"].update(source="ftp"), "alpaca-zh.source: 'ftp' is not one of"),
+    (2, lambda d: d["packs"]["general_mcq"].update(repo_folder="../x"), "general_mcq.repo_folder: must be one folder"),
+    (2, lambda d: d["packs"]["cmmlu"].update(repo_folder="mcq"),
+     "cmmlu: a pack whose questions come from the repository lists no subjects"),
 ]
 
 
@@ -244,3 +248,18 @@ def test_catalog_size_brackets() -> None:
     assert qwen.torch_dtype is None and "torch_dtype" not in catalog.model_defaults(qwen)
     assert catalog.model_defaults(qwen)["lora_rank"] == next(
         b.values["lora_rank"] for b in catalog.size_defaults if qwen.size_b <= b.max_size_b)
+
+
+def test_results_from_events_keep_every_benchmarks_data_record() -> None:
+    """The bot's copy of a run's results: each eval_result's manifest part is kept, nested records merged."""
+    def result(seq: int, bench: str, data: dict[str, Any]) -> Any:
+        return make_event("r-1", seq, 1.0, "eval_result", benchmark=bench, score=0.5, n=2, correct=1,
+                          subsets={"s": {"n": 2, "correct": 1}}, questions={"s/1": True, "s/2": False},
+                          config_hash="c" * 64, manifest={"benchmark_data": data, "seen": bench})
+
+    mine = {"general_mcq": {"data_sha256": "a" * 64, "files": {"data/mcq/s.csv": "b" * 64}}}
+    other = {"my_mcq": {"data_sha256": "d" * 64}}
+    res = results_from_events("r-1", "succeeded", [result(0, "general_mcq", mine), result(1, "my_mcq", other)])
+    assert res.manifest == {"benchmark_data": {**mine, **other}, "seen": "my_mcq"}
+    assert res.benchmarks["general_mcq"].questions == {"s/1": True, "s/2": False}
+    assert res.benchmarks["general_mcq"].config_hash == "c" * 64

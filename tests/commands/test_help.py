@@ -65,7 +65,14 @@ def test_catalog_topics(catalog) -> None:
     assert "`alpaca-zh`" in datasets and "under `corpora/`" in datasets
     assert "`quick` — A smoke test" in render_help("presets", catalog=catalog)
     assert "`operating_system`" in render_help("ceval", catalog=catalog)
-    assert "defined by your CSV files" in render_help("general_mcq", catalog=catalog)
+    mcq = render_help("general_mcq", catalog=catalog)
+    assert "`data/mcq/<subset>.csv` or `data/mcq/<subset>.jsonl`" in mcq
+    assert "`question`, `A`, `B`, … up to `J`, `answer`; optional `id` and `explanation`" in mcq
+    assert "2 to 10 options" in mcq and "fails the run with its file, line and reason" in mcq
+    assert "docs/general-mcq.md" in mcq and (REPO / "docs" / "general-mcq.md").is_file()
+    assert "`corpora/mcq/<subset>.csv`" in render_help("general_mcq", catalog=catalog, policy=limited)
+    assert "Questions: `corpora/mcq/<subset>.csv` or `.jsonl`" in render_help("benchmarks", catalog=catalog,
+                                                                              policy=limited)
     assert render_help("nope", catalog=catalog).startswith("No help on `nope`.")
     assert render_help("models").startswith("No help on `models`.")  # needs a catalog
 

@@ -141,11 +141,34 @@ def test_eval_plans_and_keys(catalog) -> None:
     assert not single.force
     allsubs = one("/eval ceval model=tiny subsets=all few_shot=5", catalog).job.benchmarks[0]
     assert len(allsubs.subsets) == 52 and list(allsubs.subsets) == sorted(allsubs.subsets) and allsubs.few_shot == 5
-    assert one("/eval general_mcq model=tiny subsets=all", catalog).job.benchmarks[0].subsets == ("default",)
     mcq = "/eval general_mcq model=tiny"
     assert one(mcq, catalog).result_key != one(mcq, catalog, pr=replace(PR, head_sha="2" * 40)).result_key
     assert one("/eval cmmlu model=tiny", catalog).result_key == one(
         "/eval cmmlu model=tiny", catalog, pr=replace(PR, head_sha="2" * 40)).result_key
+
+
+def test_repository_questions_are_planned_for_the_runner_to_find(catalog) -> None:
+    """`/eval general_mcq` names the repository folder and leaves `all` for the runner, which sees the files."""
+    bench = one("/eval general_mcq model=tiny", catalog).job.benchmarks[0]
+    assert (bench.name, bench.subsets, bench.data_dir, bench.few_shot) == ("general_mcq", ("all",), "data/mcq", 0)
+    assert one("/eval general_mcq model=tiny subsets=all", catalog).job.benchmarks[0].subsets == ("all",)
+    named = one("/eval general_mcq model=tiny subsets=words,arith limit=3", catalog).job.benchmarks[0]
+    assert (named.subsets, named.limit, named.data_dir) == (("arith", "words"), 3, "data/mcq")
+    corpora = pol("datasets: {dir: corpora}")
+    moved = one("/eval general_mcq model=tiny", catalog, policy=corpora)
+    assert moved.job.benchmarks[0].data_dir == "corpora/mcq"
+    # Another folder is other questions, at the same commit: another result.
+    assert moved.benchmark_keys["general_mcq"] != one("/eval general_mcq model=tiny", catalog).benchmark_keys[
+        "general_mcq"]
+    # Packs the runner holds name no repository folder, and their keys do not depend on the policy's.
+    cmmlu = one("/eval cmmlu model=tiny", catalog, policy=corpora)
+    assert cmmlu.job.benchmarks[0].data_dir is None
+    assert cmmlu.benchmark_keys == one("/eval cmmlu model=tiny", catalog).benchmark_keys
+    trained = one("/train tiny eval=general_mcq,cmmlu", catalog).job
+    assert [(b.name, b.data_dir, b.subsets) for b in trained.benchmarks] == [
+        ("cmmlu", None, ("agronomy", "anatomy")), ("general_mcq", "data/mcq", ("all",))]
+    with pytest.raises(PlanError, match=r"`general_mcq` has no few-shot examples .*`data/mcq/`\): leave out"):
+        one("/eval general_mcq model=tiny few_shot=3", catalog)
 
 
 def test_eval_of_an_adapter(catalog) -> None:

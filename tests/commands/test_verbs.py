@@ -109,6 +109,8 @@ BAD = [
     ("/eval cmmlu ceval model=tiny subsets=logic", "`subsets=` needs exactly one benchmark"),
     ("/eval ceval model=tiny subsets=logik", "ceval has no subject `logik`; did you mean `logic`?"),
     ("/eval ceval model=tiny limit=0", "between 1 and 100_000"),
+    ("/eval general_mcq model=tiny subsets=sub/arith", "general_mcq subsets are file names in `data/mcq/` without "
+                                                       "the extension (no folders), got `sub/arith`"),
     ("/eval cmmlu model=tiny few_shot=11", "between 0 and 10"),
     ("/eval cmmlu model=tiny lora_rank=8", "unknown key `lora_rank`"),
     ("/compare main v2 cmmlu", "compare against one thing at a time"),

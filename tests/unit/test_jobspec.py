@@ -42,6 +42,10 @@ def test_example_parses_and_round_trips() -> None:
             "inside the repository",
         ),
         (lambda d: d["benchmarks"][0].update(subsets="logic"), "expected a list of strings"),
+        (lambda d: d["benchmarks"][0].update(data_dir="../other/mcq"),
+         "benchmarks: 'ceval' data_dir must be a folder inside the repository, got '../other/mcq'"),
+        (lambda d: d["benchmarks"][0].update(data_dir="/etc"), "data_dir must be a folder inside the repository"),
+        (lambda d: d["benchmarks"][0].update(data_dir=3), "benchmarks[0].data_dir: expected str, got int"),
     ],
 )
 def test_malformed_jobs_are_rejected_with_a_reason(mutate, message) -> None:
@@ -50,6 +54,19 @@ def test_malformed_jobs_are_rejected_with_a_reason(mutate, message) -> None:
     with pytest.raises(SpecError) as err:
         job_from_dict(data)
     assert message in str(err.value)
+
+
+def test_data_dir_is_written_only_when_set() -> None:
+    """Jobs without repository questions stay byte-identical to what runners older than `data_dir` accept."""
+    text = EXAMPLE.read_text()
+    job = job_from_json(text)
+    assert '"data_dir"' not in job_to_json(job)
+    assert json.loads(job_to_json(job)) == json.loads(text)
+    data = example()
+    data["benchmarks"].append({"name": "general_mcq", "subsets": ["all"], "data_dir": "data/mcq"})
+    mcq = job_from_dict(data)
+    assert mcq.benchmarks[2].data_dir == "data/mcq" and job_from_json(job_to_json(mcq)) == mcq
+    assert job_to_json(mcq).count('"data_dir"') == 1
 
 
 def eval_with_adapter(**adapter: object) -> dict:
