@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
@@ -69,6 +70,10 @@ class DatasetRef:
     source: DatasetSource
     id: str
     max_samples: int | None = None
+    # What the recipe was keyed on, for the runner to check (written only when set): a repo-local file's git blob
+    # SHA at the job's commit; a hub dataset's requested revision.
+    blob: str | None = field(default=None, metadata={"omit_if_none": True})
+    revision: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class BenchmarkSpec:
     max_tokens: int = 16
     # Written only when set: every other job stays byte-identical to what runners older than this field accept.
     data_dir: str | None = field(default=None, metadata={"omit_if_none": True})
+    # The content hash of the question files the result key was computed with; the runner refuses other files.
+    content_hash: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,14 @@ class Callback:
 
 
 @dataclass(frozen=True)
+class Toolchain:
+    """The versions a result key assumes; a runner with other versions refuses the job rather than mislabel it."""
+
+    ms_swift: str
+    evalscope: str
+
+
+@dataclass(frozen=True)
 class JobSpec:
     run_id: str
     repo: str
@@ -128,6 +143,9 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     callback: Callback | None = None
     version: int = JOB_SPEC_VERSION
+    toolchain: Toolchain | None = field(default=None, metadata={"omit_if_none": True})
+    # Seconds since the epoch after which a runner must not start this job (a signed job is not valid forever).
+    not_after: float | None = field(default=None, metadata={"omit_if_none": True})
 
     @property
     def trains(self) -> bool:
@@ -162,6 +180,7 @@ _NESTED: dict[str, type] = {
     "adapter": AdapterRef,
     "limits": Limits,
     "callback": Callback,
+    "toolchain": Toolchain,
 }
 _NESTED_LISTS: dict[str, type] = {"datasets": DatasetRef, "benchmarks": BenchmarkSpec}
 _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
@@ -272,11 +291,23 @@ def validate_job(job: JobSpec) -> None:
         if bench.data_dir is not None and not _inside_repo(bench.data_dir):
             raise SpecError(f"benchmarks: {bench.name!r} data_dir must be a folder inside the repository, "
                             f"got {bench.data_dir!r}")
+    for ds in job.datasets:
+        if ds.blob is not None and not _GIT_OBJECT.fullmatch(ds.blob):
+            raise SpecError(f"datasets: {ds.name!r} blob must be a git object id (40 or 64 hex digits)")
+    for bench in job.benchmarks:
+        if bench.content_hash is not None and not _SHA256.fullmatch(bench.content_hash):
+            raise SpecError(f"benchmarks: {bench.name!r} content_hash must be 64 hex digits")
+    if job.adapter is not None and job.adapter.sha256 is not None and not _SHA256.fullmatch(job.adapter.sha256):
+        raise SpecError("adapter.sha256: must be 64 hex digits")
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")
     if job.limits.wall_clock_s <= 0:
         raise SpecError("limits.wall_clock_s: must be positive")
+
+
+_GIT_OBJECT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _inside_repo(path: str) -> bool:

@@ -60,6 +60,10 @@ JOB_ERRORS = [
     (lambda d: d.update(limits={"wall_clock_s": 0}), "limits.wall_clock_s: must be positive"),
     (lambda d: d.update(callback={"url": "http://x"}), "callback.token: required field is missing"),
     (lambda d: d.update(kind="eval", tuner=None, datasets=[], benchmarks=[]), "needs at least one benchmark"),
+    (lambda d: d["datasets"][0].update(blob="main"), "blob must be a git object id"),
+    (lambda d: d["benchmarks"][0].update(content_hash="abc"), "content_hash must be 64 hex digits"),
+    (lambda d: d.update(toolchain={"ms_swift": "4.6.0"}), "toolchain.evalscope: required field is missing"),
+    (lambda d: d.update(not_after="tomorrow"), "not_after: expected float, got str"),
 ]
 
 
@@ -89,6 +93,19 @@ def test_job_spec_accepts_what_it_writes() -> None:
     train_job = JobSpec(run_id="t1", repo="o/r", sha="0" * 40, kind="train", model=MODEL, tuner="lora",
                         datasets=(DatasetRef("d", "builtin", "d"),))
     assert train_job.trains and not train_job.evaluates
+
+
+def test_provenance_fields_are_written_only_when_set() -> None:
+    """The recipe's checkable facts ride in the signed job; a job without them is byte-identical to before."""
+    plain = job_from_dict(example())
+    assert not {"toolchain", "not_after"} & set(json.loads(job_to_json(plain)))
+    data = example()
+    data["datasets"][0]["blob"] = "a" * 40
+    data["benchmarks"][0]["content_hash"] = "b" * 64
+    data.update(toolchain={"ms_swift": "4.6.0", "evalscope": "1.14.1"}, not_after=1_900_000_000)
+    job = job_from_dict(data)
+    assert job.toolchain is not None and job.toolchain.evalscope == "1.14.1" and job.not_after == 1.9e9
+    assert job_from_json(job_to_json(job)) == job
 
 
 def test_content_hash_is_stable_and_order_free() -> None:
