@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -214,12 +215,19 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         try:
             await service.store.ping()
-        except Exception as exc:
-            return web.json_response({"ok": False, "store": str(exc)}, status=503)
+        except Exception:
+            # The reason goes to the log, not to whoever asks: it can name hosts, users and paths.
+            log.exception("health check: the store does not answer")
+            return web.json_response({"ok": False, "store": "unavailable"}, status=503)
         return web.json_response({"ok": True, "uptime_s": round(time.time() - started, 1),
                                   "accepting": intake.accepting})
 
     async def metrics_route(request: web.Request) -> web.Response:
+        token = service.config.metrics_token
+        if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode("utf-8", "replace"),
+                                             f"Bearer {token.get()}".encode()):
+            return web.Response(status=401, text="metrics need a bearer token",
+                                headers={"WWW-Authenticate": 'Bearer realm="tunebot-metrics"'})
         with contextlib.suppress(Exception):
             metrics.set("process_resident_memory_bytes", _rss_bytes())
         return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8",

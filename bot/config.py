@@ -90,6 +90,9 @@ class Config:
     dingtalk_robots: tuple[DingTalkRobot, ...] = ()
     dingtalk_user_map: Mapping[str, str] = field(default_factory=dict)  # GitHub login -> DingTalk user id
     log_level: str = "INFO"
+    # When set, GET /metrics needs `Authorization: Bearer <token>`: run counts, repositories' activity and memory
+    # are not for the internet (a scraper inside the cluster can also reach the port directly).
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))
 
     @property
     def app_mode(self) -> bool:
@@ -154,6 +157,7 @@ _ENV: dict[str, str] = {
     "SLACK_SIGNING_SECRET": "slack_signing_secret",
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
     "LOG_LEVEL": "log_level",
+    "TUNEBOT_METRICS_TOKEN": "metrics_token",
 }
 # NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
 _FILE_ENV: dict[str, str] = {
@@ -163,6 +167,7 @@ _FILE_ENV: dict[str, str] = {
     "GITHUB_TOKEN_FILE": "github_token",
     "TUNEBOT_JOB_SIGNING_KEY_FILE": "job_signing_key",
     "SLACK_BOT_TOKEN_FILE": "slack_token",
+    "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes", "max_connections"}
