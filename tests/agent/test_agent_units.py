@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from runner_agent import cli
 from runner_agent.procs import headline, meaningful
+from runner_agent.report import tree_hash
 from runner_agent.runner import (
     NVIDIA_MARKERS,
     SCRATCH_OWNER,
@@ -104,6 +106,26 @@ def test_gpu_detection_reads_the_driver_files_and_respects_cuda_visible_devices(
     assert gpu_available({}, markers) is True
     # By default it looks where the NVIDIA driver puts them.
     assert [str(m) for m in NVIDIA_MARKERS] == ["/dev/nvidiactl", "/proc/driver/nvidia/version"]
+
+
+def test_adapter_digest_covers_every_file_name_and_byte(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    (adapter / "sub").mkdir(parents=True)
+    config, weights = b'{"r": 8}', bytes([0, 1])
+    (adapter / "adapter_config.json").write_bytes(config)
+    (adapter / "sub" / "weights.bin").write_bytes(weights)
+    # sha256 over the sorted lines `<relative path>\0<sha256 of the file>\n`, computed here by hand.
+    lines = b"".join(name + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n"
+                     for name, data in ((b"adapter_config.json", config), (b"sub/weights.bin", weights)))
+    assert tree_hash(adapter) == (hashlib.sha256(lines).hexdigest(), 10)
+    digests = {tree_hash(adapter)[0]}
+    (adapter / "sub" / "weights.bin").write_bytes(bytes([0, 2]))  # one byte changed
+    digests.add(tree_hash(adapter)[0])
+    (adapter / "sub" / "weights.bin").rename(adapter / "sub" / "weight.bin")  # a name changed
+    digests.add(tree_hash(adapter)[0])
+    (adapter / "extra").write_bytes(b"")  # an empty file added
+    digests.add(tree_hash(adapter)[0])
+    assert len(digests) == 4
 
 
 def test_error_excerpt_keeps_the_traceback_and_drops_noise() -> None:
