@@ -105,6 +105,7 @@ def test_every_setting_is_one_the_service_reads(compose: dict[str, Any], manifes
     deployment_env = {e["name"] for e in container["env"]}
     for where, names in (("deploy/.env.example", example), ("compose.yaml", compose_env),
                          ("k8s/configmap.yaml", configmap), ("k8s/deployment.yaml", deployment_env)):
+        assert names, f"{where}: no settings found to check"
         assert names <= known, f"{where} sets {sorted(names - known)}, which bot/config.py does not read"
 
 

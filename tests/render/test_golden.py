@@ -29,7 +29,4 @@ def test_no_stale_golden_files() -> None:
 
 def test_languages_really_differ() -> None:
     """A zh golden that equals its en twin would mean a phrase escaped translation."""
-    for name in CASES:
-        if name == "status_empty":
-            continue
-        assert render_case(name, "en") != render_case(name, "zh"), name
+    assert [name for name in CASES if render_case(name, "en") == render_case(name, "zh")] == []
