@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint bench bench-webhook bench-compare clean
+.PHONY: install demo test test-fast golden lint bench bench-webhook bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
+
+# Rewrites tests/golden/ from the renderers after an intended message change (the tests only compare): review the
+# diff before committing it.
+golden: $(STAMP)
+	$(PY) -m tests.render.update_golden
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -22,6 +22,11 @@ def who_may(gate: Gate, policy: Policy = DEFAULT_POLICY) -> str:
     return f"`{level}` permission or above"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: GitHub splits cells at every unescaped `|`, inside code spans too."""
+    return text.replace("|", "\\|")
+
+
 def _summary(spec: VerbSpec, lang: str) -> str:
     return spec.summary_zh if lang == "zh" else spec.summary
 
@@ -64,7 +69,7 @@ def _verb_help(spec: VerbSpec, policy: Policy, lang: str) -> str:
         lines += ["", "| key | values | meaning |", "|---|---|---|"]
         for key in spec.keys:
             aliases = f" (also {', '.join(key.aliases)})" if key.aliases else ""
-            lines.append(f"| `{key.name}`{aliases} | {key.constraint() or '…'} | {key.help} |")
+            lines.append(f"| `{key.name}`{aliases} | {_cell(key.constraint() or '…')} | {_cell(key.help)} |")
     lines += ["", "Examples:", *[f"- `{e}`" for e in spec.examples]]
     lines += ["", f"Who may use it: {who_may(spec.gate, policy)}."]
     return "\n".join(lines)
@@ -131,6 +136,6 @@ def render_command_reference(policy: Policy | None = None) -> str:
     pol = policy or DEFAULT_POLICY
     lines = ["| Command | What it does | Who may use it | Example |", "|---|---|---|---|"]
     for spec in all_specs():
-        summary = spec.summary.replace("|", "\\|")
-        lines.append(f"| `{spec.usage}` | {summary} | {who_may(spec.gate, pol)} | `{spec.examples[0]}` |")
+        usage, summary, example = (_cell(text) for text in (spec.usage, spec.summary, spec.examples[0]))
+        lines.append(f"| `{usage}` | {summary} | {who_may(spec.gate, pol)} | `{example}` |")
     return "\n".join(lines) + "\n"

@@ -39,12 +39,16 @@ SCRATCH_OWNER = ".tunebot-owner"
 _GIB = 1 << 30
 
 
-def gpu_available(env: dict[str, str] | Any) -> bool:
+# Files the NVIDIA driver creates once it is loaded; a parameter of gpu_available so a test can point it elsewhere.
+NVIDIA_MARKERS = (Path("/dev/nvidiactl"), Path("/proc/driver/nvidia/version"))
+
+
+def gpu_available(env: dict[str, str] | Any, markers: tuple[Path, ...] = NVIDIA_MARKERS) -> bool:
     """Whether an NVIDIA GPU is visible, without importing torch (the parent process stays light)."""
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return False
-    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+    return any(marker.exists() for marker in markers)
 
 
 # --- scratch space -----------------------------------------------------------------------------------------------

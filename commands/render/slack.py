@@ -295,6 +295,8 @@ def to_mrkdwn(markdown: str, *, slack_users: Mapping[str, str] | None = None) ->
             continue
         if _TABLE_RULE.match(line) and "|" in line:
             continue  # a table's |---| rule means nothing in Slack; the rows still read as text
+        if line.startswith("|"):
+            line = line.replace("\\|", "|")  # a `|` escaped for GitHub's table cells reads as itself in Slack
         heading = _MD_HEADING.match(line)
         body = heading.group(1) if heading else line
         parts: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -18,7 +19,6 @@ import pytest
 from commands.events import event_from_dict
 from commands.results import results_from_dict
 from runner_agent import mcq_format, packs
-from runner_agent.report import sha256_file, tree_hash
 from runner_agent.sinks import read_events
 from tests.agent.conftest import (
     CEVAL,
@@ -42,6 +42,15 @@ def _first_ids(benchmark: str, subject: str, n: int) -> list[str]:
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))[1:]
     return [r[0] for r in rows[:n]]
+
+
+def _tree_digest(root: Path) -> str:
+    """The adapter digest as the manifest documents it, computed here: sha256 over the sorted lines
+    `<relative path>\\0<sha256 of the file>\\n` of every file under root."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert files, f"nothing under {root}"
+    lines = "".join(f"{p.relative_to(root).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _no_leftover_processes(marker: str) -> list[str]:
@@ -113,7 +122,7 @@ def test_results_carry_scores_manifest_and_per_question_outcomes(lora_run: Agent
         assert len(b.config_hash) == 64
     m = raw["manifest"]
     assert m["model"]["name"] == "tiny" and m["model"]["revision"].startswith("builtin-r")
-    assert m["adapter"]["sha256"] == tree_hash(lora_run.out / "adapter")[0]
+    assert m["adapter"]["sha256"] == _tree_digest(lora_run.out / "adapter")
     assert m["datasets"][0]["name"] == "tiny-mcq" and len(m["datasets"][0]["sha256"]) == 64
     assert {"ms-swift", "evalscope", "torch", "transformers", "peft"} <= {k for k, v in m["versions"].items() if v}
     assert m["seed"] == 42 and m["hardware"]["accelerator"] == "cpu" and m["hardware"]["cpu_count"] >= 1
@@ -122,8 +131,8 @@ def test_results_carry_scores_manifest_and_per_question_outcomes(lora_run: Agent
     assert train["steps"] == LORA_STEPS and train["final_loss"] < train["first_loss"]
     artifact_names = {a["name"] for a in raw["artifacts"]}
     assert {"adapter", "swift_args", "loss_curve"} <= artifact_names
-    assert sha256_file(lora_run.out / "args.json") == next(a for a in raw["artifacts"] if a["name"] == "swift_args")[
-        "sha256"]
+    swift_args = next(a for a in raw["artifacts"] if a["name"] == "swift_args")
+    assert swift_args["sha256"] == hashlib.sha256((lora_run.out / "args.json").read_bytes()).hexdigest()
     summary = (lora_run.out / "summary.md").read_text(encoding="utf-8")
     assert "e2e-lora" in summary and "| ceval |" in summary and "loss.png" in summary
     # In a workflow the same summary is appended to the job's step summary.

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner_agent import cli
 from runner_agent.procs import headline, meaningful
-from runner_agent.runner import SCRATCH_OWNER, _best_effort_identity, gpu_available, scratch_space, sweep_stale_scratch
+from runner_agent.report import tree_hash
+from runner_agent.runner import (
+    NVIDIA_MARKERS,
+    SCRATCH_OWNER,
+    _best_effort_identity,
+    gpu_available,
+    scratch_space,
+    sweep_stale_scratch,
+)
 from tests.paths import REPO
 
 
@@ -53,13 +64,10 @@ def test_the_agent_subcommand_is_routed_from_the_tunebot_cli() -> None:
 
 def test_scratch_is_removed_whatever_happens(tmp_path: Path) -> None:
     root = tmp_path / "scratch"
-    try:
-        with scratch_space(root, "run-1") as path:
-            (path / "big.bin").write_bytes(b"x" * 1000)
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
-    assert list(root.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"), scratch_space(root, "run-1") as path:  # the error goes on up
+        (path / "big.bin").write_bytes(b"x" * 1000)
+        raise RuntimeError("boom")
+    assert path.parent == root and list(root.iterdir()) == []
 
 
 def test_stale_scratch_of_a_dead_agent_is_swept(tmp_path: Path) -> None:
@@ -83,10 +91,41 @@ def test_a_broken_job_still_yields_its_run_id_and_callback() -> None:
     assert _best_effort_identity("[1, 2]") == ("invalid-job", None)
 
 
-def test_gpu_detection_respects_cuda_visible_devices() -> None:
-    assert gpu_available({"CUDA_VISIBLE_DEVICES": ""}) is False
-    assert gpu_available({"CUDA_VISIBLE_DEVICES": "-1"}) is False
-    assert gpu_available({}) == (Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists())
+def test_gpu_detection_reads_the_driver_files_and_respects_cuda_visible_devices(tmp_path: Path) -> None:
+    ctl, version = tmp_path / "nvidiactl", tmp_path / "version"
+    markers = (ctl, version)
+    assert gpu_available({}, markers) is False  # no driver loaded
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14\n", encoding="utf-8")
+    assert gpu_available({}, markers) is True  # either file is enough
+    assert gpu_available({"CUDA_VISIBLE_DEVICES": "0"}, markers) is True
+    # Hidden on purpose: a driver is there, but the job must not use it.
+    assert gpu_available({"CUDA_VISIBLE_DEVICES": ""}, markers) is False
+    assert gpu_available({"CUDA_VISIBLE_DEVICES": " -1 "}, markers) is False
+    version.unlink()
+    ctl.write_text("", encoding="utf-8")
+    assert gpu_available({}, markers) is True
+    # By default it looks where the NVIDIA driver puts them.
+    assert [str(m) for m in NVIDIA_MARKERS] == ["/dev/nvidiactl", "/proc/driver/nvidia/version"]
+
+
+def test_adapter_digest_covers_every_file_name_and_byte(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    (adapter / "sub").mkdir(parents=True)
+    config, weights = b'{"r": 8}', bytes([0, 1])
+    (adapter / "adapter_config.json").write_bytes(config)
+    (adapter / "sub" / "weights.bin").write_bytes(weights)
+    # sha256 over the sorted lines `<relative path>\0<sha256 of the file>\n`, computed here by hand.
+    lines = b"".join(name + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n"
+                     for name, data in ((b"adapter_config.json", config), (b"sub/weights.bin", weights)))
+    assert tree_hash(adapter) == (hashlib.sha256(lines).hexdigest(), 10)
+    digests = {tree_hash(adapter)[0]}
+    (adapter / "sub" / "weights.bin").write_bytes(bytes([0, 2]))  # one byte changed
+    digests.add(tree_hash(adapter)[0])
+    (adapter / "sub" / "weights.bin").rename(adapter / "sub" / "weight.bin")  # a name changed
+    digests.add(tree_hash(adapter)[0])
+    (adapter / "extra").write_bytes(b"")  # an empty file added
+    digests.add(tree_hash(adapter)[0])
+    assert len(digests) == 4
 
 
 def test_error_excerpt_keeps_the_traceback_and_drops_noise() -> None:

@@ -3,6 +3,8 @@ callback was lost (and refuses it when a byte changed)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ def test_the_log_is_signed_with_the_run_token_and_reads_back(tmp_path: Path) -> 
     log = tmp_path / "events.jsonl"
     _write(log, "run-token")
     signature = (tmp_path / "events.jsonl.sig").read_text()
+    # The signature file holds sha256=<hex HMAC-SHA256 of the whole log under the run token>, computed here.
+    assert signature == "sha256=" + hmac.new(b"run-token", log.read_bytes(), hashlib.sha256).hexdigest() + "\n"
     events = events_from_log("run-token", log.read_bytes(), signature, "tb-1")
     assert [(e.seq, e.type) for e in events] == [(0, "accepted"), (1, "finished")]
     with pytest.raises(SpecError, match="signature does not match"):

@@ -28,7 +28,7 @@ def test_cmmlu_conversion_keeps_every_row_and_its_id(tmp_path: Path) -> None:
     for subject in ("agronomy", "anatomy"):
         source = _csv_rows(BENCHMARKS / "cmmlu" / "test" / f"{subject}.csv")
         mine = [r for r in records if r["category"] == subject]
-        assert len(mine) == len(source)
+        assert len(mine) == len(source) > 0
         for rec, src in zip(mine, source, strict=True):
             assert str(rec["id"]) == src[0]
             assert rec["question"] == src[1]

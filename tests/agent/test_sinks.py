@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import socket
 import threading
 import time
 from pathlib import Path
 
-from commands.events import event_from_dict, make_event, verify_body
+from commands.events import event_from_dict, make_event
 from runner_agent.sinks import EventBus, HttpSink, JsonlSink, TerminalSink, read_events
 from tests.agent.helpers import CallbackServer
 
@@ -47,8 +49,10 @@ def test_http_sink_signs_every_body_and_keeps_order() -> None:
             bus.emit("progress", phase="train", step=step, total=5, loss=1.0 / step)
         bus.emit("finished", status="succeeded")
         bus.close()
-        assert all(r.verified for r in server.requests)
-        assert all(verify_body(TOKEN, r.body, r.signature) for r in server.requests)
+        assert len(server.requests) == 7 and all(r.verified for r in server.requests)
+        # The header is what the bot checks: sha256=<hex HMAC-SHA256 of the exact body under the run token>.
+        assert [r.signature for r in server.requests] == [
+            "sha256=" + hmac.new(TOKEN.encode(), r.body, hashlib.sha256).hexdigest() for r in server.requests]
         got = server.delivered()
         assert [e["seq"] for e in got] == list(range(7))
         assert got[-1]["type"] == "finished"

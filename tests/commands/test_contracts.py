@@ -261,10 +261,11 @@ def test_more_event_errors_and_signatures() -> None:
 
 def test_catalog_size_brackets() -> None:
     catalog = build_catalog(*_docs())
-    qwen = catalog.models["qwen-7b"]
+    qwen = catalog.models["qwen-7b"]  # 7.7B: the `max_size_b: 10` bracket of configs/models.yaml
     assert qwen.torch_dtype is None and "torch_dtype" not in catalog.model_defaults(qwen)
-    assert catalog.model_defaults(qwen)["lora_rank"] == next(
-        b.values["lora_rank"] for b in catalog.size_defaults if qwen.size_b <= b.max_size_b)
+    assert catalog.model_defaults(qwen)["lora_rank"] == 16 and catalog.recommended_tuner(qwen) == "qlora"
+    small = catalog.models["qwen2.5-0.5b-instruct"]  # under 2B: the first bracket
+    assert (catalog.model_defaults(small)["lora_rank"], catalog.recommended_tuner(small)) == (8, "lora")
 
 
 def test_results_from_events_keep_every_benchmarks_data_record() -> None:

@@ -13,6 +13,7 @@ from commands.verbs import REGISTRY, all_specs, get_spec
 from tests.paths import REPO
 
 EXAMPLES = [(spec.name, example) for spec in all_specs() for example in spec.examples]
+_CELL_BORDER = re.compile(r"(?<!\\)\|")  # an unescaped pipe: GitHub splits table cells there, even inside `code`
 
 
 @pytest.mark.parametrize(("verb", "example"), EXAMPLES)
@@ -55,6 +56,28 @@ def test_verb_help_shows_keys_ranges_examples_and_who(catalog) -> None:
     assert "Examples:" in render_help("status") and "| key |" not in render_help("ok-to-train")
 
 
+def _table_rows_with_wrong_cell_count(text: str) -> list[str]:
+    """Rows of the Markdown tables in `text` that do not have as many cells as their header."""
+    lines, wrong = text.splitlines(), []
+    for i, line in enumerate(lines):
+        if i and re.fullmatch(r"\|(?:\s*:?-+:?\s*\|)+", line):
+            cells = len(_CELL_BORDER.split(lines[i - 1]))
+            for row in lines[i + 1:]:
+                if not row.startswith("|"):
+                    break
+                if len(_CELL_BORDER.split(row)) != cells:
+                    wrong.append(row)
+    return wrong
+
+
+def test_help_tables_keep_their_columns(catalog) -> None:
+    texts = [render_help(topic, catalog=catalog, lang=lang) for topic in [s.name for s in all_specs()]
+             for lang in ("en", "zh")]
+    assert sum(t.count("| key | values | meaning |") for t in texts) >= 6  # the check below has tables to read
+    assert [row for text in texts for row in _table_rows_with_wrong_cell_count(text)] == []
+    assert "| `tuner` | lora\\|qlora\\|full |" in render_help("train")  # shows as lora|qlora|full on GitHub
+
+
 def test_catalog_topics(catalog) -> None:
     assert "`qwen2.5-7b-instruct` (7.6B)" in render_help("models", catalog=catalog)
     limited = parse_policy("models: {allowed: [tiny]}\ndatasets: {dir: corpora}\n")
@@ -86,11 +109,16 @@ def test_help_through_the_parser(parse) -> None:
 
 def test_command_reference_is_generated_from_the_specs() -> None:
     table = render_command_reference()
-    rows = [line for line in table.splitlines() if line.startswith("| `/")]
+    lines = table.splitlines()
+    rows = [line for line in lines if line.startswith("| `/")]
     assert len(rows) == len(REGISTRY)
     for spec, row in zip(all_specs(), rows, strict=True):
-        assert row.startswith(f"| `{spec.usage}` |") and f"`{spec.examples[0]}`" in row
-    assert "\\|" in table or "|" not in "".join(s.summary for s in all_specs())
+        usage = spec.usage.replace("|", "\\|")  # escaped for the table cell; GitHub shows a plain `|`
+        assert row.startswith(f"| `{usage}` |") and f"`{spec.examples[0]}`" in row
+    # Every line has exactly the header's four cells: a `|` inside a usage such as `[adapter=<run-id>|latest]`
+    # must be escaped, or the row falls apart on GitHub.
+    assert lines[1] == "|---|---|---|---|" and _table_rows_with_wrong_cell_count(table) == []
+    assert "`/eval <benchmark…> [model=<preset>] [adapter=<run-id>\\|latest]" in table
 
 
 README_BLOCK = re.compile(r"<!-- commands:start -->\n(.*?)<!-- commands:end -->", re.DOTALL)
@@ -99,7 +127,6 @@ README_BLOCK = re.compile(r"<!-- commands:start -->\n(.*?)<!-- commands:end -->"
 def test_readme_embeds_the_current_command_reference() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     match = README_BLOCK.search(readme)
-    if match is None:
-        pytest.skip("README.md has no <!-- commands:start --> … <!-- commands:end --> block yet")
+    assert match is not None, "README.md lost its <!-- commands:start --> … <!-- commands:end --> block"
     assert match.group(1) == render_command_reference(), (
         "README's command table is stale: paste commands.help.render_command_reference() between the markers")

@@ -9,7 +9,7 @@ import pytest
 
 from commands import Command, Parsed, parse_comment
 from commands.configfile import plan_config_file
-from commands.jobspec import HyperParams, job_from_json, job_to_json
+from commands.jobspec import job_from_json, job_to_json
 from commands.plan import (
     ConfigError,
     PlanError,
@@ -52,14 +52,14 @@ def test_tiny_training_resolves_every_default(catalog) -> None:
     assert (job.run_id, job.repo, job.sha, job.kind, job.tuner) == ("r-1", "octo/demo", HEAD, "train", "lora")
     assert job.callback is None and job.adapter is None
     assert job.model.source == "builtin" and job.model.id == "tiny" and job.model.template == "qwen"
-    # size bracket < tiny's preset defaults < training preset `default` < key=value
-    tiny = catalog.models["tiny"]
+    # size bracket < tiny's preset defaults < training preset `default` < key=value (values of configs/*.yaml:
+    # tiny's own defaults beat its size bracket's learning_rate 1e-4, max_length 2048 and batch size 4)
     assert job.hyper.max_steps == 20
-    assert job.hyper.num_train_epochs == float(catalog.training["default"].hyper["num_train_epochs"])
-    for key in ("lora_rank", "lora_alpha", "learning_rate", "max_length", "per_device_train_batch_size"):
-        assert getattr(job.hyper, key) == tiny.defaults[key], key
-    assert job.hyper.torch_dtype == tiny.torch_dtype
-    assert job.hyper.seed == HyperParams().seed  # nothing sets it: the contract's default
+    assert job.hyper.num_train_epochs == 1.0  # the `default` training preset
+    assert (job.hyper.lora_rank, job.hyper.lora_alpha, job.hyper.learning_rate, job.hyper.max_length,
+            job.hyper.per_device_train_batch_size) == (8, 32, 1e-3, 1024, 8)
+    assert job.hyper.torch_dtype == "float32"
+    assert job.hyper.seed == 42  # nothing sets it: the contract's default
     assert [d.id for d in job.datasets] == ["tiny-mcq"]  # a built-in model trains on built-in data by default
     assert job.limits.wall_clock_s == 6 * 3600
 

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands import Ignore, Parsed, parse_comment
+from commands import Ignore, Parsed, Reply, parse_comment
 from commands.args import HYPER_ARGS, ArgSpec
 from commands.jobspec import job_from_json, job_to_json
 from commands.plan import PlanError, PRFacts, plan
@@ -116,8 +116,9 @@ def test_rendered_command_parses_to_the_same_command(line: str, which: int) -> N
     policy = POLICIES[which]
     first = parse_comment(line, catalog=CATALOG, policy=policy)
     if not isinstance(first, Parsed):
-        # Generated refs can be invalid (e.g. ending in `/`); those must be refused, never half-read.
-        assert "/compare" in line or "/status" in line or "/cancel" in line or "/retry" in line, first
+        # Generated refs can be invalid (e.g. ending in `/`); those must be refused with a reply, never half-read.
+        # Every generated /train and /eval line is valid, so it never lands here.
+        assert isinstance(first, Reply) and line.startswith(("/compare", "/status", "/cancel", "/retry")), first
         return
     (command,) = first.commands
     again = parse_comment(command.render(), catalog=CATALOG, policy=policy)
@@ -134,14 +135,14 @@ IDS = (f"prop-{i}" for i in itertools.count())
 def test_every_parsed_command_plans_a_valid_job_or_says_why(line: str, which: int) -> None:
     policy = POLICIES[which]
     decision = parse_comment(line, catalog=CATALOG, policy=policy)
-    if not isinstance(decision, Parsed):
-        return
+    assert isinstance(decision, Parsed), decision  # generated /train and /eval lines are valid
     pr = PRFacts(repo="o/r", head_sha="f" * 40, latest_train_run="run-1")
     try:
         jobs = plan(decision.commands[0], pr, policy, CATALOG, IDS)
     except PlanError as exc:
         assert str(exc)
         return
+    assert len(jobs) == 1, jobs  # one /train or /eval line is one job
     for planned in jobs:
         assert job_from_json(job_to_json(planned.job)) == planned.job
         assert len(planned.result_key) == 64

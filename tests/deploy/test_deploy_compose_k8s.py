@@ -105,13 +105,15 @@ def test_every_setting_is_one_the_service_reads(compose: dict[str, Any], manifes
     deployment_env = {e["name"] for e in container["env"]}
     for where, names in (("deploy/.env.example", example), ("compose.yaml", compose_env),
                          ("k8s/configmap.yaml", configmap), ("k8s/deployment.yaml", deployment_env)):
+        assert names, f"{where}: no settings found to check"
         assert names <= known, f"{where} sets {sorted(names - known)}, which bot/config.py does not read"
 
 
 def test_env_example_holds_no_real_secret() -> None:
-    for name, value in _env_example().items():
-        if re.search(r"SECRET|TOKEN|PASSWORD|SIGNING_KEY", name):
-            assert value == "", f"{name} must be empty in the example"
+    secrets = {name: value for name, value in _env_example().items()
+               if re.search(r"SECRET|TOKEN|PASSWORD|SIGNING_KEY", name)}
+    assert {"WEBHOOK_SECRET", "TUNEBOT_JOB_SIGNING_KEY", "POSTGRES_PASSWORD"} <= set(secrets)  # found what to check
+    assert [name for name, value in secrets.items() if value != ""] == [], "secrets must be empty in the example"
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------------------
@@ -119,6 +121,7 @@ def test_env_example_holds_no_real_secret() -> None:
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_manifests_validate_strictly(manifests: dict[str, dict[str, Any]], version: str) -> None:
+    assert {"Deployment/tunebot-bot", "Service/tunebot-bot", "ConfigMap/tunebot-config"} <= set(manifests)
     for name, doc in manifests.items():
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -145,9 +148,10 @@ def test_kustomization_lists_every_manifest() -> None:
 def test_no_secret_values_are_stored(manifests: dict[str, dict[str, Any]]) -> None:
     assert not [name for name in manifests if name.startswith("Secret/")]
     container = manifests["Deployment/tunebot-bot"]["spec"]["template"]["spec"]["containers"][0]
-    for entry in container["env"]:
-        if re.search(r"SECRET|TOKEN|KEY$|DATABASE_URL", entry["name"]):
-            assert "secretKeyRef" in entry.get("valueFrom", {}), entry["name"]
+    secret_like = [e for e in container["env"] if re.search(r"SECRET|TOKEN|KEY$|DATABASE_URL", e["name"])]
+    assert {"WEBHOOK_SECRET", "TUNEBOT_JOB_SIGNING_KEY", "TUNEBOT_DATABASE_URL"} <= {e["name"] for e in secret_like}
+    for entry in secret_like:
+        assert "secretKeyRef" in entry.get("valueFrom", {}), entry["name"]
     configmap = manifests["ConfigMap/tunebot-config"]["data"]
     assert not [k for k in configmap if re.search(r"SECRET|TOKEN|PASSWORD|SIGNING", k)]
 
@@ -159,6 +163,7 @@ def test_readme_creates_every_referenced_secret_key(manifests: dict[str, dict[st
             for e in pod["containers"][0]["env"] if "valueFrom" in e}
     refs |= {(v["secret"]["secretName"], item["key"]) for v in pod["volumes"] if "secret" in v
              for item in v["secret"]["items"]}
+    assert len(refs) >= 3  # the database URL, the webhook secret, the signing key at least
     for secret, key in refs:
         assert f"create secret generic {secret}" in readme, secret
         assert re.search(rf"--from-(literal|file)={re.escape(key)}=", readme), (secret, key)

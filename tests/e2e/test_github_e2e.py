@@ -94,6 +94,7 @@ async def test_train_then_compare_with_real_agent_posts_to_pr_slack_and_dingtalk
         jobs = [job_of(d) for d in bot.dispatches()]
         assert [j.kind for j in jobs] == ["train+eval", "eval"], [r[1][-2000:] for r in results.values()]
         train, baseline = jobs
+        assert set(results) == {train.run_id, baseline.run_id}  # the runner really ran both jobs
         for run_id, (code, output, _) in results.items():
             assert code == 0, f"agent for {run_id} failed:\n{output[-3000:]}"
 

@@ -130,6 +130,8 @@ def test_the_workflow_step_emits_a_valid_job_for_every_model(tmp_path: Path) -> 
     wf = _workflow()
     script = step_named(wf, "evaluate", "Write the job spec")["run"]
     models = wf["jobs"]["evaluate"]["strategy"]["matrix"]["model"]
+    names = [w for w in wf["env"]["TUNEBOT_BENCHMARKS"].split() if "=" not in w]
+    assert models and names  # something to run the step for
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "tunebot"
@@ -149,6 +151,5 @@ def test_the_workflow_step_emits_a_valid_job_for_every_model(tmp_path: Path) -> 
         text = (temp / "tunebot" / "job.json").read_text(encoding="utf-8")
         job = job_from_json(text)
         assert job.run_id == f"leaderboard-12345-2-{model}" and job.model.name == model
-        names = [w for w in wf["env"]["TUNEBOT_BENCHMARKS"].split() if "=" not in w]
         assert sorted(b.name for b in job.benchmarks) == sorted(names)
         assert text.strip() == planned(f"/eval {wf['env']['TUNEBOT_BENCHMARKS']} model={model}", job.run_id)

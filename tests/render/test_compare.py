@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import pytest
 
 from commands.compare import (
@@ -55,13 +57,14 @@ def test_balanced_flips_are_within_noise_and_regression_is_detected() -> None:
     base, new = _flip_benchmark(right_to_wrong=25, wrong_to_right=5, same_right=100, same_wrong=100)
     cmp = compare_benchmarks(base, new)
     assert cmp.verdict == "regressed"
-    assert cmp.p_value == pytest.approx(mcnemar_exact_p(25, 5))
+    # Exact two-sided binomial test on the 30 discordant pairs: 2 · P(X ≤ 5 | n=30, p=1/2).
+    assert cmp.p_value == pytest.approx(2 * sum(comb(30, k) for k in range(6)) / 2**30)
 
 
 def test_alpha_is_configurable() -> None:
     base, new = _flip_benchmark(right_to_wrong=4, wrong_to_right=13, same_right=50, same_wrong=50)
-    p = mcnemar_exact_p(4, 13)
-    assert 0.01 < p < 0.05
+    p = 2 * sum(comb(17, k) for k in range(5)) / 2**17  # 0.049: significant at 5 %, not at 1 %
+    assert 0.01 < p < 0.05 and compare_benchmarks(base, new).p_value == pytest.approx(p)
     assert compare_benchmarks(base, new, alpha=0.05).verdict == "improved"
     assert compare_benchmarks(base, new, alpha=0.01).verdict == "within_noise"
     with pytest.raises(CompareError, match="alpha"):

@@ -1,137 +1,32 @@
 """Every rendered message, in both languages, compared with the reviewed text in tests/golden/.
 
-After an intended change, regenerate with `TUNEBOT_UPDATE_GOLDEN=1 pytest tests/render/test_golden.py` and review
-the diff like code.
+The test only ever compares. After an intended change to a message, regenerate the files with `make golden`
+(`python -m tests.render.update_golden`), review the diff like code, and commit it with the change.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from commands.render import (
-    DingTalkAt,
-    LeaderboardEntry,
-    ScoreView,
-    check_run_output,
-    dingtalk_comparison_action_card,
-    dingtalk_comparison_markdown,
-    dingtalk_milestone,
-    dingtalk_run_action_card,
-    dingtalk_run_markdown,
-    render_cached_reply,
-    render_comparison,
-    render_leaderboard,
-    render_run_card,
-    render_status_list,
-    slack_comparison_message,
-    slack_milestone_text,
-    slack_run_message,
-)
-from commands.render.slack import MILESTONES
+from .golden_cases import CASES, GOLDEN, LANGS, golden_path, render_case
 
-from .fixtures import LINKS, NOW, comparison, conclusion, loss_curve, run_view
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-PART_BREAK = "\n\n<!-- ✂ next comment ✂ -->\n\n"
-LANGS = ("en", "zh")
-
-
-def _parts(parts: list[str]) -> str:
-    return PART_BREAK.join(parts)
-
-
-def _leaderboard_entries() -> list[LeaderboardEntry]:
-    return [
-        LeaderboardEntry("cmmlu", "qwen-7b", 0.5427, 480, NOW, run_id="tb-20250115-0042", adapter="tb-20250115-0042",
-                         url="https://github.com/acme/llm/actions/runs/123456789"),
-        LeaderboardEntry("cmmlu", "qwen-7b", 0.5104, 480, NOW - 86400 * 3),
-        LeaderboardEntry("cmmlu", "yi-6b", 0.5521, 480, NOW - 86400 * 10, run_id="tb-20250105-0007",
-                         adapter="tb-20250105-0007"),
-        LeaderboardEntry("ceval", "qwen-7b", 0.4417, 120, NOW, run_id="tb-20250115-0042", adapter="tb-20250115-0042"),
-    ]
-
-
-def _views() -> list[Any]:
-    return [run_view("running"), run_view("succeeded", run_id="tb-20250114-0031", started_at=NOW - 90000,
-                                          finished_at=NOW - 88000), run_view("queued", run_id="tb-20250115-0050"),
-            run_view("failed", run_id="tb-20250113-0002", started_at=NOW - 200000, finished_at=NOW - 199000)]
-
-
-# name -> (suffix, producer(lang)) ; md producers return text, json producers return JSON-able data
-CASES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    **{f"run_card_{state}": ("md", lambda lang, s=state: render_run_card(run_view(s), lang))
-       for state in ("queued", "dispatched", "running", "succeeded", "failed", "cancelled")},
-    "comparison": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS, key="pr-42",
-                                                               loss=loss_curve()))),
-    "comparison_split": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS,
-                                                                     key="pr-42", limit=2500))),
-    "comparison_split_tight": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS,
-                                                                           key="pr-42", limit=1600))),
-    "status": ("md", lambda lang: render_status_list(_views(), lang)),
-    "status_empty": ("md", lambda lang: render_status_list([], lang)),
-    "cached_reply": ("md", lambda lang: render_cached_reply(
-        "tb-20250114-0031", "4f2a9c1e0d9b8a7f6e5d4c3b2a1908f7e6d5c4b3", lang,
-        run_url="https://github.com/acme/llm/actions/runs/123450000",
-        scores={"cmmlu": ScoreView(0.5104, 480), "ceval": ScoreView(0.45, 120)})),
-    "leaderboard": ("md", lambda lang: render_leaderboard(_leaderboard_entries(), lang)),
-    "leaderboard_cmmlu": ("md", lambda lang: render_leaderboard(_leaderboard_entries(), lang, benchmark="cmmlu")),
-    "check_run": ("json", lambda lang: (lambda o: {"conclusion": o.conclusion, "output": o.output()})(
-        check_run_output(comparison(), conclusion(), lang, LINKS))),
-    **{f"slack_run_{state}": ("json", lambda lang, s=state: slack_run_message(run_view(s), lang))
-       for state in ("queued", "running", "succeeded", "failed", "cancelled")},
-    "slack_comparison": ("json", lambda lang: slack_comparison_message(comparison(), conclusion(), lang, LINKS)),
-    "slack_milestones": ("json", lambda lang: {
-        m: slack_milestone_text(run_view("failed" if m == "failed" else "cancelled" if m == "cancelled"
-                                         else "succeeded"), m, lang) for m in MILESTONES}),
-    "dingtalk_run_markdown": ("json", lambda lang: dingtalk_run_markdown(
-        run_view("succeeded"), lang, at=DingTalkAt(mobiles=("13800000000",)))),
-    "dingtalk_run_running": ("json", lambda lang: dingtalk_run_markdown(run_view("running"), lang)),
-    "dingtalk_run_action_card": ("json", lambda lang: dingtalk_run_action_card(run_view("failed"), lang)),
-    "dingtalk_comparison": ("json", lambda lang: dingtalk_comparison_markdown(comparison(), conclusion(), lang, LINKS)),
-    "dingtalk_comparison_action_card": ("json", lambda lang: dingtalk_comparison_action_card(
-        comparison(), conclusion(), "https://github.com/acme/llm/pull/42#issuecomment-1", lang)),
-    "dingtalk_milestones": ("json", lambda lang: {
-        m: dingtalk_milestone(run_view("failed" if m == "failed" else "succeeded"), m, lang) for m in MILESTONES}),
-}
-
-
-def _serialise(suffix: str, value: Any) -> str:
-    if suffix == "json":
-        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    assert isinstance(value, str)
-    return value
+REGENERATE = "if the change is intended, run `make golden` and review the diff"
 
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str, lang: str) -> None:
-    suffix, produce = CASES[name]
-    rendered = _serialise(suffix, produce(lang))
-    path = GOLDEN / f"{name}.{lang}.{suffix}"
-    if os.environ.get("TUNEBOT_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered, encoding="utf-8")
-        return
-    assert path.exists(), f"{path.name} is missing; run with TUNEBOT_UPDATE_GOLDEN=1 to create it, then review it"
-    expected = path.read_text(encoding="utf-8")
-    assert rendered == expected, f"{path.name} changed; if intended, regenerate with TUNEBOT_UPDATE_GOLDEN=1"
+    path = golden_path(name, lang)
+    assert path.is_file(), f"{path.name} is missing; {REGENERATE}"
+    assert render_case(name, lang) == path.read_text(encoding="utf-8"), f"{path.name} changed; {REGENERATE}"
 
 
 def test_no_stale_golden_files() -> None:
-    expected = {f"{name}.{lang}.{suffix}" for name, (suffix, _) in CASES.items() for lang in LANGS}
-    present = {p.name for p in GOLDEN.glob("*.*") if p.suffix in (".md", ".json")}
-    assert present <= expected, f"golden files without a test: {sorted(present - expected)}"
+    expected = {golden_path(name, lang).name for name in CASES for lang in LANGS}
+    present = {p.name for p in GOLDEN.iterdir() if p.is_file()}
+    assert present == expected, f"golden files without a test: {sorted(present - expected)}"
 
 
 def test_languages_really_differ() -> None:
     """A zh golden that equals its en twin would mean a phrase escaped translation."""
-    for name, (suffix, produce) in CASES.items():
-        if name == "status_empty":
-            continue
-        assert _serialise(suffix, produce("en")) != _serialise(suffix, produce("zh")), name
+    assert [name for name in CASES if render_case(name, "en") == render_case(name, "zh")] == []

@@ -18,5 +18,6 @@ def test_to_mrkdwn() -> None:
     assert "<@U0ALICE0001> asked, @bob too" in out  # only mapped logins become Slack mentions
     assert "`a&lt;b &amp;&amp; **c**`" in out  # code is escaped, not reformatted
     assert "| 1 | 2 |" in out and "|---|" not in out
+    assert to_mrkdwn("| `tuner` | lora\\|qlora | how |") == "| `tuner` | lora|qlora | how |"  # GitHub's cell escape
     assert "```\nx = 1 &lt; 2\n```" in out
     assert to_mrkdwn("Tom & Jerry <3") == "Tom &amp; Jerry &lt;3"

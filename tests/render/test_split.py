@@ -112,6 +112,8 @@ def test_max_parts_keeps_the_beginning_and_says_what_was_dropped(text: str, limi
         assert independent_balance(part)
     if len(full) > max_parts:
         assert re.search(r"\(\d+ more parts omitted\)$", parts[-1])
+    else:
+        assert parts == full  # nothing to drop: the cap changes nothing
 
 
 def test_short_balanced_text_is_returned_unchanged() -> None:
@@ -160,20 +162,25 @@ def test_a_table_title_row_is_never_left_without_its_delimiter() -> None:
     for pad in range(0, 120, 3):
         table = f"| Subject | n |\n|---|--:|\n{rows}"
         text = f"{HEADLINE}\n\n{'x' * pad}\n\n<details><summary>S</summary>\n\n{table}\n\n</details>"
+        titles = 0
         for part in split_comment(text, 200):
             lines = part.split("\n")
             for i, line in enumerate(lines):
                 if line == "| Subject | n |":
+                    titles += 1
                     assert i + 1 < len(lines) and lines[i + 1] == "|---|--:|", part
+        assert titles >= 1, pad  # the table is still there to check
 
 
 def test_longer_fence_inside_is_respected() -> None:
     # A ```` fence containing ``` lines: the inner ``` must not be taken as its end.
     text = "````md\n" + "\n".join(["```", "inner", "```"] * 50) + "\n````\nafter\n" + "x" * 400
     parts = split_comment(text, 200)
+    assert len(parts) > 1
     for part in parts:
         assert independent_balance(part)
         assert measure(part) <= 200
+    assert "\n".join(parts).count("inner") == 50 and parts[-1].rstrip().endswith("x" * 40)
 
 
 def test_astral_characters_count_twice() -> None:
@@ -186,7 +193,7 @@ def test_astral_characters_count_twice() -> None:
 def test_unbalanced_input_still_gives_balanced_parts() -> None:
     text = HEADLINE + "\n\n<details><summary>x</summary>\n\n```\n" + "\n".join(["data"] * 300)
     parts = split_comment(text, 400)
-    assert all(independent_balance(p) and measure(p) <= 400 for p in parts)
+    assert len(parts) > 1 and all(independent_balance(p) and measure(p) <= 400 for p in parts)
     short = split_comment("```\nnever closed", 400)
     assert short == ["```\nnever closed\n```"]
 

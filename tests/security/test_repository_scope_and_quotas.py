@@ -8,20 +8,21 @@ from typing import Any
 
 from bot.store import NewRun
 from commands.results import BenchmarkResult, Results, SubsetScore
+from tests.service.conftest import REPO
 
 PRIVATE = "acme/secret-model"
 
 
-async def _private_result(bot: Any) -> str:
+async def _private_result(bot: Any, repo: str = PRIVATE, model: str = "qwen-7b", correct: int = 9) -> str:
     """A finished training run of a private repository, with a CMMLU score, in the same store."""
     store, now = bot.service.store, bot.service.now()
     rid = "tb-" + secrets.token_hex(6)
-    await store.create_run(NewRun(run_id=rid, repo=PRIVATE, actor="acme-dev", command="/train qwen-7b",
-                                  kind="train+eval", run_token="t", number=9, head_sha="9" * 40, model="qwen-7b"),
+    await store.create_run(NewRun(run_id=rid, repo=repo, actor="acme-dev", command=f"/train {model}",
+                                  kind="train+eval", run_token="t", number=9, head_sha="9" * 40, model=model),
                            now=now)
     await store.advance_run(rid, "succeeded", now=now)
-    bench = BenchmarkResult("cmmlu", {"arts": SubsetScore(10, 9)}, {f"arts/{i}": i < 9 for i in range(10)})
-    await store.save_results(rid, Results(rid, "succeeded", {"cmmlu": bench}), {"cmmlu": "private-key"}, PRIVATE,
+    bench = BenchmarkResult("cmmlu", {"arts": SubsetScore(10, correct)}, {f"arts/{i}": i < correct for i in range(10)})
+    await store.save_results(rid, Results(rid, "succeeded", {"cmmlu": bench}), {"cmmlu": f"key-{rid}"}, repo,
                              "9" * 40, None, now=now)
     return rid
 
@@ -29,9 +30,11 @@ async def _private_result(bot: Any) -> str:
 async def test_the_leaderboard_of_one_repository_shows_nothing_of_another(make_bot: Any) -> None:
     bot = await make_bot()
     private = await _private_result(bot)
+    own = await _private_result(bot, repo=REPO, model="tiny", correct=3)  # this repository's own result
     await bot.comment("/leaderboard cmmlu")
     await bot.settle()
     reply = bot.bot_comments()[-1]
+    assert own in reply and "30.0" in reply  # the leaderboard answered, with this repository's entry
     assert private not in reply and "qwen-7b" not in reply and "90.0" not in reply
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from bot.app import RUNTIME_KEY
 from bot.store import NewDelivery, Store, StoreError
+from tests.postgres import postgres_url
 from tests.service.conftest import Bot
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -33,9 +34,6 @@ def delivery(gid: str, *, seconds: float = 0, body: bytes | None = None) -> NewD
                        body=body if body is not None else b'{"gid": "' + gid.encode() + b'"}', received_at=at(seconds))
 
 
-PG_CANDIDATES = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
-
-
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await Store.open(tmp_path / "worker.db")
@@ -46,28 +44,19 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def _pg_store() -> tuple[Store, Any]:
-    """A Store in a fresh schema on the PostgreSQL server (same policy as tests/store: unreachable fails, unless
-    TUNEBOT_SKIP_POSTGRES=1), and a function that drops it."""
-    if os.environ.get("TUNEBOT_SKIP_POSTGRES") == "1":
-        pytest.skip("TUNEBOT_SKIP_POSTGRES=1: PostgreSQL tests skipped on purpose")
-    override = os.environ.get("TUNEBOT_TEST_POSTGRES_URL")
-    errors: list[str] = []
-    for url in (override,) if override else PG_CANDIDATES:
-        try:
-            conn = await asyncpg.connect(url, timeout=5)
-        except Exception as exc:
-            errors.append(f"{url}: {exc}")
-            continue
-        schema = f"tb_intake_{uuid.uuid4().hex[:10]}"
-        s = await Store.open(url, schema=schema)
+    """A Store in a fresh schema on the PostgreSQL server (the policy of tests/postgres.py: no server fails the
+    test, unless TUNEBOT_SKIP_POSTGRES=1), and a function that drops it."""
+    url = await postgres_url()
+    conn = await asyncpg.connect(url, timeout=5)
+    schema = f"tb_intake_{uuid.uuid4().hex[:10]}"
+    s = await Store.open(url, schema=schema)
 
-        async def drop(s: Store = s, conn: Any = conn, schema: str = schema) -> None:
-            await s.close()
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+    async def drop() -> None:
+        await s.close()
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
 
-        return s, drop
-    pytest.fail("PostgreSQL is unreachable: " + "; ".join(errors), pytrace=False)
+    return s, drop
 
 
 @pytest.fixture(params=["sqlite", "transaction", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -2,7 +2,7 @@
 
 PostgreSQL tests use one freshly created schema per test session (dropped at the end) and empty tables per test,
 so parallel sessions never collide. An unreachable server FAILS the PostgreSQL tests with a clear message; set
-TUNEBOT_SKIP_POSTGRES=1 to skip them on purpose. TUNEBOT_TEST_POSTGRES_URL overrides the server URL.
+TUNEBOT_SKIP_POSTGRES=1 to skip them on purpose. TUNEBOT_TEST_POSTGRES_URL overrides the server URL (tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -20,34 +20,12 @@ import pytest
 
 from bot.store import Store
 from bot.store.schema import ALL_TABLES
-
-PG_CANDIDATES = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
-
-
-async def _probe(url: str) -> None:
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        await conn.execute("SELECT 1")
-    finally:
-        await conn.close()
+from tests.postgres import postgres_url
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    if os.environ.get("TUNEBOT_SKIP_POSTGRES") == "1":
-        pytest.skip("TUNEBOT_SKIP_POSTGRES=1: PostgreSQL tests skipped on purpose")
-    override = os.environ.get("TUNEBOT_TEST_POSTGRES_URL")
-    candidates = (override,) if override else PG_CANDIDATES
-    errors = []
-    for url in candidates:
-        try:
-            asyncio.run(_probe(url))
-            return url
-        except Exception as exc:
-            errors.append(f"{url}: {type(exc).__name__}: {exc}")
-    pytest.fail("PostgreSQL is unreachable, so the store's PostgreSQL tests cannot run:\n  " + "\n  ".join(errors)
-                + "\nStart PostgreSQL (trust auth, database 'test'), point TUNEBOT_TEST_POSTGRES_URL at one, or set "
-                "TUNEBOT_SKIP_POSTGRES=1 to skip these tests deliberately.", pytrace=False)
+    return asyncio.run(postgres_url())  # fails when no server answers, skips only on TUNEBOT_SKIP_POSTGRES=1
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """The job spec and event contract: strict parsing, clear errors, stable round trips."""
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -114,6 +116,7 @@ def test_events_validate_and_round_trip() -> None:
 def test_callback_signature() -> None:
     body = b'{"a":1}'
     sig = sign_body("tok", body)
+    assert sig == "sha256=" + hmac.new(b"tok", body, hashlib.sha256).hexdigest()  # the header the bot checks
     assert verify_body("tok", body, sig)
     assert not verify_body("tok", body + b" ", sig)
     assert not verify_body("other", body, sig)
