@@ -1,9 +1,7 @@
-"""The GitHub port implemented with PyGithub in a bounded thread pool, with App auth and bounded retries.
+"""The GitHub port implemented with PyGithub: each `GitHubPort` call as PyGithub (or raw REST) requests.
 
-PyGithub is blocking, so every call runs in a small executor; its own urllib3 retry is switched off because it
-would blindly re-POST on 5xx (a second comment, a second GPU run). Retries live here instead: 5xx and secondary
-rate limits are retried a bounded number of times, waits honour `Retry-After` / `x-ratelimit-reset`, and the
-two non-idempotent writes (create comment, dispatch) first look whether the failed attempt landed anyway.
+Threads, clients, retries and typed errors live in `bot.github.transport`; App authentication in
+`bot.github.app_auth`.
 """
 
 from __future__ import annotations
@@ -12,20 +10,15 @@ import asyncio
 import base64
 import binascii
 import logging
-import random
-import threading
-import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import github
 import requests
-from github import Auth, GithubException, GithubIntegration
+from github import GithubException
 
+from bot.github.app_auth import DEFAULT_API_URL, AppTokenProvider, Clock, repo_path, utcnow
 from bot.github.port import (
     REACTIONS,
     RUN_NAME_INPUT,
@@ -36,125 +29,22 @@ from bot.github.port import (
     CommentRef,
     Conflict,
     DispatchResult,
-    Forbidden,
     GitHubError,
     NotFound,
     Permission,
     PullInfo,
-    RateLimited,
     RetryPolicy,
-    ServerError,
-    Unauthorized,
     ValidationFailed,
     WorkflowRun,
     run_name,
 )
+from bot.github.transport import Sleep, Transport
+from bot.github.transport import raw as raw_request
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Clock = Callable[[], datetime]
-Sleep = Callable[[float], Awaitable[None]]
-
-DEFAULT_API_URL = "https://api.github.com"
 # GitHub's clock and ours drift; a run created "before" our dispatch by a few seconds is still ours.
 CLOCK_SKEW = timedelta(seconds=60)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# --------------------------------------------------------------------------- App authentication
-@dataclass(frozen=True)
-class _CachedToken:
-    token: str
-    expires_at: datetime
-
-
-class AppTokenProvider:
-    """Mints installation access tokens from the App's JWT and caches each one until `refresh_margin` before expiry.
-
-    Thread-safe: it is called from the executor threads, inside PyGithub's request path.
-    """
-
-    def __init__(self, app_id: int | str, private_key: str, *, base_url: str = DEFAULT_API_URL,
-                 clock: Clock = _utcnow, refresh_margin: timedelta = timedelta(minutes=5),
-                 timeout: int = 15) -> None:
-        if not str(app_id).strip():
-            raise ValueError("GitHub App id is empty")
-        if "PRIVATE KEY" not in private_key:
-            raise ValueError("GitHub App private key is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY')")
-        self.app_id = app_id
-        self.clock = clock
-        self.refresh_margin = refresh_margin
-        self._integration = GithubIntegration(auth=Auth.AppAuth(app_id, private_key), base_url=base_url,
-                                              timeout=timeout, retry=None, seconds_between_requests=None,
-                                              seconds_between_writes=None)
-        self._tokens: dict[int, _CachedToken] = {}
-        self._locks: dict[int, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self.mint_count = 0
-
-    def token(self, installation_id: int) -> str:
-        with self._guard:
-            lock = self._locks.setdefault(installation_id, threading.Lock())
-        with lock:
-            cached = self._tokens.get(installation_id)
-            if cached is not None and self.clock() < cached.expires_at - self.refresh_margin:
-                return cached.token
-            auth = self._integration.get_access_token(installation_id)
-            expires = auth.expires_at
-            if expires.tzinfo is None:
-                expires = expires.replace(tzinfo=UTC)
-            self._tokens[installation_id] = _CachedToken(auth.token, expires)
-            self.mint_count += 1
-            log.info("minted installation token for %s (expires %s)", installation_id, expires.isoformat())
-            return auth.token
-
-    def invalidate(self, installation_id: int) -> None:
-        with self._guard:
-            self._tokens.pop(installation_id, None)
-
-    def installation_for(self, repo: str) -> int:
-        owner, name = _split(repo)
-        return int(self._integration.get_repo_installation(owner, name).id)
-
-    def slug(self) -> str:
-        """The App's slug (`GET /app` with the JWT): its comments are signed `<slug>[bot]`."""
-        return str(self._integration.get_app().slug)
-
-    def close(self) -> None:
-        self._integration.close()
-
-
-class _InstallationAuth(Auth.Auth):
-    """PyGithub auth that asks the provider for a (cached, refreshed) installation token on every request."""
-
-    def __init__(self, provider: AppTokenProvider, installation_id: int) -> None:
-        self._provider = provider
-        self._installation_id = installation_id
-
-    @property
-    def token_type(self) -> str:
-        return "token"
-
-    @property
-    def token(self) -> str:
-        return self._provider.token(self._installation_id)
-
-
-# --------------------------------------------------------------------------- helpers
-def _split(repo: str) -> tuple[str, str]:
-    owner, sep, name = repo.partition("/")
-    if not sep or not owner or not name or "/" in name:
-        raise ValueError(f"repository must be 'owner/name', got {repo!r}")
-    return owner, name
-
-
-def _repo_path(repo: str) -> str:
-    owner, name = _split(repo)
-    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -165,59 +55,6 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _header(headers: dict[str, Any] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    for key, value in headers.items():
-        if key.lower() == name:
-            return str(value)
-    return None
-
-
-def _message(exc: GithubException) -> str:
-    data = exc.data
-    if isinstance(data, dict):
-        msg = str(data.get("message") or "")
-        errors = data.get("errors")
-        if isinstance(errors, list) and errors:
-            details = "; ".join(str(e.get("message") or e.get("code") or e) if isinstance(e, dict) else str(e)
-                                for e in errors)
-            msg = f"{msg} ({details})" if msg else details
-        return msg or str(exc.status)
-    return str(data) if data else str(exc.status)
-
-
-def _rate_limit_wait(exc: GithubException, now: float, policy: RetryPolicy) -> float | None:
-    """Seconds to wait when `exc` is a primary/secondary rate limit, else None (403 for lack of permission)."""
-    if exc.status not in (403, 429):
-        return None
-    headers = exc.headers or {}
-    retry_after = _header(headers, "retry-after")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-    if _header(headers, "x-ratelimit-remaining") == "0":
-        reset = _header(headers, "x-ratelimit-reset")
-        if reset and reset.isdigit():
-            return max(0.0, int(reset) - now) + 1.0  # +1: the reset happens somewhere inside that second
-    message = _message(exc).lower()
-    if exc.status == 429 or "secondary rate limit" in message or "rate limit" in message:
-        return policy.secondary_default_wait
-    return None
-
-
-def _typed_error(exc: GithubException) -> GitHubError:
-    status, msg = exc.status, _message(exc)
-    doc = exc.data.get("documentation_url") if isinstance(exc.data, dict) else None
-    kinds: dict[int, type[GitHubError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-                                           410: NotFound, 422: ValidationFailed}
-    if status >= 500:
-        return ServerError(status, msg, documentation_url=doc)
-    return kinds.get(status, GitHubError)(status, msg, documentation_url=doc)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -238,43 +75,24 @@ def _run_from(raw: dict[str, Any]) -> WorkflowRun:
                        created_at=_parse_time(raw.get("created_at")), updated_at=_parse_time(raw.get("updated_at")))
 
 
-class _Retryable(Exception):
-    """Internal: the attempt failed in a way worth retrying after `wait` seconds."""
-
-    def __init__(self, error: GitHubError, wait: float) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.wait = wait
-
-
-# --------------------------------------------------------------------------- the port
 class PyGithubPort:
     """`GitHubPort` over PyGithub. Build it with `with_token(...)` or `with_app(...)`; `await close()` at shutdown."""
 
     def __init__(self, *, base_url: str = DEFAULT_API_URL, token: str | None = None,
                  app: AppTokenProvider | None = None, retry: RetryPolicy | None = None,
-                 sleep: Sleep = asyncio.sleep, clock: Clock = _utcnow, max_workers: int = 8,
+                 sleep: Sleep = asyncio.sleep, clock: Clock = utcnow, max_workers: int = 8,
                  timeout: int = 15, min_write_interval: float = 1.0, per_page: int = 100,
                  default_branch_ttl: timedelta = timedelta(minutes=10)) -> None:
-        if (token is None) == (app is None):
-            raise ValueError("give exactly one of token (GITHUB_TOKEN mode) or app (GitHub App mode)")
-        self.base_url = base_url.rstrip("/")
-        self._token = token
-        self._app = app
-        self.retry = retry or RetryPolicy()
-        self._sleep = sleep
+        self._t = Transport(base_url=base_url, token=token, app=app, retry=retry or RetryPolicy(), sleep=sleep,
+                            max_workers=max_workers, timeout=timeout, min_write_interval=min_write_interval,
+                            per_page=per_page)
+        self.base_url = self._t.base_url
+        self._call = self._t.call
+        self._raw = raw_request
         self._clock = clock
-        self._timeout = timeout
-        # GitHub's best practices: about one second between content-creating requests per installation.
-        self._write_interval = min_write_interval or None
         self._per_page = per_page
         self._default_branch_ttl = default_branch_ttl
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github")
-        self._clients: dict[int | None, github.Github] = {}
-        self._clients_lock = threading.Lock()
-        self._installations: dict[str, int] = {}
         self._default_branches: dict[str, tuple[str, datetime]] = {}
-        self.waits: list[float] = []  # every retry wait, in order (for logs and tests)
 
     @classmethod
     def with_token(cls, base_url: str, token: str, **kw: Any) -> PyGithubPort:
@@ -284,7 +102,7 @@ class PyGithubPort:
         return cls(base_url=base_url, token=token, **kw)
 
     @classmethod
-    def with_app(cls, base_url: str, app_id: int | str, private_key: str, *, clock: Clock = _utcnow,
+    def with_app(cls, base_url: str, app_id: int | str, private_key: str, *, clock: Clock = utcnow,
                  refresh_margin: timedelta = timedelta(minutes=5), **kw: Any) -> PyGithubPort:
         """GitHub App mode: JWT from app id + private key, one cached installation token per installation."""
         provider = AppTokenProvider(app_id, private_key, base_url=base_url, clock=clock,
@@ -293,118 +111,27 @@ class PyGithubPort:
 
     @property
     def app(self) -> AppTokenProvider | None:
-        return self._app
+        return self._t.app
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._t.retry
+
+    @property
+    def waits(self) -> list[float]:
+        """Every retry wait, in order (for logs and tests)."""
+        return self._t.waits
 
     def remember_installation(self, repo: str, installation_id: int) -> None:
         """Seed the repo -> installation map from a webhook's `installation.id` (saves a lookup)."""
-        self._installations[repo.lower()] = int(installation_id)
+        self._t.remember_installation(repo, installation_id)
 
     async def close(self) -> None:
-        with self._clients_lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
-        if self._app is not None:
-            self._app.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    # ------------------------------------------------------------------ plumbing
-    def _client(self, installation_id: int | None) -> github.Github:
-        with self._clients_lock:
-            client = self._clients.get(installation_id)
-            if client is None:
-                auth: Auth.Auth
-                if self._app is not None:
-                    assert installation_id is not None
-                    auth = _InstallationAuth(self._app, installation_id)
-                else:
-                    assert self._token is not None
-                    auth = Auth.Token(self._token)
-                client = github.Github(base_url=self.base_url, auth=auth, timeout=self._timeout, retry=None,
-                                       per_page=self._per_page, seconds_between_requests=None,
-                                       seconds_between_writes=self._write_interval, lazy=True)
-                self._clients[installation_id] = client
-            return client
-
-    def _installation_sync(self, repo: str) -> int | None:
-        if self._app is None:
-            return None
-        key = repo.lower()
-        if key not in self._installations:
-            try:
-                self._installations[key] = self._app.installation_for(repo)
-            except GithubException as exc:
-                if exc.status == 404:
-                    raise NotFound(404, f"the GitHub App is not installed on {repo}") from exc
-                raise
-        return self._installations[key]
-
-    def _attempt(self, repo: str, fn: Callable[[github.Github], T]) -> T:
-        """One attempt in a worker thread; GitHub failures become typed errors or _Retryable."""
-        try:
-            return fn(self._client(self._installation_sync(repo)))
-        except GithubException as exc:
-            wait = _rate_limit_wait(exc, time.time(), self.retry)
-            if wait is not None:
-                raise _Retryable(RateLimited(exc.status, _message(exc), retry_after=wait), wait) from exc
-            err = _typed_error(exc)
-            if isinstance(err, Unauthorized) and self._app is not None:
-                # A revoked/expired installation token: drop it so the next attempt mints a fresh one.
-                inst = self._installations.get(repo.lower())
-                if inst is not None:
-                    self._app.invalidate(inst)
-                raise _Retryable(err, 0.0) from exc
-            if exc.status in self.retry.statuses:
-                raise _Retryable(err, -1.0) from exc
-            raise err from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(ServerError(0, f"connection to {self.base_url} failed: {exc}"), -1.0) from exc
-
-    async def _call(self, repo: str, fn: Callable[[github.Github], T], *, idempotent: bool = True,
-                    landed: Callable[[], Awaitable[T | None]] | None = None) -> T:
-        """Run `fn` with bounded retries. For non-idempotent writes `landed` checks whether a failed attempt
-        was applied anyway (then its result is returned instead of writing twice)."""
-        loop = asyncio.get_running_loop()
-        policy = self.retry
-        unauthorized_retried = False
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                return await loop.run_in_executor(self._executor, self._attempt, repo, fn)
-            except _Retryable as r:
-                err = r.error
-                if isinstance(err, Unauthorized):
-                    if unauthorized_retried:
-                        raise err from None
-                    unauthorized_retried = True
-                    continue
-                if isinstance(err, ServerError) and not idempotent:
-                    if landed is None:
-                        raise err from None
-                    found = await landed()
-                    if found is not None:
-                        log.warning("GitHub answered %s but the write landed; not repeating it", err.status)
-                        return found
-                if attempt == policy.max_attempts:
-                    raise err from None
-                backoff = policy.base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4)  # jitter
-                wait = r.wait if r.wait >= 0 else min(policy.max_delay, backoff)
-                if isinstance(err, RateLimited) and wait > policy.max_delay:
-                    raise err from None  # waiting longer would stall the webhook handler; the caller reschedules
-                log.warning("GitHub %s (%s); retry %d/%d in %.1fs", err.status, err.message, attempt,
-                            policy.max_attempts - 1, wait)
-                self.waits.append(wait)
-                await self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _raw(self, g: github.Github, verb: str, url: str, **kw: Any) -> tuple[dict[str, Any], Any]:
-        # PyGithub lacks these calls (role_name, reactions by comment id, ...): use its requester so auth,
-        # base URL, timeouts and headers stay the same as everywhere else.
-        return g.requester.requestJsonAndCheck(verb, url, **kw)
+        await self._t.close()
 
     # ------------------------------------------------------------------ the GitHubPort API
     async def get_permission(self, repo: str, user: str) -> Permission:
-        url = f"{_repo_path(repo)}/collaborators/{quote(user, safe='')}/permission"
+        url = f"{repo_path(repo)}/collaborators/{quote(user, safe='')}/permission"
 
         def go(g: github.Github) -> Permission:
             _, data = self._raw(g, "GET", url)
@@ -444,11 +171,11 @@ class PyGithubPort:
         return await self._call(repo, go, idempotent=False, landed=landed)
 
     async def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
-        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}"
+        url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
         await self._call(repo, lambda g: self._raw(g, "PATCH", url, input={"body": body}))
 
     async def get_comment(self, repo: str, comment_id: int) -> CommentBody:
-        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}"
+        url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
 
         def go(g: github.Github) -> CommentBody:
             _, data = self._raw(g, "GET", url)
@@ -470,7 +197,7 @@ class PyGithubPort:
     async def add_reaction(self, repo: str, comment_id: int, content: str) -> None:
         if content not in REACTIONS:
             raise ValueError(f"unknown reaction {content!r}; GitHub accepts {sorted(REACTIONS)}")
-        url = f"{_repo_path(repo)}/issues/comments/{int(comment_id)}/reactions"
+        url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}/reactions"
         # Idempotent on GitHub's side: re-adding the same reaction answers 200 instead of 201.
         await self._call(repo, lambda g: self._raw(g, "POST", url, input={"content": content}))
 
@@ -480,7 +207,7 @@ class PyGithubPort:
         if bad:
             raise ValueError(f"workflow inputs must be strings; got {bad}")
         started = self._clock()
-        url = f"{_repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/dispatches"
+        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/dispatches"
         body: dict[str, Any] = {"ref": ref, "inputs": inputs, "return_run_details": True}
 
         def go(g: github.Github) -> DispatchResult:
@@ -509,7 +236,7 @@ class PyGithubPort:
         if not run_name_token:
             raise ValueError("run_name_token is empty")
         since = _iso((_aware(created_after) or created_after) - CLOCK_SKEW)
-        url = f"{_repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
+        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
         wanted = run_name(run_name_token)
 
         def go(g: github.Github) -> WorkflowRun | None:
@@ -527,7 +254,7 @@ class PyGithubPort:
         return await self._call(repo, go)
 
     async def get_workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
-        url = f"{_repo_path(repo)}/actions/runs/{int(run_id)}"
+        url = f"{repo_path(repo)}/actions/runs/{int(run_id)}"
 
         def go(g: github.Github) -> WorkflowRun:
             _, data = self._raw(g, "GET", url)
@@ -536,7 +263,7 @@ class PyGithubPort:
         return await self._call(repo, go)
 
     async def download_artifact(self, repo: str, run_id: int, name: str, *, max_bytes: int) -> bytes | None:
-        listing = f"{_repo_path(repo)}/actions/runs/{int(run_id)}/artifacts"
+        listing = f"{repo_path(repo)}/actions/runs/{int(run_id)}/artifacts"
 
         def go(g: github.Github) -> bytes | None:
             _, data = self._raw(g, "GET", listing, parameters={"name": name})
@@ -572,7 +299,7 @@ class PyGithubPort:
 
     async def cancel_workflow_run(self, repo: str, run_id: int) -> bool:
         """True when GitHub accepted the cancel (202); False when the run had already completed (409)."""
-        url = f"{_repo_path(repo)}/actions/runs/{int(run_id)}/cancel"
+        url = f"{repo_path(repo)}/actions/runs/{int(run_id)}/cancel"
         try:
             await self._call(repo, lambda g: self._raw(g, "POST", url))
         except Conflict:
@@ -590,7 +317,7 @@ class PyGithubPort:
             body["external_id"] = external_id
         if started_at is not None:
             body["started_at"] = _iso(started_at)
-        url = f"{_repo_path(repo)}/check-runs"
+        url = f"{repo_path(repo)}/check-runs"
 
         def go(g: github.Github) -> CheckRunRef:
             _, data = self._raw(g, "POST", url, input=body)
@@ -605,7 +332,7 @@ class PyGithubPort:
         body: dict[str, Any] = self._check_fields(conclusion, output, details_url, completed_at)
         if status is not None:
             body["status"] = status
-        url = f"{_repo_path(repo)}/check-runs/{int(check_run_id)}"
+        url = f"{repo_path(repo)}/check-runs/{int(check_run_id)}"
         await self._call(repo, lambda g: self._raw(g, "PATCH", url, input=body))
 
     @staticmethod
@@ -624,7 +351,7 @@ class PyGithubPort:
 
     async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """The UTF-8 text of a file at `ref` (default branch when None), or None when it does not exist."""
-        url = f"{_repo_path(repo)}/contents/{quote(path.lstrip('/'), safe='/')}"
+        url = f"{repo_path(repo)}/contents/{quote(path.lstrip('/'), safe='/')}"
 
         def go(g: github.Github) -> str | None:
             try:
@@ -639,8 +366,8 @@ class PyGithubPort:
             if data.get("encoding") != "base64":
                 raise GitHubError(0, f"{repo}:{path} is too large for the contents API ({data.get('size')} bytes)")
             try:
-                raw = base64.b64decode(str(data.get("content") or ""))
-                return raw.decode("utf-8")
+                content = base64.b64decode(str(data.get("content") or ""))
+                return content.decode("utf-8")
             except (binascii.Error, UnicodeDecodeError) as exc:
                 raise GitHubError(0, f"{repo}:{path} is not UTF-8 text: {exc}") from exc
 
@@ -651,17 +378,12 @@ class PyGithubPort:
 
     async def whoami(self) -> str:
         # Asked once at start-up, outside any repository (so not through `_call`, which needs an installation).
-        loop = asyncio.get_running_loop()
-        try:
-            if self._app is not None:
-                return f"{await loop.run_in_executor(self._executor, self._app.slug)}[bot]"
-            client = self._client(None)
-            data = await loop.run_in_executor(self._executor, lambda: self._raw(client, "GET", "/user")[1])
-            return str(data["login"])
-        except GithubException as exc:
-            raise _typed_error(exc) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServerError(0, f"connection to {self.base_url} failed: {exc}") from exc
+        app = self._t.app
+        if app is not None:
+            return f"{await self._t.outside_repo(app.slug)}[bot]"
+        client = self._t.client(None)
+        data = await self._t.outside_repo(lambda: raw_request(client, "GET", "/user")[1])
+        return str(data["login"])
 
     async def default_branch(self, repo: str) -> str:
         key = repo.lower()
@@ -670,7 +392,7 @@ class PyGithubPort:
             return cached[0]
 
         def go(g: github.Github) -> str:
-            _, data = self._raw(g, "GET", _repo_path(repo))
+            _, data = self._raw(g, "GET", repo_path(repo))
             return str(data["default_branch"])
 
         branch = await self._call(repo, go)
