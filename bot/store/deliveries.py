@@ -12,14 +12,15 @@ from .base import Access, clip_error, non_empty, utc
 from .errors import StoreError
 from .models import DELIVERY_STATES, Delivery, DeliveryState, NewDelivery
 from .schema import deliveries as t
+from .schema import delivery_bodies as b
 
 _MARK_CHUNK = 500  # ids per UPDATE: far below SQLite's bound-parameter limit
 
 
-def _delivery(row: Row[Any]) -> Delivery:
+def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
     m = row._mapping
     return Delivery(id=m["id"], source=m["source"], delivery_id=m["delivery_id"], event=m["event"],
-                    action=m["action"], body=bytes(m["body"]), received_at=m["received_at"],
+                    action=m["action"], body=bytes(m["body"]) if body is None else body, received_at=m["received_at"],
                     state=cast(DeliveryState, m["state"]), attempts=m["attempts"], error=m["error"],
                     updated_at=m["updated_at"])
 
@@ -32,6 +33,7 @@ class DeliveryStore(Access):
         leaves the stored row as it was (`INSERT … ON CONFLICT DO NOTHING`). Each item's `received_at` is kept.
         """
         rows: list[dict[str, Any]] = []
+        bodies: dict[tuple[str, str], bytes] = {}
         first: dict[tuple[str, str], int] = {}
         for i, d in enumerate(batch):
             key = (non_empty(d.source, "delivery source", 200), non_empty(d.delivery_id, "delivery id", 100))
@@ -43,24 +45,27 @@ class DeliveryStore(Access):
                 continue
             first[key] = i
             rows.append({"source": key[0], "delivery_id": key[1], "event": d.event, "action": d.action,
-                         "received_at": received, "body": bytes(d.body), "state": "pending", "attempts": 0,
-                         "error": None, "updated_at": received})
+                         "received_at": received, "state": "pending", "attempts": 0, "error": None,
+                         "updated_at": received})
+            bodies[key] = bytes(d.body)
         if not rows:
             return [False] * len(batch)
         # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") with
         # RETURNING, and only inserted rows come back. (A `.values(rows)` statement would be compiled anew for
         # every batch, which cost more than the database work itself.)
         stmt = (self._insert(t).on_conflict_do_nothing(index_elements=[t.c.source, t.c.delivery_id])
-                .returning(t.c.source, t.c.delivery_id))
+                .returning(t.c.id, t.c.source, t.c.delivery_id))
         async with self._write() as conn:
-            inserted = {(r[0], r[1]) for r in (await conn.execute(stmt, rows)).all()}
+            new = (await conn.execute(stmt, rows)).all()
+            if new:
+                await conn.execute(b.insert(), [{"delivery": r[0], "body": bodies[(r[1], r[2])]} for r in new])
+        inserted = {(r[1], r[2]) for r in new}
         return [first.get((d.source, d.delivery_id)) == i and (d.source, d.delivery_id) in inserted
                 for i, d in enumerate(batch)]
 
     async def get_delivery(self, source: str, delivery_id: str) -> Delivery | None:
         async with self._read() as conn:
-            row = (await conn.execute(
-                select(t).where(t.c.source == source, t.c.delivery_id == delivery_id))).first()
+            row = (await conn.execute(_with_body().where(t.c.source == source, t.c.delivery_id == delivery_id))).first()
         return _delivery(row) if row is not None else None
 
     async def claim_pending(self, limit: int, *, now: datetime) -> list[Delivery]:
@@ -78,7 +83,14 @@ class DeliveryStore(Access):
                 .values(state="processing", attempts=t.c.attempts + 1, updated_at=now).returning(t))
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
-        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
+            found = await self._bodies(conn, [r._mapping["id"] for r in rows])
+        return sorted((_delivery(r, found[r._mapping["id"]]) for r in rows), key=lambda d: d.id)
+
+    async def _bodies(self, conn: Any, ids: list[int]) -> dict[int, bytes]:
+        if not ids:
+            return {}
+        return {r[0]: bytes(r[1]) for r in (await conn.execute(select(b.c.delivery, b.c.body)
+                                                               .where(b.c.delivery.in_(ids)))).all()}
 
     async def mark_delivery(self, id: int, state: DeliveryState, error: str | None = None, *,
                             now: datetime) -> Delivery:
@@ -89,9 +101,10 @@ class DeliveryStore(Access):
                 .values(state=state, error=clip_error(error), updated_at=utc(now)).returning(t))
         async with self._write() as conn:
             row = (await conn.execute(stmt)).first()
-        if row is None:
-            raise StoreError(f"unknown delivery id {id}")
-        return _delivery(row)
+            if row is None:
+                raise StoreError(f"unknown delivery id {id}")
+            found = await self._bodies(conn, [id])
+        return _delivery(row, found.get(id, b""))
 
     async def mark_deliveries(self, ids: Collection[int], state: DeliveryState, error: str | None = None, *,
                               now: datetime) -> int:
@@ -126,7 +139,7 @@ class DeliveryStore(Access):
         A `processing` delivery at start-up was interrupted by the crash; `requeue_processing` moves such rows
         back to pending so `claim_pending` hands them out again.
         """
-        stmt = select(t).where(t.c.state.in_(("pending", "processing"))).order_by(t.c.id)
+        stmt = _with_body().where(t.c.state.in_(("pending", "processing"))).order_by(t.c.id)
         if limit is not None:
             stmt = stmt.limit(limit)
         async with self._read() as conn:
@@ -149,10 +162,16 @@ class DeliveryStore(Access):
         A pruned delivery id is forgotten: a manual redelivery of it after pruning is treated as new, so keep a
         window (days) far longer than anyone redelivers by hand.
         """
-        stmt = delete(t).where(t.c.state.in_(("done", "failed")), t.c.received_at < utc(before, "before"))
+        old = select(t.c.id).where(t.c.state.in_(("done", "failed")), t.c.received_at < utc(before, "before"))
         async with self._write() as conn:
-            result = await conn.execute(stmt)
+            # Bodies first and explicitly: a SQLite connection opened without `PRAGMA foreign_keys` would not cascade.
+            await conn.execute(delete(b).where(b.c.delivery.in_(old)))
+            result = await conn.execute(delete(t).where(t.c.id.in_(old)))
         return int(result.rowcount)
+
+
+def _with_body() -> Any:
+    return select(t, b.c.body).select_from(t.join(b, b.c.delivery == t.c.id))
 
 
 def _listing(ids: Any, most: int = 10) -> str:

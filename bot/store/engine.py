@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -135,6 +139,68 @@ def ensure_wal(path: str, busy_timeout_s: float) -> None:
         delay = min(delay * 2, 0.25)
 
 
+class WalCheckpointer:
+    """Copies a SQLite WAL back into the database file every `interval_s`, on its own connection and thread.
+
+    PASSIVE copies without waiting for (or blocking) the writer. But under steady writes there are always new frames
+    by the time it ends, so SQLite never starts the WAL over and the file would grow without bound
+    (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files): once the WAL holds `restart_frames`, a
+    RESTART follows, which holds writers back only while it copies the few frames PASSIVE left.
+    """
+
+    def __init__(self, path: str, interval_s: float = 0.2, restart_frames: int = 4096) -> None:
+        self._path = path
+        self._interval_s = interval_s
+        self._restart_frames = restart_frames
+        self._no_restart_until = 0.0
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="sqlite-checkpointer")
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
+        if self._conn is None:
+            # mode=rw: never create an empty database where the store's file was removed.
+            # timeout: how long RESTART may wait for the writer and readers, holding writers back meanwhile.
+            self._conn = sqlite3.connect(f"file:{quote(self._path)}?mode=rw", uri=True, isolation_level=None,
+                                         check_same_thread=False, timeout=0.05)
+        _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= self._restart_frames and time.monotonic() >= self._no_restart_until:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if busy:  # a reader holds an old snapshot: leave the writer alone for a while
+                self._no_restart_until = time.monotonic() + 5.0
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval_s)
+                return
+            try:
+                # Shielded: a cancelled await would leave the thread using the connection that stop() closes.
+                await asyncio.shield(asyncio.to_thread(self._checkpoint))
+            except sqlite3.Error as exc:  # busy or locked: the next round tries again
+                log.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with self._lock:  # a checkpoint thread left running by a cancelled task finishes first
+            if self._conn is not None:  # the last connection to close checkpoints what is left
+                self._conn.close()
+                self._conn = None
+
+
 def _sqlite_engine(url: URL, *, busy_timeout_s: float, immediate: bool, pool_size: int, echo: bool) -> AsyncEngine:
     engine = create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=max(busy_timeout_s, 30.0),
@@ -155,7 +221,12 @@ def _sqlite_engine(url: URL, *, busy_timeout_s: float, immediate: bool, pool_siz
             # last transactions, never corrupt the file. FULL would fsync every commit on the webhook hot path.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
-            if not immediate:
+            if immediate:
+                # Checkpoints run beside the writer (`WalCheckpointer`), not inside a commit: a commit that also
+                # copies the WAL into the database and fsyncs it stalls every webhook waiting on that group commit.
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
+                cursor.execute(f"PRAGMA journal_size_limit = {64 << 20}")
+            else:
                 cursor.execute("PRAGMA query_only = ON")
         finally:
             cursor.close()

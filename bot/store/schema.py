@@ -88,7 +88,6 @@ deliveries = Table(
     Column("event", String(100), nullable=False),
     Column("action", String(100), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
-    Column("body", LargeBinary(), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer(), nullable=False),
     Column("error", Text(), nullable=True),
@@ -98,6 +97,15 @@ deliveries = Table(
     CheckConstraint("attempts >= 0", name="attempts"),
     Index(None, "state", "id"),
     Index(None, "received_at"),
+)
+
+# The raw body (often 10-30 KB) in its own table: a delivery's row is updated several times (claimed, done), and a
+# database rewrites the whole row on each update; the body is written once and read once.
+delivery_bodies = Table(
+    "delivery_bodies",
+    metadata,
+    Column("delivery", _ID, ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("body", LargeBinary(), nullable=False),
 )
 
 runs = Table(
@@ -273,5 +281,5 @@ bot_messages = Table(
     PrimaryKeyConstraint("subject", "purpose"),
 )
 
-ALL_TABLES = (deliveries, runs, run_events, result_sets, results, result_subsets, result_questions, grants, outbox,
-              bot_messages)
+ALL_TABLES = (deliveries, delivery_bodies, runs, run_events, result_sets, results, result_subsets, result_questions,
+              grants, outbox, bot_messages)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .base import translate_errors
 from .deliveries import DeliveryStore
-from .engine import Engines, create_engines, ensure_wal, normalize_url, safe_url
+from .engine import Engines, WalCheckpointer, create_engines, ensure_wal, normalize_url, safe_url
 from .errors import SchemaError, StoreError, StoreUnavailable
 from .events import EventStore
 from .grants import GrantStore
@@ -48,6 +48,7 @@ class Store(_Operations):
         self._dialect = engines.dialect
         self._schema = schema
         self.url = url
+        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
     async def open(cls, url: str | os.PathLike[str] | URL, *, schema: str | None = None, migrate: bool = True,
@@ -75,9 +76,15 @@ class Store(_Operations):
         except BaseException:
             await engines.dispose()
             raise
+        if engines.dialect == "sqlite":
+            assert norm.database is not None
+            store._checkpointer = WalCheckpointer(norm.database)
+            store._checkpointer.start()
         return store
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         await self._engines.dispose()
 
     async def __aenter__(self) -> Store:
