@@ -36,6 +36,8 @@ class AgentConfig:
     github_step_summary: Path | None = None
     # An earlier run's output directory (on GitHub: its downloaded artifact); overrides the job's adapter.path.
     adapter_dir: Path | None = None
+    # The workflow run's attempt (--run-attempt): a re-run (attempt > 1) replays a signed job, and is refused.
+    run_attempt: int | None = None
 
     @property
     def swift_exe(self) -> str:

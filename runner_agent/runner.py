@@ -34,6 +34,7 @@ from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
 from .sinks import EventBus, HttpSink, JsonlSink, Sink, TerminalSink
+from .verify_job import expired, replayed
 
 SCRATCH_OWNER = ".tunebot-owner"
 _GIB = 1 << 30
@@ -296,6 +297,13 @@ class Runner:
                 job, problem = None, exc.full_reason()
         if job is None:
             return self._fail_early(text, problem or "malformed job")
+        # A replayed attempt reports to nobody: its callback token belongs to a run that already had its attempt.
+        replay = replayed(cfg.run_attempt)
+        if replay is not None:
+            return self._fail_early(text, replay, report=False)
+        stale = expired(job, self.clock())
+        if stale is not None:
+            return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
         sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
                             cfg.out / EVENTS_FILE)
@@ -336,9 +344,12 @@ class Runner:
             bus.close()
         return code
 
-    def _fail_early(self, text: str, problem: str) -> int:
-        """A run that cannot start (bad job, unusable --out): one `finished: failed`, wherever it can go."""
+    def _fail_early(self, text: str, problem: str, *, report: bool = True) -> int:
+        """A run that cannot start (bad job, unusable --out): one `finished: failed`, wherever it can go (with
+        `report=False`, only to the terminal and --out, never to the job's callback)."""
         run_id, callback = _best_effort_identity(text)
+        if not report:
+            callback = None
         jsonl = None
         if _check_out_dir(self.cfg.out) is None:
             with contextlib.suppress(OSError):

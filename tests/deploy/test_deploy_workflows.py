@@ -245,6 +245,10 @@ def test_commands_the_workflow_calls(run_wf: dict[str, Any]) -> None:
         assert flag in verify
     agent = step_named(run_wf, "run", "Run the agent")["run"]
     assert 'tunebot agent run --job "$RUNNER_TEMP/tunebot/job.json" --out "$RUNNER_TEMP/tunebot/out"' in agent
+    # A re-run replays the signed job: both the signature step and the agent learn which attempt this is.
+    for name, script in (("Verify the job signature", verify), ("Run the agent", agent)):
+        assert step_named(run_wf, "run", name)["env"]["TUNEBOT_RUN_ATTEMPT"] == "${{ github.run_attempt }}"
+        assert '--run-attempt "$TUNEBOT_RUN_ATTEMPT"' in script
     assert '--repo-dir "$TUNEBOT_REPO_DIR"' in agent  # the agent's default (cwd) is RUNNER_TEMP here
     assert run_wf["jobs"]["run"]["env"]["TUNEBOT_REPO_DIR"] == "${{ github.workspace }}/checkout"
     checkout = step_named(run_wf, "run", "Check out the approved commit (as data)")
@@ -408,7 +412,7 @@ def _agent_args(run_wf: dict[str, Any], tmp_path: Path) -> list[str]:
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RUNNER_TEMP/argv"\n', encoding="utf-8")
     fake.chmod(0o755)
     script = step_named(run_wf, "run", "Run the agent")["run"]
-    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_REPO_DIR": str(tmp_path / "checkout"),
+    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_REPO_DIR": str(tmp_path / "checkout"), "TUNEBOT_RUN_ATTEMPT": "1",
            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     result = _bash(script, env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -417,7 +421,7 @@ def _agent_args(run_wf: dict[str, Any], tmp_path: Path) -> list[str]:
 
 def test_agent_gets_the_adapter_dir_only_when_one_was_downloaded(run_wf: dict[str, Any], tmp_path: Path) -> None:
     base = ["agent", "run", "--job", f"{tmp_path}/tunebot/job.json", "--out", f"{tmp_path}/tunebot/out",
-            "--repo-dir", f"{tmp_path}/checkout"]
+            "--repo-dir", f"{tmp_path}/checkout", "--run-attempt", "1"]
     assert _agent_args(run_wf, tmp_path) == base
     (tmp_path / "tunebot" / "adapter-run").mkdir(parents=True)
     assert _agent_args(run_wf, tmp_path) == [*base, "--adapter-dir", f"{tmp_path}/tunebot/adapter-run"]
