@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hub_code import tool_environ
 from .procs import Watchdog
 from .sinks import EventBus
 
@@ -60,6 +61,8 @@ class RunContext:
     # Threads for CPU tools when the caller set none: the tiny model's matrices are so small that a second thread
     # costs more in synchronisation than it saves (measured: 19 s vs 51 s for 20 steps on a busy 2-core runner).
     cpu_threads: int | None = None
+    # The signed job's model.trust_remote_code: without it every tool process refuses hub code (runner_agent/hub_code).
+    trust_remote_code: bool = False
 
     @property
     def cache(self) -> Path:
@@ -101,4 +104,4 @@ class RunContext:
                 env["MODELSCOPE_ENDPOINT"] = self.config.endpoint
         if extra:
             env.update(extra)
-        return env
+        return tool_environ(env, allowed=self.trust_remote_code)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from commands.args import revision_problem
 from commands.jobspec import ModelRef
 
 from . import tiny_model
@@ -83,8 +84,11 @@ def _check_ids(model: ModelRef) -> None:
     for label, value in (("model_type", model.model_type), ("template", model.template)):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", value):
             raise AgentError(f"model {model.name!r}: {label} {value!r} is not a valid ms-swift name")
-    if model.revision is not None and not _SAFE_REV.fullmatch(model.revision):
-        raise AgentError(f"model {model.name!r}: revision {model.revision!r} is not a valid revision name")
+    if model.revision is not None:
+        # The bot refuses these already; a runner checks again what it is about to fetch (no `refs/pr/…`).
+        problem = revision_problem(model.revision) if _SAFE_REV.fullmatch(model.revision) else "not a revision name"
+        if problem is not None:
+            raise AgentError(f"model {model.name!r}: revision {model.revision!r}: {problem}")
 
 
 def _builtin(ctx: RunContext, model: ModelRef) -> ResolvedModel:

@@ -323,7 +323,8 @@ class Runner:
                     with scratch_space(cfg.cache / "scratch", job.run_id) as scratch:
                         logs = cfg.out / "logs"
                         logs.mkdir(parents=True, exist_ok=True)
-                        ctx = RunContext(cfg, bus, watchdog, scratch, logs)
+                        ctx = RunContext(cfg, bus, watchdog, scratch, logs,
+                                         trust_remote_code=job.model.trust_remote_code)
                         if job.model.source == "builtin" and not gpu_available(cfg.base_env):
                             ctx.cpu_threads = 1
                         status, reason = self._execute(ctx, job, state, t0)
@@ -415,6 +416,8 @@ class Runner:
         # 2. The base model.
         ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}")
         model = models.acquire(ctx, job.model)
+        if model.revision != job.model.revision and model.source in ("huggingface", "modelscope"):
+            ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}: {model.repo} @ {model.revision}")
         state.manifest["model"] = {**model.to_manifest(), "model_type": job.model.model_type,
                                    "template": job.model.template}
 
@@ -453,12 +456,15 @@ class Runner:
                 state.manifest["eval_wall_s"] = round(outcome.wall_s, 2)
                 for name, res in sorted(outcome.results.items()):
                     # The bot compares runs question by question: it needs the counts and the paired outcomes.
-                    extra: dict[str, Any] = {}
+                    # The model as fetched: the hub commit its revision resolved to (a branch or tag moves).
+                    extra: dict[str, Any] = {"manifest": {"model": {
+                        "id": model.repo, "source": model.source, "requested": job.model.revision,
+                        "revision": model.revision}}}
                     bench_plan = next(p for p in plans if p.spec.name == name)
                     if bench_plan.spec.data_dir is not None:
                         # The repository's questions: the bot keys the result on the commit, and learns here which
                         # file contents that commit held.
-                        extra["manifest"] = {"benchmark_data": {name: _bench_manifest(bench_plan)}}
+                        extra["manifest"]["benchmark_data"] = {name: _bench_manifest(bench_plan)}
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)
