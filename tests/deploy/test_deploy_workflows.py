@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -518,9 +519,33 @@ def test_leaderboard_posts_after_all_models_even_if_some_failed(board_wf: dict[s
 
 def test_leaderboard_commands(board_wf: dict[str, Any]) -> None:
     spec = step_named(board_wf, "evaluate", "Write the job spec")["run"]
-    assert 'tunebot parse --emit-job "$RUNNER_TEMP/tunebot/job.json"' in spec
+    assert 'tunebot parse --policy "$RUNNER_TEMP/tunebot/policy.yml" --emit-job "$RUNNER_TEMP/tunebot/job.json"' \
+        in spec
     assert '"/eval $TUNEBOT_BENCHMARKS model=$TUNEBOT_MODEL"' in spec  # the /eval grammar: benchmarks, then model=
     evaluate = step_named(board_wf, "evaluate", "Evaluate")["run"]
     assert 'tunebot agent run --job "$RUNNER_TEMP/tunebot/job.json" --out "$RUNNER_TEMP/tunebot/out"' in evaluate
     post = step_named(board_wf, "post", "Post the ranking")["run"]
     assert 'tunebot runs leaderboard --post --results "$RUNNER_TEMP/tunebot/results"' in post
+
+
+@pytest.mark.parametrize("model", ["glm4-9b-chat", "qwen2.5-7b-instruct"])
+def test_leaderboard_runs_hub_code_only_for_the_presets_it_names(board_wf: dict[str, Any], tmp_path: Path,
+                                                                 model: str) -> None:
+    """The real `tunebot parse` behind the step: hub code only where the workflow opts in, like .tunebot.yml."""
+    script = step_named(board_wf, "evaluate", "Write the job spec")["run"]
+    trusted = board_wf["env"]["TUNEBOT_TRUST_REMOTE_CODE"].split()
+    catalog = load_catalog()
+    matrix = board_wf["jobs"]["evaluate"]["strategy"]["matrix"]["model"]
+    assert sorted(trusted) == sorted(m for m in matrix if catalog.models[m].trust_remote_code)
+    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_MODEL": model, "TUNEBOT_BENCHMARKS": "cmmlu",
+           "GITHUB_RUN_ID": "1", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_SHA": "0" * 40, "GITHUB_REPOSITORY": "o/r",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    ok = _bash(script, {**env, "TUNEBOT_TRUST_REMOTE_CODE": " ".join(trusted)}, tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    job = json.loads((tmp_path / "tunebot" / "job.json").read_text(encoding="utf-8"))
+    assert job["model"]["trust_remote_code"] is catalog.models[model].trust_remote_code
+    refused = _bash(script, {**env, "TUNEBOT_TRUST_REMOTE_CODE": ""}, tmp_path)
+    if catalog.models[model].trust_remote_code:
+        assert refused.returncode != 0 and "models.trust_remote_code" in refused.stdout + refused.stderr
+    else:
+        assert refused.returncode == 0, refused.stdout + refused.stderr
