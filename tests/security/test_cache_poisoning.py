@@ -61,3 +61,45 @@ def test_a_poisoned_cache_entry_is_detected_on_reuse(tmp_path: Path, how: str) -
         assert not (snapshot / "evil.py").exists()
         assert list(snapshot.parent.glob(f"{snapshot.name}.changed-*")), "the changed copy is kept for inspection"
         assert _fetch(job, cache, "--offline").returncode == 0
+
+
+def _bench_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    from configs import BENCH_DATA_DIR
+
+    root = tmp_path / "benchmarks"
+    shutil.copytree(BENCH_DATA_DIR, root)
+    return root
+
+
+def test_a_poisoned_converted_pack_is_rewritten_from_its_sources(tmp_path: Path) -> None:
+    from runner_agent import packs
+
+    root, cache = _bench_copy(tmp_path), tmp_path / "packs"
+    first = packs.convert(root, "cmmlu", cache)
+    converted = [first.path / "test.jsonl"]
+    clean = converted[0].read_text(encoding="utf-8")
+    # Another job flips the answers of the cached conversion every later evaluation reads.
+    converted[0].write_text(clean.replace('"answer": "(B)"', '"answer": "(C)"'), encoding="utf-8")
+    assert converted[0].read_text(encoding="utf-8") != clean
+    again = packs.convert(root, "cmmlu", cache)
+    assert again.path == first.path and converted[0].read_text(encoding="utf-8") == clean
+    assert list(cache.glob(f"{first.path.name}.changed-*")), "the changed copy is kept for inspection"
+
+
+def test_pack_sources_that_differ_from_the_jobs_content_hash_are_refused(tmp_path: Path) -> None:
+    from commands.packs import pack_content_hash, subject_files
+    from runner_agent import packs
+    from runner_agent.errors import AgentError
+    from runner_agent.report import sha256_file
+
+    root = _bench_copy(tmp_path)
+    subjects = ("agronomy",)
+    files = [rel for s in subjects for rel in subject_files("cmmlu", s)]
+    expected = pack_content_hash("cmmlu", {rel: sha256_file(root / rel) for rel in files})
+    packs.verify_pack_content("cmmlu", root, subjects, expected)  # the bot's copy and the runner's agree
+    test_file = root / files[-1]
+    test_file.write_text(test_file.read_text(encoding="utf-8").replace(",A\n", ",B\n"), encoding="utf-8")
+    with pytest.raises(AgentError, match=r"hash to .* but the job was planned for"):
+        packs.verify_pack_content("cmmlu", root, subjects, expected)
