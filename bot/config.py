@@ -64,6 +64,9 @@ class Config:
     workflow_file: str = "tunebot-run.yml"
     # Signs the job spec that travels through workflow_dispatch; runners hold the same key.
     job_signing_key: Secret = field(default_factory=lambda: Secret(""))
+    # A signed job carries `not_after` = dispatch time + this; runners refuse it later (a leaked or replayed job
+    # is not valid forever). Long enough for a job to wait for a free GPU runner.
+    job_ttl_s: float = 24 * 3600.0
     database_url: str = "sqlite:///tunebot.db"
     public_url: str = "http://127.0.0.1:3000"
     host: str = "0.0.0.0"
@@ -115,6 +118,8 @@ class Config:
             out.append(f"PORT must be 1-65535, got {self.port}")
         if self.read_timeout_s <= 0 or self.keepalive_timeout_s <= 0:
             out.append("TUNEBOT_READ_TIMEOUT_S and TUNEBOT_KEEPALIVE_TIMEOUT_S must be positive numbers of seconds")
+        if self.job_ttl_s <= 0:
+            out.append(f"TUNEBOT_JOB_TTL_S must be a positive number of seconds, got {self.job_ttl_s:g}")
         if self.max_connections < 1:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
@@ -144,6 +149,7 @@ _ENV: dict[str, str] = {
     "TUNEBOT_BOT_LOGIN": "bot_login",
     "TUNEBOT_WORKFLOW": "workflow_file",
     "TUNEBOT_JOB_SIGNING_KEY": "job_signing_key",
+    "TUNEBOT_JOB_TTL_S": "job_ttl_s",
     "TUNEBOT_DATABASE_URL": "database_url",
     "TUNEBOT_PUBLIC_URL": "public_url",
     "HOST": "host",
@@ -172,7 +178,7 @@ _FILE_ENV: dict[str, str] = {
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes", "max_connections"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
-           "read_timeout_s", "keepalive_timeout_s"}
+           "read_timeout_s", "keepalive_timeout_s", "job_ttl_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -112,7 +112,9 @@ class Jobs:
         """Queue the workflow dispatch, the sticky run card and the check run (all through the outbox)."""
         config = self.core.config
         callback = f"{config.public_url.rstrip('/')}/api/runs/{run.run_id}/events"
-        job = replace(job, callback=Callback(url=callback, token=run.run_token))
+        # not_after: runners refuse the signed job after the configured TTL (it must not be replayable forever).
+        job = replace(job, callback=Callback(url=callback, token=run.run_token),
+                      not_after=round(self.core.now().timestamp() + config.job_ttl_s, 3))
         job_json = job_to_json(job)
         # The inputs of deploy/github/tunebot-run.yml; RUN_NAME_INPUT (run_id) also names the workflow run.
         inputs = {

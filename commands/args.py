@@ -15,7 +15,7 @@ from typing import Literal
 
 from .values import ArgValue, quote_user
 
-ArgKind = Literal["int", "float", "bool", "choice", "name", "names", "run", "ref"]
+ArgKind = Literal["int", "float", "bool", "choice", "name", "names", "run", "ref", "revision"]
 
 _INT = re.compile(r"^[+-]?\d{1,15}$")
 _FLOAT = re.compile(r"^[+-]?(?:\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})(?:[eE][+-]?\d{1,3})?$")
@@ -25,7 +25,25 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Git refs and SHAs as /compare accepts them (a subset of git-check-ref-format: no `..`, no leading `-`).
 REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
+# A model's hub revision: a full commit SHA, a tag or a branch name. Never a ref outside the branches and tags:
+# `refs/pr/7` is a hub pull request that anyone can open, so its weights (and code) were never reviewed.
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = ("true", "yes", "on", "1")
+
+
+def revision_problem(text: str) -> str | None:
+    """Why `text` is not an acceptable model revision (None when it is a commit SHA, tag or branch name)."""
+    if _COMMIT.match(text):
+        return None
+    if text.lower().startswith("refs/"):
+        hint = " (a pull request on the hub: anyone can open one, and its files were never reviewed)" \
+            if text.lower().startswith("refs/pr/") else ""
+        return (f"`revision` takes a commit SHA, a tag or a branch name of the model's hub repository, not the ref "
+                f"{quote_user(text)}{hint}")
+    if not REF.match(text) or ".." in text or "//" in text or text.endswith((".lock", "/", ".")):
+        return f"{quote_user(text)} is not a commit SHA, tag or branch name"
+    return None
+
 _FALSE = ("false", "no", "off", "0")
 
 
@@ -92,6 +110,11 @@ class ArgSpec:
             if REF.match(text) and ".." not in text and not text.endswith((".lock", "/", ".")):
                 return text
             raise ArgError(f"{quote_user(text)} is not a branch, tag, commit or run id")
+        if self.kind == "revision":
+            problem = revision_problem(text)
+            if problem is not None:
+                raise ArgError(problem)
+            return text
         if self.kind == "names":
             return split_names(text, self.name)
         if not NAME.match(text):

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
 
+from .args import revision_problem
+
 JOB_SPEC_VERSION = 1
 
 JobKind = Literal["train", "eval", "train+eval"]
@@ -280,6 +282,10 @@ def validate_job(job: JobSpec) -> None:
             raise SpecError(f"tuner: required for kind {job.kind!r}")
         if not job.datasets:
             raise SpecError(f"datasets: kind {job.kind!r} needs at least one training dataset")
+    if job.model.revision is not None:
+        problem = revision_problem(job.model.revision)
+        if problem is not None:
+            raise SpecError(f"model.revision: {problem}")
     if job.evaluates and not job.benchmarks:
         raise SpecError(f"benchmarks: kind {job.kind!r} needs at least one benchmark")
     if job.adapter is not None and job.trains:

@@ -148,6 +148,11 @@ def _model_identity(model: ModelRef, preset: ModelPreset) -> dict[str, Any]:
 
 def _model(command: Command, policy: Policy, catalog: Catalog, name: str) -> tuple[ModelRef, ModelPreset]:
     preset = catalog.models[name]
+    # Every job's model passes here (named, the repository default, an adapter's base): hub code runs only for
+    # presets that need it and that the policy opted in to.
+    problem = policy.remote_code_problem(preset)
+    if problem is not None:
+        raise PlanError(problem)
     hub = command.args.get("hub") or policy.hub
     revision = command.args.get("revision")
     return model_ref(preset, str(hub), revision if isinstance(revision, str) else None), preset

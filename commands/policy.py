@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from .args import did_you_mean
-from .catalog import Catalog, DatasetEntry
+from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
 from .safeyaml import Document, Path, YamlError, load
 
@@ -64,6 +64,9 @@ class Notify:
 class Policy:
     language: Language = "en"
     allowed_models: tuple[str, ...] = ()  # empty: every preset in the catalog
+    # Presets whose hub code (`trust_remote_code`) this repository agrees to run; empty by default: such a preset
+    # executes Python files from its hub repository on the GPU runner when it is loaded.
+    trust_remote_code: tuple[str, ...] = ()
     default_model: str | None = None
     hub: Hub = "modelscope"
     default_benchmarks: tuple[str, ...] = ()
@@ -83,6 +86,14 @@ class Policy:
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
+
+    def remote_code_problem(self, preset: ModelPreset) -> str | None:
+        """Why `preset` may not be loaded here (None when it needs no hub code, or the policy opted in to it)."""
+        if not preset.trust_remote_code or preset.name in self.trust_remote_code:
+            return None
+        return (f"model `{preset.name}` runs Python code from its hub repository when it is loaded "
+                f"(`trust_remote_code`), and this repository's policy does not allow that; if you trust that code, "
+                f"add `{preset.name}` to `models.trust_remote_code` in .tunebot.yml")
 
     def datasets(self, catalog: Catalog) -> dict[str, DatasetEntry]:
         """The registry this repository may train on: the catalog's plus the policy's own hub datasets."""
@@ -116,7 +127,7 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "version": None,
     "language": None,
     "hub": None,
-    "models": ("allowed", "default"),
+    "models": ("allowed", "default", "trust_remote_code"),
     "benchmarks": ("default",),
     "datasets": ("dir", "default", "hub"),
     "permissions": ("train", "eval", "approve", "approval_ttl_hours"),
@@ -184,6 +195,11 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
         if kw.get("allowed_models") and default not in kw["allowed_models"]:
             raise _Invalid(("models", "default"), f"default model `{default}` is not in `models.allowed`")
         kw["default_model"] = default
+    if "trust_remote_code" in models:
+        kw["trust_remote_code"] = _names(models["trust_remote_code"], ("models", "trust_remote_code"))
+        if catalog is not None:
+            for i, name in enumerate(kw["trust_remote_code"]):
+                _known(name, catalog.models, ("models", "trust_remote_code", i), "model preset")
     benchmarks = _section(raw, "benchmarks")
     if "default" in benchmarks:
         kw["default_benchmarks"] = _names(benchmarks["default"], ("benchmarks", "default"))
@@ -379,7 +395,8 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         "version": 1,
         "language": policy.language,
         "hub": policy.hub,
-        "models": {"allowed": list(policy.allowed_models), "default": policy.default_model},
+        "models": {"allowed": list(policy.allowed_models), "default": policy.default_model,
+                   "trust_remote_code": list(policy.trust_remote_code)},
         "benchmarks": {"default": list(policy.default_benchmarks)},
         "datasets": {
             "dir": policy.dataset_dir,

@@ -2,6 +2,7 @@
 
     tunebot agent run --job JOB.json --out DIR [--cache DIR] [--bench-data DIR] [--repo-dir DIR] [--offline]
                       [--hub modelscope|huggingface] [--endpoint URL] [--quiet] [--adapter-dir DIR]
+                      [--run-attempt N]
     tunebot agent fetch --job JOB.json [--cache DIR] [--offline] [--hub ...] [--endpoint URL]
 
 Exit codes: 0 succeeded, 1 failed (the `finished` event says why), 2 bad command line,
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--adapter-dir", type=Path,
                      help="an earlier run's output directory (DIR/adapter/...), e.g. its downloaded artifact; "
                           "overrides the job's adapter.path")
+    # A flag, not the ambient GITHUB_RUN_ATTEMPT: the workflow says which attempt this is; a test suite re-run in
+    # CI must not make every agent it starts refuse its job.
+    run.add_argument("--run-attempt", type=int, help="the workflow run's attempt; any after the first is refused "
+                                                     "(an Actions re-run replays the signed job)")
     run.add_argument("--min-free-gb", type=float, help="refuse to start with less free disk than this")
     run.add_argument("--callback-deadline", type=float, help="seconds to keep retrying the final callback event")
     run.add_argument("--heartbeat", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -130,6 +135,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
         grace_s=float(getattr(args, "grace", 10.0)),
         github_step_summary=Path(summary) if summary else None,
         adapter_dir=adapter_dir.expanduser().resolve() if adapter_dir else None,
+        run_attempt=getattr(args, "run_attempt", None),
     )
     return cfg, notes
 

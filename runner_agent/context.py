@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hub_code import tool_environ
 from .procs import Watchdog
 from .sinks import EventBus
 
@@ -36,6 +37,8 @@ class AgentConfig:
     github_step_summary: Path | None = None
     # An earlier run's output directory (on GitHub: its downloaded artifact); overrides the job's adapter.path.
     adapter_dir: Path | None = None
+    # The workflow run's attempt (--run-attempt): a re-run (attempt > 1) replays a signed job, and is refused.
+    run_attempt: int | None = None
 
     @property
     def swift_exe(self) -> str:
@@ -58,6 +61,8 @@ class RunContext:
     # Threads for CPU tools when the caller set none: the tiny model's matrices are so small that a second thread
     # costs more in synchronisation than it saves (measured: 19 s vs 51 s for 20 steps on a busy 2-core runner).
     cpu_threads: int | None = None
+    # The signed job's model.trust_remote_code: without it every tool process refuses hub code (runner_agent/hub_code).
+    trust_remote_code: bool = False
 
     @property
     def cache(self) -> Path:
@@ -99,4 +104,4 @@ class RunContext:
                 env["MODELSCOPE_ENDPOINT"] = self.config.endpoint
         if extra:
             env.update(extra)
-        return env
+        return tool_environ(env, allowed=self.trust_remote_code)

@@ -114,6 +114,7 @@ def plan(
         pack = None
         if local:
             assert bench_data is not None
+            packs.verify_pack_content(name, bench_data, subsets, spec.content_hash)
             pack = packs.convert(bench_data, name, pack_cache)
             packs.check_subjects(pack, subsets, spec.few_shot)
         elif offline:

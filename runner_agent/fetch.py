@@ -236,11 +236,46 @@ def _verify(path: Path, f: RemoteFile) -> str | None:
     return None
 
 
+def snapshot_problem(snapshot: Path, files: list[RemoteFile]) -> str | None:
+    """Why the snapshot directory is not exactly `files` (None when it is): every file present with the recorded
+    size and hash, no symlinks, and nothing else (an added `*.py` would be imported by a model's auto_map)."""
+    expected = {f.path: f for f in files}
+    present: set[str] = set()
+    for item in snapshot.rglob("*"):
+        rel = item.relative_to(snapshot).as_posix()
+        if item.is_symlink():
+            return f"{rel} is a symlink"
+        if item.is_file() and rel != COMPLETE:
+            present.add(rel)
+    extra = sorted(present - set(expected))
+    if extra:
+        return f"unexpected file(s) {', '.join(extra[:3])}"
+    missing = sorted(set(expected) - present)
+    if missing:
+        return f"missing file(s) {', '.join(missing[:3])}"
+    for path, f in sorted(expected.items()):
+        problem = _verify(snapshot / path, f)
+        if problem is not None:
+            return f"{path}: {problem}"
+    return None
+
+
+def recorded_files(snapshot: Path) -> list[RemoteFile] | None:
+    """The files (with sizes and hashes) recorded when the snapshot was fetched, or None when there is no record."""
+    try:
+        manifest = json.loads((snapshot / COMPLETE).read_text(encoding="utf-8"))
+        return [RemoteFile(str(e["path"]), int(e["size"]), sha256=e.get("sha256"), git_oid=e.get("git_oid"))
+                for e in manifest["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def download_file(client: Client, repo: str, revision: str, f: RemoteFile, snapshot: Path, partial: Path,
                   progress: Progress) -> int:
     """Fetch one file into the snapshot, resuming what an earlier try left in `partial`; returns bytes fetched."""
     dest = snapshot / f.path
-    if dest.is_file() and dest.stat().st_size == f.size:
+    # A file already in place counts only if it hashes to what the hub says (same size is not the same content).
+    if dest.is_file() and not dest.is_symlink() and _verify(dest, f) is None:
         progress.add(f.size)
         return 0
     part = partial / f.path
@@ -304,7 +339,14 @@ def fetch(client: Client, repo: str, revision: str | None, store: Path) -> tuple
         raise FetchError("not_found", f"{repo}@{resolved} has no config.json: not a transformers model repository")
     snapshot = store / repo.replace("/", "--") / resolved.replace("/", "--")
     if (snapshot / COMPLETE).is_file():
-        return snapshot, resolved
+        problem = snapshot_problem(snapshot, wanted)
+        if problem is None:
+            return snapshot, resolved
+        # Changed since it was fetched: set it aside (for whoever investigates) and fetch a clean copy.
+        aside = snapshot.with_name(f"{snapshot.name}.changed-{int(time.time())}")
+        os.replace(snapshot, aside)
+        _say({"event": "warning", "message": f"{repo}@{resolved}: the cached snapshot was changed after it was "
+                                             f"fetched ({problem}); moved to {aside}, fetching it again"})
     partial = snapshot.with_name(snapshot.name + ".partial")
     progress = Progress(sum(f.size for f in wanted))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:

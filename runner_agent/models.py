@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from commands.args import revision_problem
 from commands.jobspec import ModelRef
 
 from . import tiny_model
 from .context import RunContext
 from .errors import AgentError
-from .fetch import COMPLETE
+from .fetch import COMPLETE, recorded_files, snapshot_problem
 from .procs import Supervised, describe_exit, headline, run_supervised
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
@@ -83,8 +84,11 @@ def _check_ids(model: ModelRef) -> None:
     for label, value in (("model_type", model.model_type), ("template", model.template)):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", value):
             raise AgentError(f"model {model.name!r}: {label} {value!r} is not a valid ms-swift name")
-    if model.revision is not None and not _SAFE_REV.fullmatch(model.revision):
-        raise AgentError(f"model {model.name!r}: revision {model.revision!r} is not a valid revision name")
+    if model.revision is not None:
+        # The bot refuses these already; a runner checks again what it is about to fetch (no `refs/pr/…`).
+        problem = revision_problem(model.revision) if _SAFE_REV.fullmatch(model.revision) else "not a revision name"
+        if problem is not None:
+            raise AgentError(f"model {model.name!r}: revision {model.revision!r}: {problem}")
 
 
 def _builtin(ctx: RunContext, model: ModelRef) -> ResolvedModel:
@@ -134,14 +138,15 @@ def _hub(ctx: RunContext, model: ModelRef) -> ResolvedModel:
     if not _SAFE_ID.fullmatch(repo):
         raise AgentError(f"model {model.name!r}: {repo!r} is not a valid {hub} repository id")
     index = _index_path(ctx, hub, repo, model.revision)
-    recorded = _read_index(index)
-    if recorded is not None:
-        return ResolvedModel(model.name, hub, repo, str(recorded["revision"]), Path(str(recorded["path"])))
     store = ctx.cache / "models" / hub
     where = f"{hub}: {repo}" + (f"@{model.revision}" if model.revision else "")
+    recorded = _verified_index(ctx, index, store, where)
+    if recorded is not None:
+        return ResolvedModel(model.name, hub, repo, str(recorded["revision"]), Path(str(recorded["path"])))
     if ctx.config.offline:
         snapshot = _complete_snapshot(store, repo, model.revision)
         if snapshot is not None:
+            _check_snapshot(snapshot, where)
             return ResolvedModel(model.name, hub, repo, snapshot.name, snapshot)
         raise AgentError(
             f"model {model.name!r} ({where}) is not in the cache at {store} and the agent is offline; "
@@ -172,11 +177,13 @@ def _hub(ctx: RunContext, model: ModelRef) -> ResolvedModel:
                 last_emit[0] = now
                 # Progress in MiB: integers the bot can show without knowing about bytes.
                 ctx.bus.emit("progress", phase="download", step=done >> 20, total=max(total >> 20, 1))
+        elif msg.get("event") == "warning":
+            ctx.bus.emit("phase", phase="download", detail=str(msg.get("message", ""))[:500])
         elif msg.get("event") in ("done", "error"):
             state.update(msg)
 
     with _locked(ctx.cache / "models" / "locks" / f"{hub}--{repo.replace('/', '--')}.lock"):
-        recorded = _read_index(index)
+        recorded = _verified_index(ctx, index, store, where)
         if recorded is not None:
             return ResolvedModel(model.name, hub, repo, str(recorded["revision"]), Path(str(recorded["path"])))
         proc = Supervised(argv, env=ctx.tool_env(offline=False), log_path=ctx.logs / "fetch.log", on_line=on_line)
@@ -199,6 +206,42 @@ def _hub(ctx: RunContext, model: ModelRef) -> ResolvedModel:
         _write_index(index, {"hub": hub, "repo": repo, "requested": model.revision, "revision": revision,
                              "path": str(path)})
         return ResolvedModel(model.name, hub, repo, revision, path, int(state.get("bytes", 0) or 0))
+
+
+def _check_snapshot(snapshot: Path, where: str) -> None:
+    """Refuse a cached snapshot whose files are not the ones recorded when it was fetched (a poisoned cache entry:
+    every runner shares the cache, so one job could otherwise change the weights or code every later job loads)."""
+    files = recorded_files(snapshot)
+    problem = "its fetch record is missing or unreadable" if files is None else snapshot_problem(snapshot, files)
+    if problem is not None:
+        raise AgentError(
+            f"the cached snapshot of {where} at {snapshot} was changed after it was fetched ({problem}); refusing "
+            f"to use it. Remove it (or fetch it again with network access) and treat this cache as tampered with"
+        )
+
+
+def _verified_index(ctx: RunContext, index: Path, store: Path, where: str) -> dict[str, object] | None:
+    """The index entry for a fetched snapshot, checked file by file against its fetch record; offline a changed
+    snapshot is an error, online it is set aside (index removed) so that the fetch below downloads a clean copy."""
+    recorded = _read_index(index)
+    if recorded is None:
+        return None
+    path = Path(str(recorded["path"]))
+    try:
+        inside = path.resolve().is_relative_to(store.resolve())
+    except OSError:
+        inside = False
+    try:
+        if not inside:
+            raise AgentError(f"the model index for {where} points outside the cache ({path}); refusing to use it")
+        _check_snapshot(path, where)
+    except AgentError as exc:
+        if ctx.config.offline:
+            raise
+        ctx.bus.emit("phase", phase="download", detail=f"{exc.reason[:400]}; fetching it again")
+        index.unlink(missing_ok=True)
+        return None
+    return recorded
 
 
 def _complete_snapshot(store: Path, repo: str, revision: str | None) -> Path | None:

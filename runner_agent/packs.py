@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,10 +259,48 @@ def load_rows(root: Path, benchmark: str) -> dict[str, dict[str, tuple[McqRow, .
     return out
 
 
-def _write_once(target: Path, files: Mapping[str, str], digest: str) -> None:
-    """Write a converted pack into `target` unless a complete one is there; never modify a finished one."""
-    if (target / ".complete").is_file():
+def verify_pack_content(benchmark: str, root: Path, subjects: Sequence[str], expected: str | None) -> None:
+    """Refuse a file pack (CMMLU, C-Eval under `root`) whose question files for `subjects` do not hash to the job's
+    `content_hash` (commands.packs.pack_content_hash): the bot keyed the result on its own copy of those files, and
+    the pack directory is shared by every job on the runner. No hash in the job: nothing to check."""
+    if expected is None:
         return
+    from commands.packs import pack_content_hash, subject_files
+
+    digests: dict[str, str | None] = {}
+    for subject in subjects:
+        for rel in subject_files(benchmark, subject):
+            path = root / rel
+            digests[rel] = sha256_file(path) if path.is_file() else None
+    actual = pack_content_hash(benchmark, digests)
+    if actual != expected:
+        raise AgentError(f"benchmark {benchmark!r}: the question files under {root / benchmark} hash to {actual}, "
+                         f"but the job was planned for {expected}; this runner's copy of the pack differs from the "
+                         f"bot's (changed, or another release): refusing to score other questions under its key")
+
+
+def _matches(target: Path, files: Mapping[str, str], digest: str) -> bool:
+    """Whether a finished conversion holds exactly `files` (no more, no less, same text) for `digest`."""
+    try:
+        if (target / ".complete").read_text(encoding="utf-8").strip() != digest:
+            return False
+        present = {p.relative_to(target).as_posix() for p in target.rglob("*")
+                   if p.is_file() or p.is_symlink()} - {".complete"}
+        if present != set(files) or any((target / rel).is_symlink() for rel in present):
+            return False
+        return all((target / rel).read_text(encoding="utf-8") == text for rel, text in files.items())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_once(target: Path, files: Mapping[str, str], digest: str) -> None:
+    """Write a converted pack into `target` unless an identical one is there. The converted packs live in the cache
+    every job shares: one that differs from what its sources convert to was changed, and is set aside and rewritten
+    rather than evaluated."""
+    if (target / ".complete").is_file():
+        if _matches(target, files, digest):
+            return
+        os.replace(target, target.with_name(f"{target.name}.changed-{os.getpid()}-{int(time.time())}"))
     cache = target.parent
     tmp = cache / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -286,8 +325,7 @@ def convert(root: Path, benchmark: str, cache: Path) -> ConvertedPack:
     rows = load_rows(root, benchmark)
     digest = source_hash(root, benchmark)
     target = cache / f"{benchmark}-{digest[:16]}"
-    if not (target / ".complete").is_file():
-        _write_once(target, _cmmlu_files(rows) if benchmark == "cmmlu" else _ceval_files(rows), digest)
+    _write_once(target, _cmmlu_files(rows) if benchmark == "cmmlu" else _ceval_files(rows), digest)
     return ConvertedPack(benchmark=benchmark, path=target, source=root / benchmark, sha256=digest, rows=rows)
 
 
@@ -295,16 +333,15 @@ def convert_repo_mcq(source: Path, subsets: Mapping[str, Sequence[McqRow]], file
                      digest: str, cache: Path) -> ConvertedPack:
     """A repository's checked questions in EvalScope's `general_mcq` layout; `digest` is their files' content hash."""
     target = cache / f"general_mcq-v{CONVERTER_VERSION}-{digest[:16]}"
-    if not (target / ".complete").is_file():
-        out = {
-            f"{subset}_val.jsonl": _jsonl(
-                {"id": r.row_id, "question": r.question, **dict(zip(LETTERS_ALL, r.choices, strict=False)),
-                 "answer": r.answer}
-                for r in rows
-            )
-            for subset, rows in subsets.items()
-        }
-        _write_once(target, out, digest)
+    out = {
+        f"{subset}_val.jsonl": _jsonl(
+            {"id": r.row_id, "question": r.question, **dict(zip(LETTERS_ALL, r.choices, strict=False)),
+             "answer": r.answer}
+            for r in rows
+        )
+        for subset, rows in subsets.items()
+    }
+    _write_once(target, out, digest)
     return ConvertedPack(benchmark="general_mcq", path=target, source=source, sha256=digest,
                          rows={"val": {k: tuple(v) for k, v in subsets.items()}}, files=tuple(files))
 

@@ -34,6 +34,7 @@ from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
 from .sinks import EventBus, HttpSink, JsonlSink, Sink, TerminalSink
+from .verify_job import expired, replayed
 
 SCRATCH_OWNER = ".tunebot-owner"
 _GIB = 1 << 30
@@ -296,6 +297,13 @@ class Runner:
                 job, problem = None, exc.full_reason()
         if job is None:
             return self._fail_early(text, problem or "malformed job")
+        # A replayed attempt reports to nobody: its callback token belongs to a run that already had its attempt.
+        replay = replayed(cfg.run_attempt)
+        if replay is not None:
+            return self._fail_early(text, replay, report=False)
+        stale = expired(job, self.clock())
+        if stale is not None:
+            return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
         sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
                             cfg.out / EVENTS_FILE)
@@ -315,7 +323,8 @@ class Runner:
                     with scratch_space(cfg.cache / "scratch", job.run_id) as scratch:
                         logs = cfg.out / "logs"
                         logs.mkdir(parents=True, exist_ok=True)
-                        ctx = RunContext(cfg, bus, watchdog, scratch, logs)
+                        ctx = RunContext(cfg, bus, watchdog, scratch, logs,
+                                         trust_remote_code=job.model.trust_remote_code)
                         if job.model.source == "builtin" and not gpu_available(cfg.base_env):
                             ctx.cpu_threads = 1
                         status, reason = self._execute(ctx, job, state, t0)
@@ -336,9 +345,12 @@ class Runner:
             bus.close()
         return code
 
-    def _fail_early(self, text: str, problem: str) -> int:
-        """A run that cannot start (bad job, unusable --out): one `finished: failed`, wherever it can go."""
+    def _fail_early(self, text: str, problem: str, *, report: bool = True) -> int:
+        """A run that cannot start (bad job, unusable --out): one `finished: failed`, wherever it can go (with
+        `report=False`, only to the terminal and --out, never to the job's callback)."""
         run_id, callback = _best_effort_identity(text)
+        if not report:
+            callback = None
         jsonl = None
         if _check_out_dir(self.cfg.out) is None:
             with contextlib.suppress(OSError):
@@ -404,6 +416,8 @@ class Runner:
         # 2. The base model.
         ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}")
         model = models.acquire(ctx, job.model)
+        if model.revision != job.model.revision and model.source in ("huggingface", "modelscope"):
+            ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}: {model.repo} @ {model.revision}")
         state.manifest["model"] = {**model.to_manifest(), "model_type": job.model.model_type,
                                    "template": job.model.template}
 
@@ -442,12 +456,15 @@ class Runner:
                 state.manifest["eval_wall_s"] = round(outcome.wall_s, 2)
                 for name, res in sorted(outcome.results.items()):
                     # The bot compares runs question by question: it needs the counts and the paired outcomes.
-                    extra: dict[str, Any] = {}
+                    # The model as fetched: the hub commit its revision resolved to (a branch or tag moves).
+                    extra: dict[str, Any] = {"manifest": {"model": {
+                        "id": model.repo, "source": model.source, "requested": job.model.revision,
+                        "revision": model.revision}}}
                     bench_plan = next(p for p in plans if p.spec.name == name)
                     if bench_plan.spec.data_dir is not None:
                         # The repository's questions: the bot keys the result on the commit, and learns here which
                         # file contents that commit held.
-                        extra["manifest"] = {"benchmark_data": {name: _bench_manifest(bench_plan)}}
+                        extra["manifest"]["benchmark_data"] = {name: _bench_manifest(bench_plan)}
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)

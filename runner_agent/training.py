@@ -119,8 +119,9 @@ def sft_argv(
             compute = h.torch_dtype if gpu else "float32"
             argv += ["--bnb_4bit_compute_dtype", compute, "--bnb_4bit_quant_type", "nf4",
                      "--bnb_4bit_use_double_quant", "true"]
-    if m.trust_remote_code:
-        argv += ["--trust_remote_code", "true"]
+    # No --trust_remote_code: ms-swift 4.x has no such argument (it refuses the run: "remaining_argv") and its model
+    # loaders trust hub code by default. Whether hub code may run is decided by the job (model.trust_remote_code)
+    # through the tool environment instead (runner_agent/hub_code.py), in every process ms-swift starts.
     if any(d.source == "huggingface" for d in datasets):
         argv += ["--use_hf", "true"]
     return argv

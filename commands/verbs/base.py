@@ -166,6 +166,9 @@ def resolve_model(text: str, ctx: Context) -> tuple[str, str | None]:
     if not ctx.policy.model_allowed(name):
         raise ArgError(f"model `{name}` is not allowed in this repository; allowed: {', '.join(allowed_models(ctx))} "
                        "(`models.allowed` in .tunebot.yml)")
+    problem = ctx.policy.remote_code_problem(presets[name])
+    if problem is not None:
+        raise ArgError(problem)
     return name, hub
 
 

@@ -31,7 +31,8 @@ EVAL_KEYS: tuple[ArgSpec, ...] = (
     ArgSpec("force", "bool", "rerun even if an identical result is stored", example="true"),
     ArgSpec("hub", "choice", "where to download the model", choices=("modelscope", "huggingface"),
             example="huggingface"),
-    ArgSpec("revision", "ref", "model revision (branch, tag or commit on the hub)", example="master"),
+    ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
+            "`refs/pr/…`)", example="master"),
 )
 
 

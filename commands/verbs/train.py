@@ -35,7 +35,8 @@ TRAIN_KEYS: tuple[ArgSpec, ...] = (
             "`none` to skip)", aliases=("benchmarks",), example="cmmlu,ceval"),
     ArgSpec("hub", "choice", "where to download the model", choices=("modelscope", "huggingface"),
             example="huggingface"),
-    ArgSpec("revision", "ref", "model revision (branch, tag or commit on the hub)", example="master"),
+    ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
+            "`refs/pr/…`)", example="master"),
 )
 _LORA_ONLY = ("lora_rank", "lora_alpha", "lora_dropout")
 

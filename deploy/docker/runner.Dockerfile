@@ -69,6 +69,12 @@ RUN echo "torch==${TORCH_VERSION}" > /tmp/torch-constraint.txt \
  && /opt/tunebot/bin/tunebot --version \
  && rm -rf /src /tmp/torch-constraint.txt
 
+# The job-started hook: the runner runs it before every job and fails any job that is not tunebot's own workflow on
+# the default branch (a runner label is not a permission: any workflow, a fork PR's included, can ask for it).
+COPY deploy/docker/runner-job-started.sh /opt/tunebot-runner/job-started.sh
+RUN chmod 0555 /opt/tunebot-runner/job-started.sh
+ENV ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/tunebot-runner/job-started.sh
+
 USER 1001:1001
 WORKDIR /home/runner
 VOLUME ["/cache"]

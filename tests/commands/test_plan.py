@@ -84,14 +84,14 @@ def test_training_presets_and_overrides(catalog) -> None:
 
 
 def test_hub_choice(catalog) -> None:
-    hf = pol("hub: huggingface\n")
+    hf = pol("hub: huggingface\nmodels: {trust_remote_code: [glm4-9b-chat, qwen-7b]}\n")
     job = one("/train glm4-9b-chat dataset=alpaca-zh", catalog, hf).job
     assert (job.model.source, job.model.id, job.model.trust_remote_code) == ("huggingface", "THUDM/glm-4-9b-chat",
                                                                              True)
     assert one("/train glm4-9b-chat hub=modelscope dataset=alpaca-zh", catalog, hf).job.model.source == "modelscope"
     assert one("/train tiny", catalog, hf).job.model.source == "builtin"
-    assert one("/train THUDM/glm-4-9b-chat dataset=alpaca-zh", catalog).job.model.source == "huggingface"
-    rev = one("/train qwen-7b revision=v1.1.4 dataset=alpaca-zh", catalog).job.model
+    assert one("/train THUDM/glm-4-9b-chat dataset=alpaca-zh", catalog, hf).job.model.source == "huggingface"
+    rev = one("/train qwen-7b revision=v1.1.4 dataset=alpaca-zh", catalog, hf).job.model
     assert rev.revision == "v1.1.4"
 
 
@@ -123,8 +123,8 @@ def test_result_keys_recognise_identical_work(catalog) -> None:
     assert one("/train tiny lora_rank=16 max_steps=20", catalog, pr=other_head).result_key == a.result_key
     local = "/train tiny dataset=x.jsonl"
     assert one(local, catalog).result_key != one(local, catalog, pr=other_head).result_key  # repo data changes
-    ms = one("/train qwen-7b dataset=alpaca-zh", catalog)
-    hf = one("/train qwen-7b dataset=alpaca-zh hub=huggingface", catalog)
+    ms = one("/train qwen2.5-7b-instruct dataset=alpaca-zh", catalog)
+    hf = one("/train qwen2.5-7b-instruct dataset=alpaca-zh hub=huggingface", catalog)
     assert ms.job.model.source != hf.job.model.source and ms.result_key == hf.result_key  # same weights
     full = one("/train tiny tuner=full", catalog)
     assert full.result_key == one("/train tiny tuner=full preset=default", catalog).result_key
@@ -205,7 +205,7 @@ def test_plan_errors_for_commands_built_by_hand(catalog) -> None:
     with pytest.raises(PlanError, match="unknown model `gpt`"):
         plan(Command("eval", {"model": "gpt", "benchmarks": ("cmmlu",)}), PR, policy, catalog, ["r"])
     with pytest.raises(PlanError, match="which data"):
-        plan(Command("train", {"model": "qwen-7b"}), PR, policy, catalog, ["r"])
+        plan(Command("train", {"model": "qwen2.5-7b-instruct"}), PR, policy, catalog, ["r"])
     with pytest.raises(PlanError, match="no run id left"):
         plan(Command("train", {"model": "tiny"}), PR, policy, catalog, [])
     with pytest.raises(PlanError, match="run_id"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -16,9 +17,14 @@ from commands.policy import DEFAULT_POLICY, Policy, PolicyError, parse_policy
 from configs import load_catalog
 
 CATALOG = load_catalog()
-RICH = parse_policy("models: {default: tiny}\nbenchmarks: {default: [cmmlu]}\n", catalog=CATALOG)
+# Generated lines may name any preset: both policies opt in to the hub code of those that need it (refusing them
+# otherwise is tested in tests/security/test_hub_code.py).
+REMOTE_CODE = [name for name, preset in CATALOG.models.items() if preset.trust_remote_code]
+assert REMOTE_CODE
+RICH = parse_policy(f"models: {{default: tiny, trust_remote_code: [{', '.join(REMOTE_CODE)}]}}\n"
+                    "benchmarks: {default: [cmmlu]}\n", catalog=CATALOG)
 assert isinstance(RICH, Policy)
-POLICIES = [DEFAULT_POLICY, RICH]
+POLICIES = [replace(DEFAULT_POLICY, trust_remote_code=tuple(REMOTE_CODE)), RICH]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 FRAGMENTS = ["/train", "/eval", "/compare", "/status", "@tunebot", "tiny", "cmmlu", "ceval", "lora_rank", "=",

@@ -30,8 +30,10 @@ OK = [
      {"model": "qwen2.5-7b-instruct", "hub": "modelscope", "dataset": ("alpaca-zh",)}),
     ("/train meta-llama/Meta-Llama-3-8B-Instruct dataset=alpaca-en",
      {"model": "llama3-8b-instruct", "hub": "huggingface", "dataset": ("alpaca-en",)}),
-    ("/train qwen-7b hub=huggingface revision=v1.1.4 dataset=alpaca-zh",
-     {"model": "qwen-7b", "hub": "huggingface", "revision": "v1.1.4", "dataset": ("alpaca-zh",)}),
+    ("/train qwen2.5-7b-instruct hub=huggingface revision=v1.1.4 dataset=alpaca-zh",
+     {"model": "qwen2.5-7b-instruct", "hub": "huggingface", "revision": "v1.1.4", "dataset": ("alpaca-zh",)}),
+    ("/train tiny revision=0123456789abcdef0123456789abcdef01234567",
+     {"model": "tiny", "revision": "0123456789abcdef0123456789abcdef01234567"}),
     ("/eval cmmlu model=tiny", {"benchmarks": ("cmmlu",), "model": "tiny"}),
     ("/eval CMMLU ceval adapter=latest", {"benchmarks": ("ceval", "cmmlu"), "adapter": "latest"}),
     ("/eval ceval adapter=r-12.3_x limit=5 few_shot=5 force=yes",
@@ -100,7 +102,7 @@ BAD = [
     ("/train tiny dataset=data/.hidden/x.jsonl", "must be files under `data/`"),
     ("/train tiny dataset=,", "`dataset` needs at least one name"),
     ("/train tiny eval=mmlu", "unknown benchmark `mmlu`; did you mean `cmmlu`?"),
-    ("/train glm4-9b-chat hub=huggingface dataset=alpaca-zh revision=..", "is not a branch, tag, commit"),
+    ("/train glm4-9b-chat hub=huggingface dataset=alpaca-zh revision=..", "is not a commit SHA, tag or branch name"),
     ("/train tiny hub=github", "`hub` must be one of modelscope, huggingface"),
     ("/eval", "which benchmark? `/eval <benchmark>`"),
     ("/eval cmmlu", "which model? add `model=<preset>`"),
@@ -182,7 +184,7 @@ def test_hub_without_hf_id_is_refused(parse, catalog) -> None:
     from commands.catalog import Catalog
 
     models = dict(catalog.models)
-    models["ms-only"] = replace(models["qwen-7b"], name="ms-only", hf_id=None, modelscope_id="org/ms-only")
+    models["ms-only"] = replace(models["qwen2.5-7b-instruct"], name="ms-only", hf_id=None, modelscope_id="org/ms-only")
     cat = Catalog(models, catalog.size_defaults, catalog.training, catalog.benchmarks, catalog.datasets)
     decision = parse_comment("/train ms-only hub=huggingface dataset=alpaca-zh", catalog=cat,
                              policy=parse_policy(None))  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,10 @@ def test_commands_the_workflow_calls(run_wf: dict[str, Any]) -> None:
         assert flag in verify
     agent = step_named(run_wf, "run", "Run the agent")["run"]
     assert 'tunebot agent run --job "$RUNNER_TEMP/tunebot/job.json" --out "$RUNNER_TEMP/tunebot/out"' in agent
+    # A re-run replays the signed job: both the signature step and the agent learn which attempt this is.
+    for name, script in (("Verify the job signature", verify), ("Run the agent", agent)):
+        assert step_named(run_wf, "run", name)["env"]["TUNEBOT_RUN_ATTEMPT"] == "${{ github.run_attempt }}"
+        assert '--run-attempt "$TUNEBOT_RUN_ATTEMPT"' in script
     assert '--repo-dir "$TUNEBOT_REPO_DIR"' in agent  # the agent's default (cwd) is RUNNER_TEMP here
     assert run_wf["jobs"]["run"]["env"]["TUNEBOT_REPO_DIR"] == "${{ github.workspace }}/checkout"
     checkout = step_named(run_wf, "run", "Check out the approved commit (as data)")
@@ -408,7 +413,7 @@ def _agent_args(run_wf: dict[str, Any], tmp_path: Path) -> list[str]:
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RUNNER_TEMP/argv"\n', encoding="utf-8")
     fake.chmod(0o755)
     script = step_named(run_wf, "run", "Run the agent")["run"]
-    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_REPO_DIR": str(tmp_path / "checkout"),
+    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_REPO_DIR": str(tmp_path / "checkout"), "TUNEBOT_RUN_ATTEMPT": "1",
            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     result = _bash(script, env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -417,7 +422,7 @@ def _agent_args(run_wf: dict[str, Any], tmp_path: Path) -> list[str]:
 
 def test_agent_gets_the_adapter_dir_only_when_one_was_downloaded(run_wf: dict[str, Any], tmp_path: Path) -> None:
     base = ["agent", "run", "--job", f"{tmp_path}/tunebot/job.json", "--out", f"{tmp_path}/tunebot/out",
-            "--repo-dir", f"{tmp_path}/checkout"]
+            "--repo-dir", f"{tmp_path}/checkout", "--run-attempt", "1"]
     assert _agent_args(run_wf, tmp_path) == base
     (tmp_path / "tunebot" / "adapter-run").mkdir(parents=True)
     assert _agent_args(run_wf, tmp_path) == [*base, "--adapter-dir", f"{tmp_path}/tunebot/adapter-run"]
@@ -514,9 +519,33 @@ def test_leaderboard_posts_after_all_models_even_if_some_failed(board_wf: dict[s
 
 def test_leaderboard_commands(board_wf: dict[str, Any]) -> None:
     spec = step_named(board_wf, "evaluate", "Write the job spec")["run"]
-    assert 'tunebot parse --emit-job "$RUNNER_TEMP/tunebot/job.json"' in spec
+    assert 'tunebot parse --policy "$RUNNER_TEMP/tunebot/policy.yml" --emit-job "$RUNNER_TEMP/tunebot/job.json"' \
+        in spec
     assert '"/eval $TUNEBOT_BENCHMARKS model=$TUNEBOT_MODEL"' in spec  # the /eval grammar: benchmarks, then model=
     evaluate = step_named(board_wf, "evaluate", "Evaluate")["run"]
     assert 'tunebot agent run --job "$RUNNER_TEMP/tunebot/job.json" --out "$RUNNER_TEMP/tunebot/out"' in evaluate
     post = step_named(board_wf, "post", "Post the ranking")["run"]
     assert 'tunebot runs leaderboard --post --results "$RUNNER_TEMP/tunebot/results"' in post
+
+
+@pytest.mark.parametrize("model", ["glm4-9b-chat", "qwen2.5-7b-instruct"])
+def test_leaderboard_runs_hub_code_only_for_the_presets_it_names(board_wf: dict[str, Any], tmp_path: Path,
+                                                                 model: str) -> None:
+    """The real `tunebot parse` behind the step: hub code only where the workflow opts in, like .tunebot.yml."""
+    script = step_named(board_wf, "evaluate", "Write the job spec")["run"]
+    trusted = board_wf["env"]["TUNEBOT_TRUST_REMOTE_CODE"].split()
+    catalog = load_catalog()
+    matrix = board_wf["jobs"]["evaluate"]["strategy"]["matrix"]["model"]
+    assert sorted(trusted) == sorted(m for m in matrix if catalog.models[m].trust_remote_code)
+    env = {"RUNNER_TEMP": str(tmp_path), "TUNEBOT_MODEL": model, "TUNEBOT_BENCHMARKS": "cmmlu",
+           "GITHUB_RUN_ID": "1", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_SHA": "0" * 40, "GITHUB_REPOSITORY": "o/r",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    ok = _bash(script, {**env, "TUNEBOT_TRUST_REMOTE_CODE": " ".join(trusted)}, tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    job = json.loads((tmp_path / "tunebot" / "job.json").read_text(encoding="utf-8"))
+    assert job["model"]["trust_remote_code"] is catalog.models[model].trust_remote_code
+    refused = _bash(script, {**env, "TUNEBOT_TRUST_REMOTE_CODE": ""}, tmp_path)
+    if catalog.models[model].trust_remote_code:
+        assert refused.returncode != 0 and "models.trust_remote_code" in refused.stdout + refused.stderr
+    else:
+        assert refused.returncode == 0, refused.stdout + refused.stderr
