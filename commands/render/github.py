@@ -284,6 +284,9 @@ def comparison_markdown(
     if comparison.benchmarks:
         blocks.append(t(lang, "cmp.against", new=fmt.code(comparison.new_label or comparison.new_run),
                         base=fmt.code(comparison.base_label or comparison.base_run)))
+        recipe = recipe_block(comparison, lang)
+        if recipe:
+            blocks.append(recipe)
         blocks.append(_benchmark_table(comparison, lang))
     notes = _notes(comparison, lang)
     if notes:
@@ -305,6 +308,17 @@ def comparison_markdown(
     if comparison.benchmarks:
         blocks.append(_method_line(comparison, lang))
     return "\n\n".join(blocks) + "\n"
+
+
+def recipe_block(comparison: Comparison, lang: Language) -> str | None:
+    """Both commits and the recipe diff of a `/compare <ref>` report (None for other comparisons)."""
+    if not comparison.base_sha:
+        return None
+    head = t(lang, "cmp.commits", base=fmt.code(fmt.short_sha(comparison.base_sha)),
+             new=fmt.code(fmt.short_sha(comparison.new_sha)))
+    if not comparison.changes:
+        return head
+    return f"{head}\n\n**{t(lang, 'cmp.differs')}**\n" + "\n".join(f"- {fmt.code(c)}" for c in comparison.changes)
 
 
 def _loss_block(loss: Sequence[tuple[int, float]], lang: Language) -> str | None:

@@ -54,6 +54,18 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "head.nothing": ("No benchmark in common: nothing to compare", "两次运行没有共同的评测集，无法比较"),
     # comparison report
     "cmp.title": ("Evaluation comparison", "评测对比"),
+    "cmp.commits": ("Baseline trained at {base}, this PR at {new}, with the same `/train` recipe.",
+                    "基准在 {base} 训练，本 PR 在 {new} 训练，训练配方（`/train`）相同。"),
+    "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
+    "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "
+                        "(recipe {recipe}), so it trains what {ref} trains. Nothing to compare.",
+                        "🟰 **与 {ref} 的训练配方相同**：本 PR（{head}）没有改动训练数据或任何设置（配方 {recipe}），"
+                        "训练结果与 {ref} 相同，无需对比。"),
+    "cmp.backfill": ("⏳ Baseline {ref}: training the same recipe there as run {run}; the comparison with {new} is "
+                     "posted when it lands. What differs:{changes}",
+                     "⏳ 基准 {ref}：正在以运行 {run} 在该提交上训练相同配方；"
+                     "完成后发布与 {new} 的对比。差异：{changes}"),
+    "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
     "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
                     "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
     "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",
