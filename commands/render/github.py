@@ -316,6 +316,9 @@ def recipe_block(comparison: Comparison, lang: Language) -> str | None:
         return None
     head = t(lang, "cmp.commits", base=fmt.code(fmt.short_sha(comparison.base_sha)),
              new=fmt.code(fmt.short_sha(comparison.new_sha)))
+    # Each side is one training run: McNemar measures the evaluation's noise, not the training's (another seed
+    # could move the score too). Say so rather than let a single seed pass for a measured effect.
+    head += " " + t(lang, "cmp.single_seed")
     if not comparison.changes:
         return head
     return f"{head}\n\n**{t(lang, 'cmp.differs')}**\n" + "\n".join(f"- {fmt.code(c)}" for c in comparison.changes)
@@ -557,6 +560,9 @@ def check_run_output(
     title = fmt.shorten(t(lang, "check.title", conclusion=t(lang, "conclusion." + conclusion.conclusion),
                           headline=headline(comparison, lang)), CHECK_TITLE_LIMIT)
     summary_blocks = [_conclusion_line(conclusion, lang)]
+    recipe = recipe_block(comparison, lang)
+    if recipe:
+        summary_blocks.append(recipe)
     if comparison.benchmarks:
         summary_blocks.append(_benchmark_table(comparison, lang))
     notes = _notes(comparison, lang)
