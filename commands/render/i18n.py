@@ -54,8 +54,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "head.nothing": ("No benchmark in common: nothing to compare", "两次运行没有共同的评测集，无法比较"),
     # comparison report
     "cmp.title": ("Evaluation comparison", "评测对比"),
-    "cmp.commits": ("Baseline trained at {base}, this PR at {new}, with the same `/train` recipe.",
-                    "基准在 {base} 训练，本 PR 在 {new} 训练，训练配方（`/train`）相同。"),
+    "cmp.commits": ("Baseline: the same `/train` run at {base}; this PR: at {new}.",
+                    "基线：在 {base} 运行相同的 `/train`；本 PR：在 {new}。"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
     "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
     "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "
