@@ -365,6 +365,25 @@ def render_comparison(
     return out
 
 
+def render_provenance(language: str, *, recipe_key: str | None, datasets: Sequence[tuple[str, str]],
+                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None) -> str:
+    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, and
+    the sha256 of the adapter the run saved (or was given)."""
+    lang = normalize_language(language)
+    lines = [f"**{t(lang, 'prov.title')}**"]
+    if recipe_key:
+        lines.append(f"- {t(lang, 'prov.recipe')}{colon(lang)}{fmt.code(recipe_key[:16])}")
+    for name, ident in datasets:
+        lines.append(f"  - {fmt.code(name)}{colon(lang)}{fmt.code(ident)}")
+    for bench, key in sorted(eval_keys.items()):
+        lines.append(f"- {t(lang, 'prov.eval', bench=fmt.bench_name(bench))}{colon(lang)}{fmt.code(key[:16])}")
+    if adapter_sha256:
+        lines.append(f"- {t(lang, 'prov.adapter')}{colon(lang)}{fmt.code(adapter_sha256)}")
+    if input_adapter:
+        lines.append(f"- {t(lang, 'prov.input_adapter')}{colon(lang)}{fmt.code(input_adapter)}")
+    return "\n".join(lines)
+
+
 # --- run card -----------------------------------------------------------------------------------------------------
 
 

@@ -56,6 +56,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "cmp.title": ("Evaluation comparison", "评测对比"),
     "cmp.commits": ("Baseline: the same `/train` run at {base}; this PR: at {new}.",
                     "基线：在 {base} 运行相同的 `/train`；本 PR：在 {new}。"),
+    "prov.title": ("Identities", "身份与哈希"),
+    "prov.recipe": ("recipe (training result key)", "训练配方（训练结果键）"),
+    "prov.eval": ("{bench} result key", "{bench} 结果键"),
+    "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
+    "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
     "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
     "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "

@@ -66,3 +66,9 @@ async def test_the_adapter_hash_the_training_run_reported_rides_in_the_signed_ev
     await bot.settle()
     job = job_of(bot.dispatches()[-1])
     assert job.adapter is not None and job.adapter.run_id == train.run_id and job.adapter.sha256 == digest
+    # /status <run> shows the identities: the recipe key, the data, the adapter hash it saved.
+    await bot.comment(f"/status {train.run_id}")
+    await bot.settle()
+    [status] = [c for c in bot.bot_comments() if "Identities" in c]
+    assert f"`{digest}`" in status and f"`{run.result_key[:16]}`" in status
+    assert "recipe (training result key)" in status
