@@ -80,6 +80,12 @@ class Jobs:
                 raise PlanError(f"this repository has no run `{job.adapter.run_id}` to take an adapter from")
             if source.workflow_run_id is not None:
                 job = replace(job, adapter=replace(job.adapter, workflow_run_id=source.workflow_run_id))
+        if job.adapter is not None and job.adapter.sha256 is None:
+            # Provenance: the hash the training run reported for the adapter it saved rides in the signed job; the
+            # runner refuses an artifact whose files no longer hash to it.
+            digest = await self.adapter_sha256(job.adapter.run_id)
+            if digest is not None:
+                job = replace(job, adapter=replace(job.adapter, sha256=digest))
         keys = dict(pj.benchmark_keys) if job.evaluates or pj.compare_ref else None
         new = NewRun(run_id=job.run_id, repo=conv.repo, actor=conv.actor, command=cmd.line or cmd.render(),
                      kind=job.kind, run_token=secrets.token_urlsafe(32), number=conv.number, head_sha=job.sha,
@@ -94,6 +100,13 @@ class Jobs:
             # is idempotent by key; a run past `queued` was dispatched and is never dispatched twice.
             await self.dispatch(run, job_from_dict(run.job_spec))
         return run
+
+    async def adapter_sha256(self, run_id: str) -> str | None:
+        """The sha256 (over its files) of the adapter run `run_id` saved, as its signed `artifact` event said."""
+        for ev in reversed(await self.core.store.events_after(run_id, -1)):
+            if ev.type == "artifact" and ev.data.get("name") == "adapter" and isinstance(ev.data.get("sha256"), str):
+                return str(ev.data["sha256"])
+        return None
 
     async def retry(self, conv: Conversation, target: Run, line: str, key: str) -> Run:
         """Run `target`'s job again, unchanged, under a new run id (same intent: compare, keys, backfill)."""

@@ -63,6 +63,15 @@ def _git_head(cwd: Path) -> str:
     return "0" * 40
 
 
+def _git(cwd: Path, *args: str) -> str | None:
+    """One git command's stdout in `cwd`, or None when it fails (not a repository, unknown ref, no such file)."""
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 class Terminal:
     """Prints the conversation: the user's comments and the bot's comments as they are posted and finalised."""
 
@@ -190,8 +199,9 @@ class LocalGitHub:
         out = run_dir / "out"
         if out.exists():
             shutil.rmtree(out)
+        repo_dir = await asyncio.to_thread(self.tree_for, str(job.get("sha") or ""), run_dir)
         cmd = [sys.executable, "-m", "tunebot", "agent", "run", "--job", str(job_path), "--out", str(out),
-               "--repo-dir", str(self.workdir), *self.agent_args]
+               "--repo-dir", str(repo_dir), *self.agent_args]
         self.terminal.note(f"runner: {' '.join(cmd[2:])}")
         local.run = _with(local.run, status="in_progress")
         proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -263,6 +273,37 @@ class LocalGitHub:
 
     async def list_pull_files(self, repo: str, number: int) -> list[str]:
         return []
+
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        if ref.startswith("-"):
+            return None
+        sha = await asyncio.to_thread(_git, self.workdir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return sha if sha and len(sha) == 40 else None
+
+    async def blob_shas(self, repo: str, paths: list[str], ref: str) -> dict[str, str | None]:
+        """At the local PR's head, the files as they are in the working tree (what a local run trains on, edits
+        not yet committed included); at any other commit, git's blob of the file there."""
+        out: dict[str, str | None] = {}
+        for path in paths:
+            if ref == self.head_sha:
+                target = self.workdir / path
+                out[path] = await asyncio.to_thread(_git, self.workdir, "hash-object", "--", path) \
+                    if target.is_file() else None
+            else:
+                out[path] = await asyncio.to_thread(_git, self.workdir, "rev-parse", "--verify", "--quiet",
+                                                    f"{ref}:{path}")
+        return out
+
+    def tree_for(self, sha: str, run_dir: Path) -> Path:
+        """Where a job at `sha` reads the repository: this directory at its own head, else a git worktree of that
+        commit (a baseline at main trains on main's files, as a runner checking out that SHA would)."""
+        if not sha or sha == self.head_sha or sha == "0" * 40:
+            return self.workdir
+        tree = run_dir / "tree"
+        if not (tree / ".git").exists() and \
+                _git(self.workdir, "worktree", "add", "--detach", "--force", str(tree), sha) is None:
+            raise RuntimeError(f"cannot check out {sha} in {self.workdir} (git worktree add failed)")
+        return tree
 
     async def whoami(self) -> str:
         return BOT_LOGIN

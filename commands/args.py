@@ -107,6 +107,8 @@ class ArgSpec:
             raise ArgError(f"{quote_user(text)} is not a run id "
                            "(a letter or digit, then letters, digits, `-`, `_`, `.`)")
         if self.kind == "ref":
+            if text.lower().startswith("run:") and RUN_ID.match(text[4:]):
+                return text
             if REF.match(text) and ".." not in text and not text.endswith((".lock", "/", ".")):
                 return text
             raise ArgError(f"{quote_user(text)} is not a branch, tag, commit or run id")

@@ -135,6 +135,10 @@ class Comparison:
     alpha: float = DEFAULT_ALPHA
     base_label: str = ""
     new_label: str = ""
+    # A recipe comparison (`/compare <ref>`): both commits and what differed between the recipes, for people.
+    base_sha: str = ""
+    new_sha: str = ""
+    changes: tuple[str, ...] = ()
 
     def get(self, benchmark: str) -> BenchmarkComparison | None:
         return next((b for b in self.benchmarks if b.benchmark == benchmark), None)

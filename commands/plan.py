@@ -30,13 +30,12 @@ from .jobspec import (
     validate_job,
 )
 from .policy import Policy
+from .recipe import RESULT_KEY_VERSION, eval_identity, model_identity, recipe_of
+from .recipe import eval_key as _eval_key
 from .verbs.base import default_datasets
 
-RESULT_KEY_VERSION = 1
+__all__ = ["RESULT_KEY_VERSION"]
 _HYPER_FIELDS = {f.name: str(f.type) for f in fields(HyperParams)}
-# Settings that change what a run reports, not what it learns: left out of the result key.
-_NOT_IN_KEY = ("logging_steps", "save_steps")
-_LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules")
 
 
 class PlanError(ValueError):
@@ -73,6 +72,9 @@ class PRFacts:
     latest_train_run: str | None = None  # the PR's latest successful training run (resolves `adapter=latest`)
     trained_runs: Mapping[str, TrainedRun] = field(default_factory=dict)  # run id -> facts (base model of adapter=)
     latest_benchmarks: tuple[str, ...] = ()  # what this PR was last evaluated on (a bare /compare reuses it)
+    # Repository files at head_sha -> their git blob SHA (None: absent), for the training datasets the command names:
+    # a recipe identifies its data by content (commands/recipe.py). The bot fetches them (`local_dataset_paths`).
+    blobs: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,7 @@ def model_ref(preset: ModelPreset, hub: str | None, revision: str | None) -> Mod
 
 
 def _model_identity(model: ModelRef, preset: ModelPreset) -> dict[str, Any]:
-    # The same weights on either hub give the same result: key on the preset's ids, not on the hub used.
-    return {"ms": preset.modelscope_id, "hf": preset.hf_id, "revision": model.revision,
-            "model_type": model.model_type, "template": model.template}
+    return model_identity(model.revision, preset, model.model_type, model.template)
 
 
 def _model(command: Command, policy: Policy, catalog: Catalog, name: str) -> tuple[ModelRef, ModelPreset]:
@@ -201,7 +201,10 @@ def _datasets(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, p
         if entry is not None:
             out.append(DatasetRef(name=name, source=cast(Any, entry.source), id=entry.id, max_samples=limit))
         else:  # a repo-local file, already checked to lie under dataset_dir by the parser
-            out.append(DatasetRef(name=name, source="local", id=name, max_samples=limit))
+            blob = pr.blobs.get(name, "")
+            if blob is None:
+                raise PlanError(f"`{name}` does not exist at {pr.head_sha[:7]}: add it, or name another dataset")
+            out.append(DatasetRef(name=name, source="local", id=name, max_samples=limit, blob=blob or None))
     return tuple(out)
 
 
@@ -235,17 +238,9 @@ def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets
     return tuple(out)
 
 
-def train_key(job: JobSpec, preset: ModelPreset, head_sha: str) -> str:
-    """What determines a trained adapter: model, tuner, hyper-parameters, data (repo files at this commit)."""
-    hyper = {k: v for k, v in vars(job.hyper).items() if k not in _NOT_IN_KEY}
-    if job.tuner == "full":
-        hyper = {k: v for k, v in hyper.items() if k not in _LORA_FIELDS}
-    if job.tuner != "qlora":
-        hyper.pop("quant_bits", None)
-    data = [{"source": d.source, "id": d.id, "max_samples": d.max_samples,
-             "at": head_sha.lower() if d.source == "local" else None} for d in job.datasets]
-    return content_hash({"v": RESULT_KEY_VERSION, "what": "train", "model": _model_identity(job.model, preset),
-                         "tuner": job.tuner, "hyper": hyper, "datasets": data})
+def train_key(job: JobSpec, preset: ModelPreset, head_sha: str = "") -> str:
+    """What determines a trained adapter: its recipe (commands/recipe.py), data identified by content."""
+    return recipe_of(job, preset).key()
 
 
 def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: BenchmarkSpec,
@@ -255,12 +250,7 @@ def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: Bench
     `local_at` is the commit for packs whose questions come from the repository (general_mcq): the planner cannot
     read the files, so it keys on the commit and folder that fix them (the runner reports their content hash).
     """
-    ident: dict[str, Any] = {"v": RESULT_KEY_VERSION, "what": "eval", "model": model, "adapter": adapter,
-                             "benchmark": bench.name, "subsets": list(bench.subsets), "limit": bench.limit,
-                             "few_shot": bench.few_shot, "max_tokens": bench.max_tokens, "at": local_at}
-    if bench.data_dir is not None:  # only then: the keys of every other pack stay what they were
-        ident["data_dir"] = bench.data_dir
-    return content_hash(ident)
+    return _eval_key(model, adapter, eval_identity(bench, local_at))
 
 
 def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None:
@@ -391,6 +381,43 @@ def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> P
     validate_job(base)
     keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr)
     return PlannedJob(job=base, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys)
+
+
+def local_dataset_paths(planned: Iterable[PlannedJob]) -> list[str]:
+    """The repository files these jobs train on whose content (git blob) the planner was not told."""
+    return sorted({d.id for pj in planned for d in pj.job.datasets if d.source == "local" and d.blob is None})
+
+
+def plan_recipe_baseline(head: JobSpec, catalog: Catalog, ref_sha: str, blobs_at_ref: Mapping[str, str | None],
+                         run_id: str, ref_label: str,
+                         benchmarks: tuple[BenchmarkSpec, ...] | None = None) -> PlannedJob:
+    """The reference side of `/compare <ref>`: the head's training recipe (model, tuner, hyper-parameters, dataset
+    *names*) trained and evaluated at `ref_sha`, with that commit's files (`blobs_at_ref`: path -> blob, None when
+    the file is absent there). Its keys are those of any run of the same recipe, so a stored one is found."""
+    preset = catalog.models.get(head.model.name)
+    if preset is None:
+        raise PlanError(f"unknown model `{head.model.name}`")
+    if not head.trains or head.tuner is None:
+        raise PlanError("nothing to compare: the run trained nothing")
+    benches = benchmarks if benchmarks is not None else head.benchmarks
+    if not benches:
+        raise PlanError("nothing to compare: the run evaluated no benchmark")
+    datasets = []
+    for d in head.datasets:
+        if d.source == "local":
+            blob = blobs_at_ref.get(d.id)
+            if blob is None:
+                raise PlanError(f"`{d.id}` does not exist at {ref_label}@{ref_sha[:7]}, so the same recipe cannot be "
+                                f"trained there: compare with `/compare base-model` or a run id instead")
+            d = replace(d, blob=blob)
+        datasets.append(d)
+    job = replace(head, run_id=run_id, sha=ref_sha, kind="train+eval", datasets=tuple(datasets), benchmarks=benches,
+                  adapter=None, callback=None)
+    validate_job(job)
+    key = train_key(job, preset)
+    pr = PRFacts(repo=head.repo, head_sha=ref_sha)
+    keys = _bench_keys(benches, _model_identity(job.model, preset), {"train": key}, catalog, pr)
+    return PlannedJob(job=job, result_key=key, benchmark_keys=keys)
 
 
 # --- declarative configs -----------------------------------------------------------------------------------------

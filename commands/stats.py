@@ -206,3 +206,74 @@ def wilson_interval(correct: int, n: int, *, z: float = 1.959963984540054) -> tu
     centre = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
     return (100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """Scores of one recipe trained with several seeds (same questions): mean and sample sd across seeds."""
+
+    scores: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+    @property
+    def sd(self) -> float | None:
+        """Sample standard deviation across seeds; None with one seed (training noise not measured)."""
+        k = len(self.scores)
+        if k < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((s - m) ** 2 for s in self.scores) / (k - 1))
+
+
+def seed_delta_test(base: Sequence[float], new: Sequence[float]) -> tuple[float, float | None]:
+    """Mean Δ across seeds and a two-sided p-value for "no difference" that accounts for between-seed variance:
+    Welch's t-test on the per-seed scores of both sides (seeds are independent trainings, not pairs). None when
+    either side has a single seed: then only evaluation noise (McNemar) is measured, not training noise."""
+    a, b = SeedSummary(tuple(base)), SeedSummary(tuple(new))
+    delta = b.mean - a.mean
+    if a.sd is None or b.sd is None:
+        return delta, None
+    va, vb = a.sd ** 2 / len(a.scores), b.sd ** 2 / len(b.scores)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return delta, 1.0 if delta == 0 else 0.0
+    t_stat = delta / se
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a.scores) - 1)) + (vb ** 2 / (len(b.scores) - 1)))
+    return delta, _student_t_two_sided(abs(t_stat), df)
+
+
+def _student_t_two_sided(t_abs: float, df: float) -> float:
+    """P(|T| >= t) for Student's t with `df` degrees of freedom, through the regularized incomplete beta function."""
+    x = df / (df + t_abs * t_abs)
+    return min(1.0, max(0.0, _betainc(df / 2.0, 0.5, x)))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (Numerical Recipes, betacf)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
+        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
+        for num in (even, odd):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-12:
+            break
+    return front * h / a

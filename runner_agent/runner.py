@@ -198,6 +198,18 @@ def with_adapter_dir(job: JobSpec, root: Path) -> JobSpec:
     return dataclasses.replace(job, adapter=dataclasses.replace(job.adapter, path=str(adapter_run_dir(root))))
 
 
+def verify_adapter_provenance(adapter: Path, run_id: str, expected: str | None) -> None:
+    """Refuse an adapter whose files are not the ones its training run reported (the signed job carries that hash):
+    a changed byte means it is not the artifact the bot recorded, and its scores would be someone else's."""
+    if not expected:
+        return
+    digest, _ = report.tree_hash(adapter)
+    if digest != expected:
+        raise AgentError(f"adapter of run {run_id} refused: its files hash to {digest[:16]}…, but run {run_id} "
+                         f"reported {expected[:16]}… when it saved it (adapter.sha256 in the signed job); the "
+                         f"artifact was changed or is another run's: re-train, or evaluate the original artifact")
+
+
 def _bench_manifest(p: evaluation.BenchPlan) -> dict[str, Any]:
     """What one benchmark evaluated: settings, the questions' content hash and where they came from."""
     entry: dict[str, Any] = {
@@ -530,10 +542,7 @@ class Runner:
                 raise AgentError(
                     f"adapter.path: the adapter was trained on {prev_model!r}, but this job's model is {job.model.id!r}"
                 )
-        if ref.sha256:
-            digest, _ = report.tree_hash(adapter)
-            if digest != ref.sha256:
-                raise AgentError(f"adapter.sha256 mismatch: {adapter} hashes to {digest}, the job says {ref.sha256}")
+        verify_adapter_provenance(adapter, ref.run_id, ref.sha256)
         return adapter
 
     def _check_disk(self, ctx: RunContext, job: JobSpec, catalog: Catalog) -> None:

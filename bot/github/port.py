@@ -257,6 +257,14 @@ class GitHubPort(Protocol):
 
     async def list_pull_files(self, repo: str, number: int) -> list[str]: ...
 
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """The full SHA of the commit `ref` names (a branch, a tag, a full or short SHA); None when it names none."""
+        ...
+
+    async def blob_shas(self, repo: str, paths: list[str], ref: str) -> dict[str, str | None]:
+        """Each path's git blob SHA at commit `ref` (None: no such file there) — a file's identity by content."""
+        ...
+
     async def default_branch(self, repo: str) -> str: ...
 
     async def whoami(self) -> str:

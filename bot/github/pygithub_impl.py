@@ -373,6 +373,41 @@ class PyGithubPort:
 
         return await self._call(repo, go)
 
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """`GET /repos/{o}/{r}/commits/{ref}` takes a branch, a tag or a (short) SHA; an unknown ref is 404 or 422."""
+        url = f"{repo_path(repo)}/commits/{quote(ref, safe='')}"
+
+        def go(g: github.Github) -> str | None:
+            try:
+                _, data = self._raw(g, "GET", url)
+            except GithubException as exc:
+                if exc.status in (404, 422):
+                    return None
+                raise
+            return str(data["sha"]) if isinstance(data, dict) and data.get("sha") else None
+
+        return await self._call(repo, go)
+
+    async def blob_shas(self, repo: str, paths: list[str], ref: str) -> dict[str, str | None]:
+        """The contents API answers a file's blob `sha` for files of any size (content is omitted above 1 MB)."""
+        out: dict[str, str | None] = {}
+        for path in paths:
+            url = f"{repo_path(repo)}/contents/{quote(path.lstrip('/'), safe='/')}"
+
+            def go(g: github.Github, url: str = url) -> str | None:
+                try:
+                    _, data = self._raw(g, "GET", url, parameters={"ref": ref})
+                except GithubException as exc:
+                    if exc.status == 404:
+                        return None
+                    raise
+                if not isinstance(data, dict) or data.get("type") != "file":
+                    return None
+                return str(data["sha"])
+
+            out[path] = await self._call(repo, go)
+        return out
+
     async def list_pull_files(self, repo: str, number: int) -> list[str]:
         return await self._call(repo, lambda g: [f.filename for f in g.get_repo(repo).get_pull(number).get_files()])
 

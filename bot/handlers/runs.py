@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from bot.store import Run
+from commands.jobspec import SpecError, job_from_dict
+from commands.recipe import data_identity
 from commands.render import render_run_card, render_status_list
+from commands.render.github import render_provenance
 
 from .base import Invocation, Parts, handles
 
@@ -16,12 +20,30 @@ async def status(parts: Parts, inv: Invocation) -> None:
         if inv.target is None:
             await inv.reply(parts, conv.say("reply.status.unknown", run=named))
             return
-        await inv.reply(parts, render_run_card(await parts.cards.view(inv.target), conv.language,
-                                                       sticky=False))
+        card = render_run_card(await parts.cards.view(inv.target), conv.language, sticky=False)
+        await inv.reply(parts, card + "\n\n" + await _provenance(parts, inv.target, conv.language))
         return
     runs = await parts.core.store.runs_for_pr(conv.repo, conv.number)
     views = [await parts.cards.view(r) for r in runs]
     await inv.reply(parts, render_status_list(views, conv.language))
+
+
+async def _provenance(parts: Parts, run: Run, language: str) -> str:
+    """The run's recipe, its datasets' identities, its result keys and adapter hashes (`/status <run>`)."""
+    datasets: list[tuple[str, str]] = []
+    input_adapter = None
+    try:
+        job = job_from_dict(run.job_spec) if run.job_spec else None
+    except SpecError:
+        job = None
+    if job is not None:
+        datasets = [(d.name, data_identity(d, job.sha).label()) for d in job.datasets]
+        input_adapter = job.adapter.sha256 if job.adapter is not None else None
+    trains = run.kind in ("train", "train+eval")
+    return render_provenance(language, recipe_key=run.result_key if trains else None, datasets=datasets,
+                             eval_keys=dict(run.benchmark_keys or {}),
+                             adapter_sha256=await parts.jobs.adapter_sha256(run.run_id) if trains else None,
+                             input_adapter=input_adapter)
 
 
 @handles("cancel")

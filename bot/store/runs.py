@@ -168,6 +168,7 @@ class RunStore(Access):
         gpu_seconds: float | _Unset | None = UNSET,
         progress: Mapping[str, Any] | _Unset | None = UNSET,
         name_token: str | _Unset | None = UNSET,
+        compare_ref: str | _Unset | None = UNSET,
     ) -> Run | None:
         """Set a run's facts (never its state: that is `advance_run`'s job). Returns the updated run, or None when
         `expect_states` is given and the run is in none of them (compare-and-set); raises UnknownRun.
@@ -180,7 +181,8 @@ class RunStore(Access):
         values: dict[str, Any] = {"updated_at": now}
         given = {"phase": phase, "reason": reason, "result_key": result_key, "model": model, "head_sha": head_sha,
                  "workflow_run_id": workflow_run_id, "workflow_url": workflow_url, "check_run_id": check_run_id,
-                 "comment_id": comment_id, "gpu_seconds": gpu_seconds, "name_token": name_token}
+                 "comment_id": comment_id, "gpu_seconds": gpu_seconds, "name_token": name_token,
+                 "compare_ref": compare_ref}
         values.update({k: v for k, v in given.items() if v is not UNSET})
         if job_spec is not UNSET:
             spec: Any = to_dict(job_spec) if isinstance(job_spec, JobSpec) else job_spec

@@ -155,6 +155,11 @@ def _comparison_text(comparison: Comparison, conclusion: Conclusion, lang: Langu
     lines = [f"#### {CONCLUSION_ICON[conclusion.conclusion]} {plain(title)}", "", f"**{plain(head)}**", ""]
     lines.append(f"> {t(lang, 'conclusion.' + conclusion.conclusion)}{c}{plain(explain(conclusion, lang))}")
     lines.append("")
+    if comparison.base_sha:  # a recipe comparison: both commits and what differed
+        lines.append(plain(t(lang, "cmp.commits", base=fmt.short_sha(comparison.base_sha),
+                             new=fmt.short_sha(comparison.new_sha)).replace("`", "")))
+        lines += [f"- {plain(ch)}" for ch in comparison.changes[:10]]
+        lines.append("")
     sep = "，" if lang == "zh" else ", "
     for b in comparison.benchmarks:
         bits = [f"{fmt.points(b.base_score)} → {fmt.points(b.new_score)}（{fmt.signed(b.delta)}）" if lang == "zh"

@@ -284,6 +284,9 @@ def comparison_markdown(
     if comparison.benchmarks:
         blocks.append(t(lang, "cmp.against", new=fmt.code(comparison.new_label or comparison.new_run),
                         base=fmt.code(comparison.base_label or comparison.base_run)))
+        recipe = recipe_block(comparison, lang)
+        if recipe:
+            blocks.append(recipe)
         blocks.append(_benchmark_table(comparison, lang))
     notes = _notes(comparison, lang)
     if notes:
@@ -305,6 +308,20 @@ def comparison_markdown(
     if comparison.benchmarks:
         blocks.append(_method_line(comparison, lang))
     return "\n\n".join(blocks) + "\n"
+
+
+def recipe_block(comparison: Comparison, lang: Language) -> str | None:
+    """Both commits and the recipe diff of a `/compare <ref>` report (None for other comparisons)."""
+    if not comparison.base_sha:
+        return None
+    head = t(lang, "cmp.commits", base=fmt.code(fmt.short_sha(comparison.base_sha)),
+             new=fmt.code(fmt.short_sha(comparison.new_sha)))
+    # Each side is one training run: McNemar measures the evaluation's noise, not the training's (another seed
+    # could move the score too). Say so rather than let a single seed pass for a measured effect.
+    head += " " + t(lang, "cmp.single_seed")
+    if not comparison.changes:
+        return head
+    return f"{head}\n\n**{t(lang, 'cmp.differs')}**\n" + "\n".join(f"- {fmt.code(c)}" for c in comparison.changes)
 
 
 def _loss_block(loss: Sequence[tuple[int, float]], lang: Language) -> str | None:
@@ -346,6 +363,25 @@ def render_comparison(
         else:
             out.append(f"{compare_marker(marker_key, i)}\n{t(lang, 'cmp.continued', i=i, n=total)}\n\n{part}")
     return out
+
+
+def render_provenance(language: str, *, recipe_key: str | None, datasets: Sequence[tuple[str, str]],
+                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None) -> str:
+    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, and
+    the sha256 of the adapter the run saved (or was given)."""
+    lang = normalize_language(language)
+    lines = [f"**{t(lang, 'prov.title')}**"]
+    if recipe_key:
+        lines.append(f"- {t(lang, 'prov.recipe')}{colon(lang)}{fmt.code(recipe_key[:16])}")
+    for name, ident in datasets:
+        lines.append(f"  - {fmt.code(name)}{colon(lang)}{fmt.code(ident)}")
+    for bench, key in sorted(eval_keys.items()):
+        lines.append(f"- {t(lang, 'prov.eval', bench=fmt.bench_name(bench))}{colon(lang)}{fmt.code(key[:16])}")
+    if adapter_sha256:
+        lines.append(f"- {t(lang, 'prov.adapter')}{colon(lang)}{fmt.code(adapter_sha256)}")
+    if input_adapter:
+        lines.append(f"- {t(lang, 'prov.input_adapter')}{colon(lang)}{fmt.code(input_adapter)}")
+    return "\n".join(lines)
 
 
 # --- run card -----------------------------------------------------------------------------------------------------
@@ -543,6 +579,9 @@ def check_run_output(
     title = fmt.shorten(t(lang, "check.title", conclusion=t(lang, "conclusion." + conclusion.conclusion),
                           headline=headline(comparison, lang)), CHECK_TITLE_LIMIT)
     summary_blocks = [_conclusion_line(conclusion, lang)]
+    recipe = recipe_block(comparison, lang)
+    if recipe:
+        summary_blocks.append(recipe)
     if comparison.benchmarks:
         summary_blocks.append(_benchmark_table(comparison, lang))
     notes = _notes(comparison, lang)

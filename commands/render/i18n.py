@@ -54,6 +54,24 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "head.nothing": ("No benchmark in common: nothing to compare", "两次运行没有共同的评测集，无法比较"),
     # comparison report
     "cmp.title": ("Evaluation comparison", "评测对比"),
+    "cmp.commits": ("Baseline: the same `/train` run at {base}; this PR: at {new}.",
+                    "基线：在 {base} 运行相同的 `/train`；本 PR：在 {new}。"),
+    "prov.title": ("Identities", "身份与哈希"),
+    "prov.recipe": ("recipe (training result key)", "训练配方（训练结果键）"),
+    "prov.eval": ("{bench} result key", "{bench} 结果键"),
+    "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
+    "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
+    "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
+    "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
+    "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "
+                        "(recipe {recipe}), so it trains what {ref} trains. Nothing to compare.",
+                        "🟰 **与 {ref} 的训练配方相同**：本 PR（{head}）没有改动训练数据或任何设置（配方 {recipe}），"
+                        "训练结果与 {ref} 相同，无需对比。"),
+    "cmp.backfill": ("⏳ Baseline {ref}: training the same recipe there as run {run}; the comparison with {new} is "
+                     "posted when it lands. What differs:{changes}",
+                     "⏳ 基准 {ref}：正在以运行 {run} 在该提交上训练相同配方；"
+                     "完成后发布与 {new} 的对比。差异：{changes}"),
+    "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
     "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
                     "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
     "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",

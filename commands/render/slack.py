@@ -183,6 +183,11 @@ def slack_comparison_message(
     verdict = t(lang, "conclusion." + conclusion.conclusion)
     rule = _code(conclusion.rule)
     blocks.append({"type": "section", "text": _mrkdwn(f"{esc(verdict)} · {rule}\n{esc(explain(conclusion, lang))}")})
+    if comparison.base_sha:  # a recipe comparison: both commits and what differed
+        lines = [esc(t(lang, "cmp.commits", base=fmt.short_sha(comparison.base_sha),
+                       new=fmt.short_sha(comparison.new_sha)).replace("`", ""))]
+        lines += [f"• {_code(c)}" for c in comparison.changes[:10]]
+        blocks.append({"type": "section", "text": _mrkdwn(fmt.shorten("\n".join(lines), 2900))})
     fields = []
     for b in comparison.benchmarks:
         line = (f"*{esc(fmt.bench_name(b.benchmark))}* (n = {fmt.thousands(b.n)})\n"

@@ -10,7 +10,7 @@ import pytest
 from commands.jobspec import job_from_dict
 from runner_agent import cli
 from runner_agent.errors import AgentError
-from runner_agent.runner import adapter_run_dir, with_adapter_dir
+from runner_agent.runner import adapter_run_dir, verify_adapter_provenance, with_adapter_dir
 from tests.agent.test_bad_input import assert_failed, example, run_agent
 
 
@@ -107,3 +107,24 @@ def test_agent_reads_the_adapter_from_the_dir_not_the_job_path(tmp_path: Path) -
     code, events, out = run_agent(tmp_path, job, "--adapter-dir", str(tmp_path / "adapter-run"))
     reason = assert_failed(code, events, out, f"adapter.path: {root} holds run 'someone-else'")
     assert "gone" not in reason
+
+
+def test_agent_refuses_an_adapter_changed_after_training(tmp_path: Path) -> None:
+    """Provenance: the job carries the hash its training run reported; one byte changed in the artifact → refused
+    before any model is loaded, with a reason that says which run and what to do."""
+    import hashlib
+
+    root = run_output(tmp_path / "adapter-run" / "out")
+    weights = root / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    # The hash as the training run reported it (sorted relative paths and each file's sha256), computed here.
+    h = hashlib.sha256()
+    for path in sorted(p for p in (root / "adapter").rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(root / 'adapter').as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+                 .encode())
+    reported = h.hexdigest()
+    verify_adapter_provenance(root / "adapter", "tb-train-1", reported)  # the untouched artifact passes
+    weights.write_bytes(b"\x00" * 63 + b"\x01")  # one byte changed
+    code, events, out = run_agent(tmp_path, eval_job(sha256=reported), "--adapter-dir", str(tmp_path / "adapter-run"))
+    assert_failed(code, events, out, "adapter of run tb-train-1 refused", reported[:16], "re-train")
+    assert "accepted" in [e["type"] for e in events]

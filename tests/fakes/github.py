@@ -77,6 +77,11 @@ def _sha(seed: str) -> str:
     return hashlib.sha1(seed.encode()).hexdigest()
 
 
+def git_blob_sha(raw: bytes) -> str:
+    """Git's object id of a file's bytes (what the contents API calls the file's `sha`)."""
+    return hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+
+
 def generate_app_key() -> str:
     """A fresh RSA private key (PEM) for a test GitHub App."""
     from cryptography.hazmat.primitives import serialization
@@ -194,6 +199,7 @@ class FakeRepo:
     installation_id: int = 1
     default_permission: tuple[str, str] = ("read", "read")
     branches: dict[str, str] = field(default_factory=dict)  # name -> head sha
+    tags: dict[str, str] = field(default_factory=dict)  # name -> commit sha
     files: dict[str, dict[str, str | bytes]] = field(default_factory=dict)  # ref (branch or sha) -> path -> content
     permissions: dict[str, tuple[str, str]] = field(default_factory=dict)  # login -> (permission, role_name)
     pulls: dict[int, FakePull] = field(default_factory=dict)
@@ -219,6 +225,45 @@ class FakeRepo:
 
     def add_file(self, path: str, text: str | bytes, ref: str | None = None) -> None:
         self.files.setdefault(ref or self.default_branch, {})[path] = text
+
+    def add_commit(self, sha: str, files: dict[str, str | bytes], *, branch: str | None = None,
+                   tags: tuple[str, ...] = ()) -> str:
+        """A commit with these files (the whole tree this fake knows of), optionally the head of a branch or tagged."""
+        self.files[sha] = dict(files)
+        if branch is not None:
+            self.branches[branch] = sha
+        for tag in tags:
+            self.tags[tag] = sha
+        return sha
+
+    def commit_shas(self) -> set[str]:
+        shas = set(self.branches.values()) | set(self.tags.values()) | {p.head_sha for p in self.pulls.values()}
+        return shas | {k for k in self.files if re.fullmatch(r"[0-9a-f]{40}", k)}
+
+    def resolve(self, ref: str) -> str | None:
+        """What `GET /repos/{o}/{r}/commits/{ref}` resolves: a branch, a tag, a full or unique short SHA."""
+        if ref in self.branches:
+            return self.branches[ref]
+        if ref in self.tags:
+            return self.tags[ref]
+        if re.fullmatch(r"[0-9a-f]{4,40}", ref.lower()):
+            found = [s for s in self.commit_shas() if s.startswith(ref.lower())]
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    def files_at(self, ref: str) -> dict[str, str | bytes]:
+        if ref in self.files:
+            return self.files[ref]
+        sha = self.resolve(ref)
+        if sha is None:
+            return {}
+        if sha in self.files:
+            return self.files[sha]
+        for name, head in self.branches.items():  # files added to a branch by name are its head commit's
+            if head == sha and name in self.files:
+                return self.files[name]
+        return {}
 
     def add_workflow(self, file: str, name: str | None = None, inputs: set[str] | None = None) -> None:
         self.workflows[file] = name or file.rsplit(".", 1)[0]
@@ -607,6 +652,7 @@ class FakeGitHub:
         r.add_post(p + "/repos/{owner}/{repo}/check-runs", self._h_create_check)
         r.add_patch(p + "/repos/{owner}/{repo}/check-runs/{check_run_id}", self._h_update_check)
         r.add_get(p + "/repos/{owner}/{repo}/contents/{path:.+}", self._h_contents)
+        r.add_get(p + "/repos/{owner}/{repo}/commits/{ref}", self._h_commit)
         r.add_post(p + "/repos/{owner}/{repo}/statuses/{sha}", self._h_status)
 
     @staticmethod
@@ -1015,22 +1061,36 @@ class FakeGitHub:
         repo = self._repo_or_raise(self._repo_name(request))
         path = request.match_info["path"].strip("/")
         ref = request.query.get("ref", repo.default_branch)
-        content = repo.files.get(ref, {}).get(path)
+        content = repo.files_at(ref).get(path)
         if content is None:
             return self._not_found()
         raw = content.encode() if isinstance(content, str) else content
+        blob = git_blob_sha(raw)
         # GitHub wraps the base64 at 60 columns with "\n"; clients must tolerate that.
         b64 = base64.b64encode(raw).decode()
         wrapped = "\n".join(b64[i:i + 60] for i in range(0, len(b64), 60)) + "\n"
         api = f"{self.url}/repos/{repo.full_name}/contents/{path}?ref={ref}"
         html = f"https://github.com/{repo.full_name}/blob/{ref}/{path}"
-        git = f"{self.url}/repos/{repo.full_name}/git/blobs/{hashlib.sha1(raw).hexdigest()}"
+        git = f"{self.url}/repos/{repo.full_name}/git/blobs/{blob}"
         return web.json_response({
             "type": "file", "encoding": "base64", "size": len(raw), "name": path.rsplit("/", 1)[-1],
-            "path": path, "content": wrapped, "sha": hashlib.sha1(raw).hexdigest(), "url": api, "git_url": git,
+            "path": path, "content": wrapped, "sha": blob, "url": api, "git_url": git,
             "html_url": html,
             "download_url": f"https://raw.githubusercontent.com/{repo.full_name}/{ref}/{path}",
             "_links": {"self": api, "git": git, "html": html}})
+
+    async def _h_commit(self, request: web.Request) -> web.Response:
+        """`GET /repos/{owner}/{repo}/commits/{ref}`: the commit a branch, tag or (short) SHA names; GitHub answers
+        422 "No commit found for SHA: <ref>" for a ref that names nothing."""
+        repo = self._repo_or_raise(self._repo_name(request))
+        ref = request.match_info["ref"]
+        sha = repo.resolve(ref)
+        if sha is None:
+            return self._error(422, f"No commit found for SHA: {ref}")
+        return web.json_response({
+            "sha": sha, "node_id": "C_" + sha[:16], "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}",
+            "html_url": f"https://github.com/{repo.full_name}/commit/{sha}",
+            "commit": {"message": f"commit {sha[:7]}", "tree": {"sha": _sha(f"tree {sha}")}}, "parents": []})
 
     # ---------------------------------------------------------------- artifacts
     def add_artifact(self, run_id: int, name: str, files: dict[str, bytes]) -> FakeArtifact:

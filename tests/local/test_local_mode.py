@@ -53,3 +53,66 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
                          env={k: v for k, v in env.items() if k not in ("WEBHOOK_SECRET", "GITHUB_TOKEN")},
                          timeout=60)
     assert res.returncode == 2 and "WEBHOOK_SECRET" in res.stderr and "Traceback" not in res.stderr
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def _rows(k: int) -> str:
+    return "".join(f'{{"instruction": "Add the two numbers.", "input": "{i} plus {k}", "output": "{i + k}"}}\n'
+                   for i in range(16))
+
+
+@pytest.mark.slow
+async def test_compare_main_locally_trains_the_baseline_from_mains_tree(tmp_path: Path) -> None:
+    """`tunebot try "/compare main"` on a branch that changed the training data: main is resolved with git, the same
+    recipe is trained from main's tree (a git worktree at main's commit), and the report names both commits and the
+    data change; a branch that changed only the README is told there is nothing to compare."""
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / ".tunebot.yml").write_text("version: 1\nbenchmarks:\n  default: [cmmlu]\n", encoding="utf-8")
+    (repo / "data" / "train.jsonl").write_text(_rows(1), encoding="utf-8")
+    (repo / "README.md").write_text("demo\n", encoding="utf-8")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "main")
+    main_sha = _git(repo, "rev-parse", "HEAD")
+    main_blob = _git(repo, "rev-parse", "HEAD:data/train.jsonl")
+    _git(repo, "checkout", "-q", "-b", "more-data")
+    (repo / "data" / "train.jsonl").write_text(_rows(1) + _rows(2), encoding="utf-8")
+    _git(repo, "commit", "-q", "-am", "more data")
+    head_sha = _git(repo, "rev-parse", "HEAD")
+    head_blob = _git(repo, "rev-parse", "HEAD:data/train.jsonl")
+
+    out = io.StringIO()
+    runs = tmp_path / "runs"
+    args = ["--quiet", "--cache", str(tmp_path / "c")]
+    train = "/train tiny dataset=data/train.jsonl max_steps=5"
+    async with LocalSession(repo, runs, terminal=Terminal(out), agent_args=args) as session:
+        await session.say(train)
+        await session.say("/compare main")
+        store = session.service.store
+        made = await store.runs_for_pr(session.github.repo, 1)
+    text = out.getvalue()
+    assert all(r.state == "succeeded" for r in made), text[-4000:]
+    [baseline] = [r for r in made if r.head_sha == main_sha]
+    assert baseline.kind == "train+eval" and baseline.job_spec["datasets"][0]["blob"] == main_blob
+    assert (runs / baseline.run_id / "tree" / "data" / "train.jsonl").read_text(encoding="utf-8") == _rows(1)
+    assert f"main@{main_sha[:7]}" in text and head_sha[:7] in text
+    assert f"data/train.jsonl: blob {main_blob[:7]} → blob {head_blob[:7]}" in text
+    assert "tunebot:compare" not in text  # markers are not printed, the report is
+    assert "Δ (points)" in text
+
+    _git(repo, "checkout", "-q", "-b", "docs", "main")
+    (repo / "README.md").write_text("better words\n", encoding="utf-8")
+    _git(repo, "commit", "-q", "-am", "docs")
+    out = io.StringIO()
+    async with LocalSession(repo, tmp_path / "runs-docs", terminal=Terminal(out), agent_args=args) as session:
+        await session.say(train)
+        n = len(session.github.runs)
+        await session.say("/compare main")
+        assert len(session.github.runs) == n  # nothing dispatched for the comparison
+    assert f"Same recipe as `main@{main_sha[:7]}`" in out.getvalue()

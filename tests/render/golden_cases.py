@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,13 @@ def _leaderboard_entries() -> list[LeaderboardEntry]:
     ]
 
 
+def _recipe_comparison() -> Any:
+    """A `/compare main` report: the same recipe at main's commit, the PR's data file and learning rate changed."""
+    return replace(comparison(), base_label="main@9c0ffee", base_sha="9c0ffee1" + "0" * 32,
+                   new_sha="4f2a9c1e0d9b8a7f6e5d4c3b2a1908f7e6d5c4b3",
+                   changes=("learning_rate: 0.0001 → 0.0002", "data/train.jsonl: blob 1a2b3c4 → blob 9f8e7d6"))
+
+
 def _views() -> list[Any]:
     return [run_view("running"), run_view("succeeded", run_id="tb-20250114-0031", started_at=NOW - 90000,
                                           finished_at=NOW - 88000), run_view("queued", run_id="tb-20250115-0050"),
@@ -69,6 +77,14 @@ CASES: dict[str, tuple[str, Callable[[str], Any]]] = {
                                                                      key="pr-42", limit=2500))),
     "comparison_split_tight": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS,
                                                                            key="pr-42", limit=1600))),
+    "comparison_recipe": ("md", lambda lang: _parts(render_comparison(_recipe_comparison(), conclusion(), lang,
+                                                                      LINKS, key="pr-42-vs-main"))),
+    "check_run_recipe": ("json", lambda lang: (lambda o: {"conclusion": o.conclusion, "output": o.output()})(
+        check_run_output(_recipe_comparison(), conclusion(), lang, LINKS))),
+    "slack_comparison_recipe": ("json", lambda lang: slack_comparison_message(_recipe_comparison(), conclusion(),
+                                                                              lang, LINKS)),
+    "dingtalk_comparison_recipe": ("json", lambda lang: dingtalk_comparison_markdown(_recipe_comparison(),
+                                                                                     conclusion(), lang, LINKS)),
     "status": ("md", lambda lang: render_status_list(_views(), lang)),
     "status_empty": ("md", lambda lang: render_status_list([], lang)),
     "cached_reply": ("md", lambda lang: render_cached_reply(

@@ -48,3 +48,27 @@ async def test_adapter_eval_names_the_training_workflow_run(make_bot) -> None:
         assert run.job_spec["adapter"]["workflow_run_id"] == seen[train.run_id]
     # Two distinct workflow runs: the eval's id is the training run's, not its own.
     assert all(seen[job.run_id] != seen[train.run_id] for job in evals)
+
+
+async def test_the_adapter_hash_the_training_run_reported_rides_in_the_signed_eval_job(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    train = job_of(bot.dispatches()[0])
+    run = await bot.service.store.get_run(train.run_id)
+    digest = "5e" * 32
+    await bot.post_event(train.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(train.run_id, run.run_token, 1, "artifact", name="adapter", path="adapter", sha256=digest,
+                         bytes=1234)
+    await bot.post_event(train.run_id, run.run_token, 2, "finished", status="succeeded")
+    await bot.settle()
+    await bot.comment("/eval cmmlu adapter=latest")
+    await bot.settle()
+    job = job_of(bot.dispatches()[-1])
+    assert job.adapter is not None and job.adapter.run_id == train.run_id and job.adapter.sha256 == digest
+    # /status <run> shows the identities: the recipe key, the data, the adapter hash it saved.
+    await bot.comment(f"/status {train.run_id}")
+    await bot.settle()
+    [status] = [c for c in bot.bot_comments() if "Identities" in c]
+    assert f"`{digest}`" in status and f"`{run.result_key[:16]}`" in status
+    assert "recipe (training result key)" in status

@@ -44,12 +44,21 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     assert len(reports) == 1
     assert "CMMLU" in reports[0] and "significant" in reports[0].lower()
 
-    # /compare now finds both sides stored: no dispatch, the report is refreshed in place.
-    await bot.comment("/compare main")
+    # /compare base-model finds both sides stored: no dispatch, the report is refreshed in place.
+    await bot.comment("/compare base-model")
     await bot.settle()
     assert len(bot.dispatches()) == 2
     reports = [c for c in bot.github.comments_on("Codertocat/Hello-World", 1) if "tunebot:compare:" in c.body]
     assert len(reports) == 1 and reports[0].edits >= 1
+    assert "`base-model`" in reports[0].body
+
+    # /compare main: the PR trained on built-in data with the same settings main would use: the same recipe, so
+    # there is nothing to compare, and no delta is posted.
+    await bot.comment("/compare main")
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+    [same] = [c for c in bot.bot_comments() if "Same recipe as" in c]
+    assert f"main@{bot.repo.branches['main'][:7]}" in same
 
     # An identical /eval is answered from the store too, unless force=true.
     await bot.comment("/eval cmmlu adapter=latest")
@@ -78,6 +87,11 @@ async def test_compare_against_a_run_id_uses_that_runs_results(make_bot) -> None
     assert len(bot.dispatches()) == 3
     reports = [c for c in bot.bot_comments() if f"tunebot:compare:{second.run_id}" in c]
     assert reports and f"against `{first.run_id}`" in reports[-1]
+    # A run id is looked up, never guessed from its shape: an unknown one is just a ref that names nothing.
     await bot.comment("/compare tb-000000000000")
     await bot.settle()
-    assert any("no stored evaluation results" in c for c in bot.bot_comments())
+    assert any("`tb-000000000000` is not a branch, tag or commit" in c for c in bot.bot_comments())
+    await bot.comment("/compare run:tb-000000000000")
+    await bot.settle()
+    assert any("has no run `tb-000000000000`" in c for c in bot.bot_comments())
+    assert len(bot.dispatches()) == 3
