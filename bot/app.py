@@ -278,10 +278,12 @@ async def open_service(config: Config, *, github: Any = None, clock: Callable[[]
                        session: Any = None) -> Service:
     """Build the service from its configuration (store opened and migrated, GitHub port per auth mode)."""
     if github is None:
+        pace = {"writes_per_minute": config.github_writes_per_minute,
+                "writes_per_hour": config.github_writes_per_hour}
         if config.app_mode:
-            github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get())
+            github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get(), **pace)
         else:
-            github = PyGithubPort.with_token(config.github_api_url, config.github_token.get())
+            github = PyGithubPort.with_token(config.github_api_url, config.github_token.get(), **pace)
     if not config.bot_login:
         config = replace(config, bot_login=await learn_bot_login(github))
     store = await Store.open(config.database_url)

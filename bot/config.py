@@ -77,6 +77,10 @@ class Config:
     keepalive_timeout_s: float = 75.0
     max_connections: int = 256  # open connections at most; more are closed at once (each costs memory and a fd)
     workers: int = 4
+    # GitHub's secondary limits on content-creating requests (comments, edits, reactions, dispatches, check runs),
+    # per installation: each replica paces its own writes, so N replicas should each get 1/N. 0 = unpaced.
+    github_writes_per_minute: float = 80.0
+    github_writes_per_hour: float = 500.0
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
     stale_run_after_s: float = 1800.0
@@ -149,6 +153,8 @@ _ENV: dict[str, str] = {
     "HOST": "host",
     "PORT": "port",
     "TUNEBOT_WORKERS": "workers",
+    "TUNEBOT_GITHUB_WRITES_PER_MINUTE": "github_writes_per_minute",
+    "TUNEBOT_GITHUB_WRITES_PER_HOUR": "github_writes_per_hour",
     "TUNEBOT_READ_TIMEOUT_S": "read_timeout_s",
     "TUNEBOT_KEEPALIVE_TIMEOUT_S": "keepalive_timeout_s",
     "TUNEBOT_MAX_CONNECTIONS": "max_connections",
@@ -172,7 +178,7 @@ _FILE_ENV: dict[str, str] = {
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes", "max_connections"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
-           "read_timeout_s", "keepalive_timeout_s"}
+           "read_timeout_s", "keepalive_timeout_s", "github_writes_per_minute", "github_writes_per_hour"}
 
 
 def _coerce(name: str, value: Any) -> Any:
