@@ -13,7 +13,7 @@ from bot.cards import Cards
 from bot.comments import Comments
 from bot.comparisons import Comparisons
 from bot.config import Config
-from bot.core import Core
+from bot.core import Conversation, Core
 from bot.github.port import GitHubPort
 from bot.github.sansio import (
     IssueComment,
@@ -32,6 +32,7 @@ from bot.outbox import Outbox
 from bot.store import Store
 from bot.store.models import Delivery
 from commands.catalog import Catalog
+from commands.policy import DEFAULT_POLICY, Policy
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,27 @@ class Service:
     @property
     def chat(self) -> Any:
         return self.core.chat
+
+    async def delivery_failed(self, delivery: Delivery, error: str) -> None:
+        """A delivery's last attempt failed: a commenter whose command it carried hears what failed and what to do
+        (through the outbox, which keeps trying to post it while GitHub is down)."""
+        try:
+            event = parse_event(delivery.event, delivery.payload())
+        except (WebhookError, ValueError):
+            return
+        if not isinstance(event, IssueComment) or event.action != "created" or event.is_bot \
+                or event.user_login == self.core.bot_login:
+            return
+        try:
+            policy = await self.core.policy_for(event.repo)
+        except Exception:  # GitHub may still be down: answer in the default language
+            policy = DEFAULT_POLICY
+        conv = Conversation(event.repo, event.issue_number, event.is_pull_request, event.user_login,
+                            event.author_association, f"c{event.comment_id}",
+                            policy if isinstance(policy, Policy) else DEFAULT_POLICY, event.comment_id)
+        await self.core.reply(conv, "failed", conv.say("reply.delivery_failed", actor=conv.actor,
+                                                       attempts=delivery.attempts, error=error[:500].rstrip("."),
+                                                       delivery=delivery.delivery_id))
 
     async def process_delivery(self, delivery: Delivery) -> None:
         try:
