@@ -39,8 +39,10 @@ def _dt(value: str | None) -> datetime | None:
 class Outbox:
     def __init__(self, *, store: Store, github: GitHubPort, bot_login: str, metrics: Metrics,
                  clock: Callable[[], float], chat: Mapping[str, Performer] | None = None,
-                 on_done: Callable[[OutboxItem, Mapping[str, Any]], Awaitable[None]] | None = None) -> None:
+                 on_done: Callable[[OutboxItem, Mapping[str, Any]], Awaitable[None]] | None = None,
+                 lease: timedelta = timedelta(seconds=60)) -> None:
         self.store = store
+        self.lease = lease  # a replica that dies holding items: another performs them once this runs out
         self.github = github
         self.bot_login = bot_login
         self.metrics = metrics
@@ -64,7 +66,7 @@ class Outbox:
     async def pump(self, limit: int = 50, kinds: Collection[str] | None = None) -> int:
         """Perform every due item (of these kinds) once; returns how many were performed successfully."""
         done = 0
-        items = await self.store.due(self.now(), limit, kinds=kinds)
+        items = await self.store.due(self.now(), limit, kinds=kinds, lease=self.lease)
         for item in items:
             if await self.perform(item):
                 done += 1

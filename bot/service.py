@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from bot.autotrain import AutoTrain
@@ -52,7 +53,8 @@ class Service:
         self.autotrain = AutoTrain(parts, self.comments)
         self.outbox = core.outbox = Outbox(store=store, github=github, bot_login=config.bot_login, metrics=metrics,
                                            clock=clock, chat=chat.performers() if chat is not None else None,
-                                           on_done=self.jobs.on_outbox_done)
+                                           on_done=self.jobs.on_outbox_done,
+                                           lease=timedelta(seconds=max(config.delivery_lease_s, 1.0)))
         metrics.describe("deliveries_processed_total", "counter", "Deliveries processed by event and outcome.")
         # The entry points, where they live.
         self.handle_text = self.comments.handle_text
