@@ -196,6 +196,13 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "`/retry {run}`.",
         "❌ `{run}` 无法启动：本仓库默认分支 `{ref}` 上没有工作流 `{workflow}`（{error}）。请把 "
         "`.github/workflows/{workflow}`（deploy/github/tunebot-run.yml）加入 `{ref}`，然后评论 `/retry {run}`。"),
+    "reply.dispatch_failed.rejected": (
+        "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` on `{ref}` ({error}). Check "
+        "that `.github/workflows/{workflow}` on `{ref}` is tunebot's (deploy/github/tunebot-run.yml) with its "
+        "inputs, then `/retry {run}`.",
+        "❌ `{run}` 无法启动：GitHub 拒绝在 `{ref}` 上触发工作流 `{workflow}`（{error}）。请确认 `{ref}` 上的 "
+        "`.github/workflows/{workflow}` 是 tunebot 的工作流（deploy/github/tunebot-run.yml）并声明了其输入，"
+        "然后评论 `/retry {run}`。"),
     "reply.dispatch_failed.forbidden": (
         "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` ({error}). The App needs the "
         "`actions: write` permission: an owner of the repository accepts it in the App's installation settings "
