@@ -201,6 +201,32 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                                 "`{path}` 已修改，但未开始训练：{reason}"),
     "reply.autotrain.config_error": ("⚠️ {error}", "⚠️ {error}"),
     "reply.policy_error": ("⚠️ {error}", "⚠️ {error}"),
+    "reply.delivery_failed": (
+        "⚠️ @{actor} your command could not be carried out after {attempts} attempts: {error}. Nothing was "
+        "started. Comment it again in a few minutes (GitHub's status: https://www.githubstatus.com); if it keeps "
+        "failing, ask the bot's operator to look at webhook delivery `{delivery}`.",
+        "⚠️ @{actor} 您的命令在尝试 {attempts} 次后仍未能执行：{error}。没有启动任何任务。请过几分钟再评论一次"
+        "（GitHub 状态：https://www.githubstatus.com）；如果一直失败，"
+        "请联系机器人的运维人员检查 webhook 投递 `{delivery}`。"),
+    "reply.dispatch_failed.workflow_missing": (
+        "❌ `{run}` could not start: GitHub has no workflow `{workflow}` on the default branch `{ref}` of this "
+        "repository ({error}). Add `.github/workflows/{workflow}` (deploy/github/tunebot-run.yml) to `{ref}`, then "
+        "`/retry {run}`.",
+        "❌ `{run}` 无法启动：本仓库默认分支 `{ref}` 上没有工作流 `{workflow}`（{error}）。请把 "
+        "`.github/workflows/{workflow}`（deploy/github/tunebot-run.yml）加入 `{ref}`，然后评论 `/retry {run}`。"),
+    "reply.dispatch_failed.rejected": (
+        "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` on `{ref}` ({error}). Check "
+        "that `.github/workflows/{workflow}` on `{ref}` is tunebot's (deploy/github/tunebot-run.yml) with its "
+        "inputs, then `/retry {run}`.",
+        "❌ `{run}` 无法启动：GitHub 拒绝在 `{ref}` 上触发工作流 `{workflow}`（{error}）。请确认 `{ref}` 上的 "
+        "`.github/workflows/{workflow}` 是 tunebot 的工作流（deploy/github/tunebot-run.yml）并声明了其输入，"
+        "然后评论 `/retry {run}`。"),
+    "reply.dispatch_failed.forbidden": (
+        "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` ({error}). The App needs the "
+        "`actions: write` permission: an owner of the repository accepts it in the App's installation settings "
+        "(Settings → GitHub Apps → Configure); then `/retry {run}`.",
+        "❌ `{run}` 无法启动：GitHub 拒绝触发工作流 `{workflow}`（{error}）。App 需要 `actions: write` 权限："
+        "请仓库所有者在 App 的安装设置中（Settings → GitHub Apps → Configure）批准该权限，然后评论 `/retry {run}`。"),
     # leaderboard
     "lb.title": ("Leaderboard: {bench}", "排行榜：{bench}"),
     "lb.title_all": ("Leaderboard", "排行榜"),
