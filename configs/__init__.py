@@ -28,4 +28,5 @@ def _load(name: str) -> Any:
 @lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
     """The catalog shipped with tunebot (cached: the files are part of the install and do not change)."""
-    return build_catalog(_load("models.yaml"), _load("training.yaml"), _load("benchmarks.yaml"), _load("datasets.yaml"))
+    return build_catalog(_load("models.yaml"), _load("training.yaml"), _load("benchmarks.yaml"), _load("datasets.yaml"),
+                         _load("toolchain.yaml"))
