@@ -343,7 +343,8 @@ class Comparisons:
             conv = Conversation(run.repo, origin.number, True, self.core.bot_login, "OWNER",
                                 f"baseline-failed:{run.run_id}:{origin.run_id}", policy)
             await self.core.reply(conv, "notice", t(policy.language, "cmp.backfill_failed", ref=fmt_code(label),
-                                                    run=fmt_code(run.run_id), new=fmt_code(origin.run_id),
+                                                    run=fmt_code(run.run_id), run_id=run.run_id,
+                                                    new=fmt_code(origin.run_id),
                                                     state=run.state, reason=(run.reason or "—").strip()[:500]))
             await self.cards.refresh(origin.run_id, final=True,
                                      baseline_label=t(policy.language, "cmp.baseline_failed", ref=label))

@@ -80,11 +80,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
     "cmp.baseline_failed": ("{ref}: failed", "{ref}：失败"),
     "cmp.backfill_failed": ("❌ Baseline {ref} ended {state} (run {run}), so the comparison with {new} will not come. "
-                            "Why: {reason}\n\nFix the cause and `/retry {run}`, or compare with `/compare base-model` "
-                            "or a run id.",
+                            "Why: {reason}\n\nFix the cause and `/retry {run_id}`, or compare with "
+                            "`/compare base-model` or a run id.",
                             "❌ 基准 {ref} 以 {state} 结束（运行 {run}），因此与 {new} 的对比不会发布。"
                             "原因：{reason}\n\n"
-                            "排除原因后 `/retry {run}`，或改用 `/compare base-model` 或某个运行 ID 对比。"),
+                            "排除原因后 `/retry {run_id}`，或改用 `/compare base-model` 或某个运行 ID 对比。"),
     "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
                     "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
     "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",
