@@ -78,6 +78,9 @@ class Catalog:
     datasets: Mapping[str, DatasetEntry]
     # The ms-swift and EvalScope versions every job names (configs/toolchain.yaml); None: jobs name none.
     toolchain: Toolchain | None = None
+    # sha256 of the file packs' question files as the bot has them (path under the pack root -> digest), from
+    # configs.with_pack_digests; empty: jobs carry no pack content hash.
+    pack_digests: Mapping[str, str] = field(default_factory=dict)
 
     def model_defaults(self, preset: ModelPreset) -> dict[str, Any]:
         """Hyper-parameter defaults for a model: its size bracket, then the preset's own overrides."""

@@ -30,6 +30,7 @@ from .jobspec import (
     content_hash,
     validate_job,
 )
+from .packs import FILE_PACKS, pack_content_hash, subject_files
 from .policy import Policy
 from .recipe import RESULT_KEY_VERSION, eval_identity, model_identity, recipe_of
 from .recipe import eval_key as _eval_key
@@ -256,8 +257,20 @@ def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets
             few_shot=shots,
             max_tokens=pack.max_tokens,
             data_dir=data_dir,
+            content_hash=_pack_hash(pack.evalscope_name, tuple(sorted(chosen)), catalog),
         ))
     return tuple(out)
+
+
+def _pack_hash(pack: str, subjects: tuple[str, ...], catalog: Catalog) -> str | None:
+    """The content hash of a file pack's chosen subjects, when the bot has every one of their files (else None: the
+    runner's own copy is then used unchecked, rather than refused for a file the bot never saw)."""
+    if pack not in FILE_PACKS or subjects == ("all",):
+        return None
+    files = [f for s in subjects for f in subject_files(pack, s)]
+    if not files or any(f not in catalog.pack_digests for f in files):
+        return None
+    return pack_content_hash(pack, {f: catalog.pack_digests[f] for f in files})
 
 
 def train_key(job: JobSpec, preset: ModelPreset, head_sha: str = "") -> str:
