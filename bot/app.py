@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from bot.outbox import GITHUB_KINDS
 from bot.service import Service
 from bot.store import NewDelivery, Store
 from bot.store.models import Delivery
-from configs import load_catalog
+from configs import BENCH_DATA_DIR, load_catalog, with_pack_digests
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,9 @@ async def open_service(config: Config, *, github: Any = None, clock: Callable[[]
     chat = None
     if session is not None and (config.slack_token or config.dingtalk_robots):
         chat = Chat(config=config, session=session, clock=clock)
-    service = Service(config=config, store=store, github=github, catalog=load_catalog(), metrics=Metrics(),
+    catalog = with_pack_digests(load_catalog(), None if config.bench_data.lower() == "none"
+                                else Path(config.bench_data) if config.bench_data else BENCH_DATA_DIR)
+    service = Service(config=config, store=store, github=github, catalog=catalog, metrics=Metrics(),
                       clock=clock, chat=chat)
     if chat is not None:
         chat.attach(service)

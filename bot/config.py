@@ -67,6 +67,10 @@ class Config:
     # A signed job carries `not_after` = dispatch time + this; runners refuse it later (a leaked or replayed job
     # is not valid forever). Long enough for a job to wait for a free GPU runner.
     job_ttl_s: float = 24 * 3600.0
+    # The bot's copy of the CMMLU / C-Eval packs (the runners' TUNEBOT_BENCH_DATA): jobs carry the content hash of
+    # the question files they evaluate, and runners refuse other files. Empty: the samples shipped with tunebot (the
+    # runners' default); `none`: jobs carry no pack hash (runners then hash what they have, unchecked).
+    bench_data: str = ""
     database_url: str = "sqlite:///tunebot.db"
     public_url: str = "http://127.0.0.1:3000"
     host: str = "0.0.0.0"
@@ -167,6 +171,7 @@ _ENV: dict[str, str] = {
     "TUNEBOT_WORKFLOW": "workflow_file",
     "TUNEBOT_JOB_SIGNING_KEY": "job_signing_key",
     "TUNEBOT_JOB_TTL_S": "job_ttl_s",
+    "TUNEBOT_BENCH_DATA": "bench_data",
     "TUNEBOT_DATABASE_URL": "database_url",
     "TUNEBOT_PUBLIC_URL": "public_url",
     "HOST": "host",

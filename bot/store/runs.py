@@ -237,6 +237,14 @@ class RunStore(Access):
         async with self._read() as conn:
             return [_run(r) for r in (await conn.execute(stmt)).all()]
 
+    async def runs_comparing_with(self, repo: str, sha: str, *, limit: int = 50) -> list[Run]:
+        """Runs whose comparison is pinned to commit `sha` (`compare_ref` "<ref>@<sha>"), newest first: the PRs a
+        baseline landing (or failing) there answers."""
+        stmt = (select(t).where(t.c.repo == repo, t.c.compare_ref.like(f"%@{sha}"))
+                .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
+        async with self._read() as conn:
+            return [_run(r) for r in (await conn.execute(stmt)).all()]
+
     async def active_runs(self, *, updated_before: datetime | None = None, limit: int | None = None) -> list[Run]:
         """Queued, dispatched and running runs, least recently updated first (the periodic sweep's work list);
         `updated_before` keeps only those silent since then (e.g. no heartbeat for 10 minutes)."""

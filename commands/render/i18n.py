@@ -62,6 +62,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
     "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
+    "cmp.seeds": ("*{k} seeds per side ({seeds}): scores are means across seeds, and Δ, p and the interval come from "
+                  "Welch's t-test on the per-seed scores, so training noise is measured.*",
+                  "*每侧 {k} 个随机种子（{seeds}）：分数为各种子的均值，Δ、p 值与区间来自对各种子分数的 Welch t 检验，"
+                  "已计入训练噪声。*"),
+    "cmp.seed_line": ("{bench}: baseline {base} ({base_stat}) → this PR {new} ({new_stat})",
+                      "{bench}：基准 {base}（{base_stat}）→ 本 PR {new}（{new_stat}）"),
     "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
     "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "
                         "(recipe {recipe}), so it trains what {ref} trains. Nothing to compare.",
@@ -72,6 +78,13 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                      "⏳ 基准 {ref}：正在以运行 {run} 在该提交上训练相同配方；"
                      "完成后发布与 {new} 的对比。差异：{changes}"),
     "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
+    "cmp.baseline_failed": ("{ref}: failed", "{ref}：失败"),
+    "cmp.backfill_failed": ("❌ Baseline {ref} ended {state} (run {run}), so the comparison with {new} will not come. "
+                            "Why: {reason}\n\nFix the cause and `/retry {run_id}`, or compare with "
+                            "`/compare base-model` or a run id.",
+                            "❌ 基准 {ref} 以 {state} 结束（运行 {run}），因此与 {new} 的对比不会发布。"
+                            "原因：{reason}\n\n"
+                            "排除原因后 `/retry {run_id}`，或改用 `/compare base-model` 或某个运行 ID 对比。"),
     "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
                     "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
     "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",
@@ -84,6 +97,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "cmp.col.delta": ("Δ (points)", "Δ（百分点）"),
     "cmp.col.ci": ("95% CI", "95% 置信区间"),
     "cmp.col.p": ("p (McNemar)", "p（McNemar）"),
+    "cmp.col.p_seeds": ("p (Welch, seeds)", "p（Welch，跨种子）"),
     "cmp.col.p_holm": ("p (Holm)", "p（Holm 校正）"),
     "cmp.col.verdict": ("Verdict", "结论"),
     "cmp.notes": ("Notes", "说明"),
