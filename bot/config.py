@@ -96,6 +96,13 @@ class Config:
     # When set, GET /metrics needs `Authorization: Bearer <token>`: run counts, repositories' activity and memory
     # are not for the internet (a scraper inside the cluster can also reach the port directly).
     metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    # The web view (/ui/, bot/web/): private repositories' pages need a GitHub login through the App's OAuth web
+    # flow (the App's client id and secret); its session cookies are encrypted and signed with `web_session_key`
+    # (derived from the webhook secret when unset). Public repositories' pages need neither.
+    github_client_id: str = ""
+    github_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    web_session_key: Secret = field(default_factory=lambda: Secret(""))
+    web_ui: bool = True
 
     @property
     def app_mode(self) -> bool:
@@ -120,6 +127,9 @@ class Config:
             out.append("TUNEBOT_READ_TIMEOUT_S and TUNEBOT_KEEPALIVE_TIMEOUT_S must be positive numbers of seconds")
         if self.job_ttl_s <= 0:
             out.append(f"TUNEBOT_JOB_TTL_S must be a positive number of seconds, got {self.job_ttl_s:g}")
+        if bool(self.github_client_id) != bool(self.github_client_secret):
+            out.append("GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET go together (the App's OAuth credentials, for the "
+                       "web view's login): set both or neither")
         if self.max_connections < 1:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
@@ -164,6 +174,10 @@ _ENV: dict[str, str] = {
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
     "LOG_LEVEL": "log_level",
     "TUNEBOT_METRICS_TOKEN": "metrics_token",
+    "GITHUB_CLIENT_ID": "github_client_id",
+    "GITHUB_CLIENT_SECRET": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY": "web_session_key",
+    "TUNEBOT_WEB_UI": "web_ui",
 }
 # NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
 _FILE_ENV: dict[str, str] = {
@@ -174,6 +188,8 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_JOB_SIGNING_KEY_FILE": "job_signing_key",
     "SLACK_BOT_TOKEN_FILE": "slack_token",
     "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
+    "GITHUB_CLIENT_SECRET_FILE": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY_FILE": "web_session_key",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes", "max_connections"}
@@ -181,7 +197,17 @@ _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "del
            "read_timeout_s", "keepalive_timeout_s", "job_ttl_s"}
 
 
+_BOOLS = {"web_ui"}
+
+
 def _coerce(name: str, value: Any) -> Any:
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return text in ("1", "true", "yes", "on")
     if name in _SECRETS:
         return Secret(str(value).strip() if name != "private_key" else str(value))
     try:

@@ -32,10 +32,12 @@ from bot.github.port import (
     Comment,
     CommentBody,
     CommentRef,
+    CommitInfo,
     DispatchResult,
     NotFound,
     Permission,
     PullInfo,
+    RepoInfo,
     WorkflowRun,
     run_id_from_name,
 )
@@ -310,6 +312,18 @@ class LocalGitHub:
 
     async def default_branch(self, repo: str) -> str:
         return "main"
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        # Local pages are served on 127.0.0.1 only, to whoever runs the session: nothing to log in to.
+        return RepoInfo(private=False, default_branch="main")
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        """The working tree's history (HEAD): what `make demo` trains on is the local "default branch"."""
+        out = _git(self.workdir, "log", f"-n{max(1, limit)}", "--format=%H%x09%cI%x09%s", "HEAD") or ""
+        commits = [line.split("\t", 2) for line in out.splitlines() if line.count("\t") >= 2]
+        if not commits:  # not a git repository: the session's one pseudo-commit
+            return [CommitInfo(sha=self.head_sha, title="(working tree)", date="")]
+        return [CommitInfo(sha=sha, title=title, date=date) for sha, date, title in commits]
 
     async def wait_all(self) -> None:
         tasks = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
