@@ -385,6 +385,10 @@ class LocalSession:
         if stored is not None:
             await self.service.workflow_completed(stored, run.conclusion, run.html_url)
 
+    def run_page(self, run_id: str) -> str:
+        """The web view's page of a run, served by this session's service (bot/web/) while the session is open."""
+        return f"{self.service.config.public_url}/ui/{self.github.repo}/runs/{run_id}"
+
     async def say(self, text: str) -> None:
         """Post `text` as a comment on the local PR and wait until everything it started has finished."""
         self.terminal.user(self.user, text)
