@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from .args import did_you_mean
 from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
+from .jobspec import TRACKER_PROJECT, TRACKERS, Tracking
 from .safeyaml import Document, Path, YamlError, load
 
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
@@ -83,6 +84,7 @@ class Policy:
     auto_train_paths: tuple[str, ...] = DEFAULT_AUTO_TRAIN_PATHS
     notify: Notify = field(default_factory=Notify)
     regression: tuple[RegressionRule, ...] = ()
+    tracking: Tracking | None = None  # None: TensorBoard event files in the run's artifact
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
@@ -136,6 +138,7 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "auto_train": ("enabled", "paths"),
     "notify": ("slack", "dingtalk"),
     "regression": None,
+    "tracking": ("tool", "project"),
 }
 
 
@@ -267,7 +270,25 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
         kw["notify"] = Notify(slack_channel=slack, dingtalk_robot=robot)
     if "regression" in raw:
         kw["regression"] = _regression(raw["regression"], catalog)
+    if "tracking" in raw:
+        kw["tracking"] = _tracking(raw["tracking"])
     return Policy(**kw)
+
+
+def _tracking(value: Any) -> Tracking:
+    """`tracking: wandb` or `tracking: {tool: wandb, project: my-project}` (ms-swift's `--report_to`)."""
+    raw = {"tool": value} if isinstance(value, str) else value
+    if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
+        raise _Invalid(("tracking",), f"`tracking` is one of {', '.join(TRACKERS)}, or a mapping with `tool` and "
+                                      "`project`")
+    tool = _choice(raw["tool"], ("tracking", "tool") if isinstance(value, dict) else ("tracking",), TRACKERS)
+    project = raw.get("project")
+    if project is not None and (not isinstance(project, str) or not TRACKER_PROJECT.fullmatch(project)):
+        raise _Invalid(("tracking", "project"), "`tracking.project` is a name of letters, digits, `-`, `_`, `.`")
+    if project is not None and tool == "tensorboard":
+        raise _Invalid(("tracking", "project"), "TensorBoard files go into the run's artifact; `project` is for "
+                                                "swanlab, wandb and mlflow")
+    return Tracking(tool=tool, project=project)
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
