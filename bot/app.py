@@ -320,7 +320,7 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     if config.web_ui:  # the read-only web view (bot/web/): /ui/…
-        from bot.web import mount_web
+        from bot.web import mount_web  # lazily: Jinja2 and the sessions are only imported when the view is on
 
         mount_web(app, service)
 
