@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sandbox
 from .hub_code import tool_environ
 from .procs import Watchdog
 from .sinks import EventBus
@@ -39,6 +40,9 @@ class AgentConfig:
     adapter_dir: Path | None = None
     # The workflow run's attempt (--run-attempt): a re-run (attempt > 1) replays a signed job, and is refused.
     run_attempt: int | None = None
+    # Whether tool processes are confined to writing their job's own directories (runner_agent/sandbox.py):
+    # require (refuse to run without it), auto (where the kernel offers it), off.
+    tool_sandbox: str = "auto"
 
     @property
     def swift_exe(self) -> str:
@@ -63,23 +67,71 @@ class RunContext:
     cpu_threads: int | None = None
     # The signed job's model.trust_remote_code: without it every tool process refuses hub code (runner_agent/hub_code).
     trust_remote_code: bool = False
+    # The Landlock ABI the tools are confined with (0: not confined); set by `confine_tools`.
+    sandbox_abi: int = 0
+    sandbox_note: str = ""
 
     @property
     def cache(self) -> Path:
         return self.config.cache
 
+    def confine_tools(self) -> None:
+        """Decide, before any tool runs, whether tool processes are confined (runner_agent/sandbox.py); with
+        `require`, a runner that cannot confine them refuses the job."""
+        from .errors import AgentError
+
+        mode = self.config.tool_sandbox
+        if mode == "off":
+            self.sandbox_abi, self.sandbox_note = 0, "turned off (TUNEBOT_TOOL_SANDBOX=off)"
+            return
+        abi, why = sandbox.abi_version()
+        if abi < 1 and mode == "require":
+            raise AgentError(
+                f"this runner cannot keep the job's tools from writing the shared cache: {why}. Run on a kernel with "
+                f"Landlock (Linux 5.13+, landlock in the LSM list), or set TUNEBOT_TOOL_SANDBOX=auto to run without "
+                f"that protection (deploy/README.md, Threat model)"
+            )
+        cache = self.config.cache.resolve()
+        for where in self.tool_writable():
+            if abi and cache.is_relative_to(where):
+                raise AgentError(f"the tools may write {where}, which holds the shared cache {cache}: choose an "
+                                 f"--out outside the cache (and a cache outside /dev)")
+        self.sandbox_abi, self.sandbox_note = abi, (f"Landlock ABI {abi}" if abi else f"not confined: {why}")
+
+    def tool_writable(self) -> list[Path]:
+        """Where a confined tool may write: its job's scratch space (and the short TMPDIR it links to), the run's
+        output directory, and device nodes. Everything else, the shared cache above all, is read-only to it."""
+        dirs = [self.scratch.resolve(), (self.scratch / "tmp").resolve(), self.config.out.resolve(),
+                *sandbox.SYSTEM_WRITABLE]
+        return list(dict.fromkeys(dirs))
+
+    def tool_argv(self, argv: list[str]) -> list[str]:
+        """The command line that starts a job's tool: confined when `confine_tools` found a way, else as is."""
+        if self.sandbox_abi < 1:
+            return list(argv)
+        (self.scratch / "tmp").mkdir(parents=True, exist_ok=True)
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        return sandbox.wrap(self.config.python, argv, self.tool_writable())
+
     def tool_env(self, *, offline: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment a tool runs in: the caller's, plus the agent's caches and (when asked) offline switches."""
-        cache = self.config.cache
+        """The environment a tool runs in: the caller's, plus per-run caches and (when asked) offline switches.
+
+        Every cache a tool writes is the run's own, in its scratch space: the shared cache holds only what the
+        agent fetched and verified (models, converted packs, datasets), passed to the tools by path, and is
+        read-only to them (`tool_argv`). What the tools download themselves (hub datasets) is per run."""
+        own = self.scratch / "caches"
         env = dict(self.config.base_env)
         env.update(
             {
-                "HF_HOME": str(cache / "hf"),
-                "HF_HUB_CACHE": str(cache / "hf" / "hub"),
-                "MODELSCOPE_CACHE": str(cache / "modelscope"),
-                "EVALSCOPE_CACHE": str(cache / "evalscope"),
-                "MPLCONFIGDIR": str(cache / "mpl"),
-                # Processed-dataset caches are per run: they are large, run-specific and go with the scratch space.
+                "HF_HOME": str(own / "hf"),
+                "HF_HUB_CACHE": str(own / "hf" / "hub"),
+                "MODELSCOPE_CACHE": str(own / "modelscope"),
+                "EVALSCOPE_CACHE": str(own / "evalscope"),
+                "MPLCONFIGDIR": str(own / "mpl"),
+                # What else writes below $HOME by default (torch hub, Triton kernels, CUDA's JIT cache).
+                "XDG_CACHE_HOME": str(own / "xdg"),
+                "TRITON_CACHE_DIR": str(own / "triton"),
+                "CUDA_CACHE_PATH": str(own / "cuda"),
                 "HF_DATASETS_CACHE": str(self.scratch / "hf-datasets"),
                 "TMPDIR": str((self.scratch / "tmp").resolve()),  # may be a short directory elsewhere
                 "PYTHONUNBUFFERED": "1",

@@ -243,8 +243,8 @@ def _free_gib(path: Path) -> float:
 class Plotter:
     """The loss-curve helper process: started early, fed the points at the end, killed if the run stops first."""
 
-    def __init__(self, python: str, png: Path, env: dict[str, str]) -> None:
-        self.argv = [python, "-m", "runner_agent.plot", str(png)]
+    def __init__(self, argv: list[str], png: Path, env: dict[str, str]) -> None:
+        self.argv = argv
         self.png = png
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -404,6 +404,12 @@ class Runner:
         }
 
         # 1. Everything that can be checked without heavy work, before any of it starts.
+        # The tools (ms-swift, EvalScope) may write only their run's own directories, never the shared cache.
+        ctx.confine_tools()
+        state.manifest["tool_sandbox"] = {"confined": ctx.sandbox_abi > 0, "mode": cfg.tool_sandbox,
+                                          "how": ctx.sandbox_note}
+        if ctx.sandbox_abi < 1:
+            ctx.bus.emit("phase", phase="download", detail=f"tools can write the shared cache: {ctx.sandbox_note}")
         if job.trains:
             assert job.tuner is not None
             training.validate_hyper(job.hyper, job.tuner)
@@ -570,7 +576,8 @@ class Runner:
         # The plot helper starts once training is under way: its matplotlib import (about a second of CPU) then
         # overlaps the training steps instead of competing with ms-swift's start-up or adding to the end.
         png = cfg.out / "loss.png"
-        plotter = Plotter(cfg.python, png, ctx.tool_env(offline=True))
+        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(png)]), png,
+                          ctx.tool_env(offline=True))
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,

@@ -283,7 +283,7 @@ def train(
             started[0] = True
             on_first_step()
 
-    proc = Supervised(argv, env=ctx.tool_env(offline=offline), log_path=ctx.logs / "swift-sft.log")
+    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline), log_path=ctx.logs / "swift-sft.log")
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0
