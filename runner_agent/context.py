@@ -94,15 +94,20 @@ class RunContext:
         cache = self.config.cache.resolve()
         for where in self.tool_writable():
             if abi and cache.is_relative_to(where):
-                raise AgentError(f"the tools may write {where}, which holds the shared cache {cache}: choose an "
-                                 f"--out outside the cache (and a cache outside /dev)")
+                raise AgentError(f"the tools may write {where}, which holds the shared cache {cache}: put the "
+                                 f"cache elsewhere (TUNEBOT_CACHE)")
         self.sandbox_abi, self.sandbox_note = abi, (f"Landlock ABI {abi}" if abi else f"not confined: {why}")
 
+    @property
+    def tool_dir(self) -> Path:
+        """The part of the scratch space the tools write (outputs, caches); the agent writes its own files beside
+        it and in --out, where no tool can plant a symlink for the agent to write through."""
+        return self.scratch / "tool"
+
     def tool_writable(self) -> list[Path]:
-        """Where a confined tool may write: its job's scratch space (and the short TMPDIR it links to), the run's
-        output directory, and device nodes. Everything else, the shared cache above all, is read-only to it."""
-        dirs = [self.scratch.resolve(), (self.scratch / "tmp").resolve(), self.config.out.resolve(),
-                *sandbox.SYSTEM_WRITABLE]
+        """Where a confined tool may write: `tool_dir`, the run's TMPDIR (a short directory the scratch space
+        links to) and device nodes. Everything else, the shared cache above all, is read-only to it."""
+        dirs = [self.tool_dir.resolve(), (self.scratch / "tmp").resolve(), *sandbox.SYSTEM_WRITABLE]
         return list(dict.fromkeys(dirs))
 
     def tool_argv(self, argv: list[str]) -> list[str]:
@@ -110,7 +115,7 @@ class RunContext:
         if self.sandbox_abi < 1:
             return list(argv)
         (self.scratch / "tmp").mkdir(parents=True, exist_ok=True)
-        self.config.out.mkdir(parents=True, exist_ok=True)
+        self.tool_dir.mkdir(parents=True, exist_ok=True)
         return sandbox.wrap(self.config.python, argv, self.tool_writable())
 
     def tool_env(self, *, offline: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -119,7 +124,7 @@ class RunContext:
         Every cache a tool writes is the run's own, in its scratch space: the shared cache holds only what the
         agent fetched and verified (models, converted packs, datasets), passed to the tools by path, and is
         read-only to them (`tool_argv`). What the tools download themselves (hub datasets) is per run."""
-        own = self.scratch / "caches"
+        own = self.tool_dir / "caches"
         env = dict(self.config.base_env)
         env.update(
             {
@@ -132,7 +137,7 @@ class RunContext:
                 "XDG_CACHE_HOME": str(own / "xdg"),
                 "TRITON_CACHE_DIR": str(own / "triton"),
                 "CUDA_CACHE_PATH": str(own / "cuda"),
-                "HF_DATASETS_CACHE": str(self.scratch / "hf-datasets"),
+                "HF_DATASETS_CACHE": str(self.tool_dir / "hf-datasets"),
                 "TMPDIR": str((self.scratch / "tmp").resolve()),  # may be a short directory elsewhere
                 "PYTHONUNBUFFERED": "1",
                 "TOKENIZERS_PARALLELISM": "false",
@@ -141,6 +146,7 @@ class RunContext:
             }
         )
         (self.scratch / "tmp").mkdir(parents=True, exist_ok=True)
+        self.tool_dir.mkdir(parents=True, exist_ok=True)
         if self.cpu_threads and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(self.cpu_threads)
             env.setdefault("MKL_NUM_THREADS", str(self.cpu_threads))

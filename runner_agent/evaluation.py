@@ -219,7 +219,7 @@ def evaluate(
     offline: bool,
     seed: int,
 ) -> EvalOutcome:
-    work = ctx.scratch / "eval"
+    work = ctx.tool_dir / "eval"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     model_args: dict[str, Any] = {

@@ -575,8 +575,9 @@ class Runner:
         ctx.bus.emit("phase", phase="train", detail=f"{job.tuner} on {job.model.name}, {length}")
         # The plot helper starts once training is under way: its matplotlib import (about a second of CPU) then
         # overlaps the training steps instead of competing with ms-swift's start-up or adding to the end.
-        png = cfg.out / "loss.png"
-        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(png)]), png,
+        # Drawn in the tools' part of the scratch space (a tool never writes --out), then copied by the agent.
+        drawn, png = ctx.tool_dir / "loss.png", cfg.out / "loss.png"
+        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(drawn)]), drawn,
                           ctx.tool_env(offline=True))
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
@@ -618,6 +619,7 @@ class Runner:
             ctx.bus.emit("artifact", **args_entry)
             # The loss curve the helper has been drawing meanwhile.
             if plotter.wait():
+                shutil.copyfile(drawn, png)
                 state.loss_png = "loss.png"
                 png_entry = report.artifact_entry(cfg.out, png, "loss_curve")
                 state.artifacts.append(png_entry)

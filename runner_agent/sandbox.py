@@ -1,5 +1,6 @@
 """Confines the tools a job runs (ms-swift, EvalScope, the plot helper) so that they can write only into that job's
-own directories: the shared cache, which the agent's fetch phase alone writes, is read-only to them.
+own tool directories: the shared cache, which the agent's fetch phase alone writes, is read-only to them, and so is
+everything the agent writes itself (--out, its scratch files), so a tool cannot plant a link for it to follow.
 
 The mechanism is Linux Landlock (https://docs.kernel.org/userspace-api/landlock.html): an unprivileged process
 restricts itself, every child inherits the restriction, and no process can lift it, root included (Landlock is

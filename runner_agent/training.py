@@ -269,7 +269,7 @@ def train(
     """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s)."""
     import time
 
-    output_dir = ctx.scratch / "swift-out"
+    output_dir = ctx.tool_dir / "swift-out"
     argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu)]
     log = TrainLog()
     tail = LogTail(output_dir / "logging.jsonl")

@@ -64,6 +64,11 @@ def hardlink_then_write():  # a link in a writable place would reach the cached 
 def other_run():
     with open(os.path.join(t["other_scratch"], "planted"), "w") as fh:
         fh.write("x")
+def plant_for_the_agent():  # a link where the agent later writes its own file (eval-spec.json): it would write
+    os.symlink(t["weights"], os.path.join(t["agent_scratch"], "eval-spec.json"))  # the cached weights instead
+def write_out():  # --out is the agent's: results, logs and the adapter it uploads
+    with open(os.path.join(t["out"], "results.json"), "w") as fh:
+        fh.write("{}")
 def own_scratch():
     with open(os.path.join(t["own"], "scratch-file"), "w") as fh:
         fh.write("fine")
@@ -75,9 +80,13 @@ if os.environ.get("ATTACK_TRUNCATE") == "1":
     attempt("truncate", truncate)
 attempt("hardlink", hardlink_then_write)
 attempt("other-run", other_run)
+if "agent_scratch" in t:
+    attempt("plant-for-agent", plant_for_the_agent)
+    attempt("write-out", write_out)
 attempt("own-scratch", own_scratch)
 '''
 CACHE_ATTACKS = ("overwrite", "plant", "repoint", "remove", "hardlink", "other-run")
+AGENT_ATTACKS = ("plant-for-agent", "write-out")
 
 
 def _shared_cache(cache: Path) -> dict[str, str]:
@@ -114,7 +123,9 @@ def _attack_as_a_tool(tmp_path: Path, mode: str) -> tuple[dict[str, str], dict[s
     scratch.mkdir(parents=True)
     ctx = RunContext(cfg, EventBus("t", []), Watchdog(None), scratch, tmp_path / "logs")
     ctx.confine_tools()
-    env = ctx.tool_env(offline=True, extra={"ATTACK_TARGETS": json.dumps({**targets, "own": str(scratch)})})
+    cfg.out.mkdir()
+    env = ctx.tool_env(offline=True, extra={"ATTACK_TARGETS": json.dumps(
+        {**targets, "own": str(ctx.tool_dir), "agent_scratch": str(scratch), "out": str(cfg.out)})})
     # Started exactly as training and evaluation start their tool: ctx.tool_argv + ctx.tool_env, supervised.
     proc = Supervised(ctx.tool_argv([sys.executable, "-c", ATTACK]), env=env, log_path=ctx.logs / "attack.log")
     assert run_supervised(proc, ctx.watchdog, what="attack") == 0, list(proc.lines)
@@ -124,7 +135,7 @@ def _attack_as_a_tool(tmp_path: Path, mode: str) -> tuple[dict[str, str], dict[s
 @needs_landlock
 def test_a_tool_process_cannot_change_the_shared_cache(tmp_path: Path) -> None:
     outcomes, before, after = _attack_as_a_tool(tmp_path, "auto")
-    for name in CACHE_ATTACKS:
+    for name in CACHE_ATTACKS + AGENT_ATTACKS:
         # EACCES from Landlock; EXDEV for a link across directories (Landlock refuses to reparent the file).
         assert outcomes[name] in ("EACCES", "EXDEV"), (name, outcomes)
     if ABI >= 3:
@@ -137,7 +148,7 @@ def test_the_same_attack_succeeds_without_the_sandbox(tmp_path: Path) -> None:
     """The positive control: unconfined (TUNEBOT_TOOL_SANDBOX=off), the same process poisons the cache — also as a
     non-root user, since the agent and its tools are one user, who owns the cache."""
     outcomes, before, after = _attack_as_a_tool(tmp_path, "off")
-    assert {outcomes[name] for name in ("overwrite", "plant", "repoint", "other-run")} == {"ok"}, outcomes
+    assert {outcomes[name] for name in ("overwrite", "plant", "repoint", "other-run", "plant-for-agent")} == {"ok"}
     assert after != before
 
 
@@ -210,10 +221,11 @@ def test_hub_code_in_a_real_training_run_cannot_poison_the_cache(tmp_path: Path)
     assert manifest["tool_sandbox"] == {"confined": True, "mode": "require", "how": f"Landlock ABI {ABI}"}
 
 
+
 @needs_landlock
-def test_an_output_directory_holding_the_cache_is_refused(tmp_path: Path) -> None:
-    """--out is writable by the tools: pointing it at (or above) the cache would open the cache to them."""
-    ctx = RunContext(AgentConfig(out=tmp_path, cache=tmp_path / "cache"), EventBus("t", []), Watchdog(None),
-                     tmp_path / "cache" / "scratch" / "r", tmp_path / "logs")
+def test_a_cache_the_tools_may_write_is_refused(tmp_path: Path) -> None:
+    """A cache under a directory every tool may write (/dev, e.g. /dev/shm) would be open to them: refused."""
+    ctx = RunContext(AgentConfig(out=tmp_path / "out", cache=Path("/dev/shm/tunebot-cache")), EventBus("t", []),
+                     Watchdog(None), tmp_path / "scratch", tmp_path / "logs")
     with pytest.raises(AgentError, match="holds the shared cache"):
         ctx.confine_tools()
