@@ -219,7 +219,7 @@ def evaluate(
     offline: bool,
     seed: int,
 ) -> EvalOutcome:
-    work = ctx.scratch / "eval"
+    work = ctx.tool_dir / "eval"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     model_args: dict[str, Any] = {
@@ -260,7 +260,7 @@ def evaluate(
             ctx.bus.emit("progress", phase="eval", step=min(done, total), total=max(total, 1))
 
     proc = Supervised(
-        [ctx.config.python, "-m", "runner_agent.eval_worker", str(spec_path)],
+        ctx.tool_argv([ctx.config.python, "-m", "runner_agent.eval_worker", str(spec_path)]),
         env=ctx.tool_env(offline=offline),
         log_path=ctx.logs / "evalscope.log",
     )

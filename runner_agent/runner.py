@@ -257,8 +257,8 @@ def _free_gib(path: Path) -> float:
 class Plotter:
     """The loss-curve helper process: started early, fed the points at the end, killed if the run stops first."""
 
-    def __init__(self, python: str, png: Path, env: dict[str, str]) -> None:
-        self.argv = [python, "-m", "runner_agent.plot", str(png)]
+    def __init__(self, argv: list[str], png: Path, env: dict[str, str]) -> None:
+        self.argv = argv
         self.png = png
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -419,6 +419,12 @@ class Runner:
         }
 
         # 1. Everything that can be checked without heavy work, before any of it starts.
+        # The tools (ms-swift, EvalScope) may write only their run's own directories, never the shared cache.
+        ctx.confine_tools()
+        state.manifest["tool_sandbox"] = {"confined": ctx.sandbox_abi > 0, "mode": cfg.tool_sandbox,
+                                          "how": ctx.sandbox_note}
+        if ctx.sandbox_abi < 1:
+            ctx.bus.emit("phase", phase="download", detail=f"tools can write the shared cache: {ctx.sandbox_note}")
         if job.trains:
             assert job.tuner is not None
             training.validate_hyper(job.hyper, job.tuner)
@@ -584,8 +590,10 @@ class Runner:
         ctx.bus.emit("phase", phase="train", detail=f"{job.tuner} on {job.model.name}, {length}")
         # The plot helper starts once training is under way: its matplotlib import (about a second of CPU) then
         # overlaps the training steps instead of competing with ms-swift's start-up or adding to the end.
-        png = cfg.out / "loss.png"
-        plotter = Plotter(cfg.python, png, ctx.tool_env(offline=True))
+        # Drawn in the tools' part of the scratch space (a tool never writes --out), then copied by the agent.
+        drawn, png = ctx.tool_dir / "loss.png", cfg.out / "loss.png"
+        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(drawn)]), drawn,
+                          ctx.tool_env(offline=True))
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
@@ -626,6 +634,7 @@ class Runner:
             ctx.bus.emit("artifact", **args_entry)
             # The loss curve the helper has been drawing meanwhile.
             if plotter.wait():
+                shutil.copyfile(drawn, png)
                 state.loss_png = "loss.png"
                 png_entry = report.artifact_entry(cfg.out, png, "loss_curve")
                 state.artifacts.append(png_entry)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +278,21 @@ def find_checkpoint(output_dir: Path, final: dict[str, Any]) -> Path:
     return ckpts[-1]
 
 
+def _copy_regular_files(src: Path, dest: Path) -> None:
+    """Copy the regular files under `src` (written by a confined tool) to `dest`; links are left behind, so a tool
+    cannot have the agent copy a file it points at into the artifact."""
+    if not src.is_dir() or src.is_symlink():
+        return
+    for root, _, files in os.walk(src, followlinks=False):  # never descends into a linked directory
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
 def train(
     ctx: RunContext,
     job: JobSpec,
@@ -289,10 +306,11 @@ def train(
     """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s)."""
     import time
 
-    output_dir = ctx.scratch / "swift-out"
-    # TensorBoard's event files go straight into the run's outputs, so they are part of its artifact.
-    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu,
-                                            logging_dir=ctx.config.out / "tensorboard")]
+    output_dir = ctx.tool_dir / "swift-out"
+    # TensorBoard's event files are written where the tools may write, then copied into the run's outputs (its
+    # artifact) once training ends: the confined tools cannot write the outputs themselves.
+    tensorboard = ctx.tool_dir / "tensorboard"
+    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, logging_dir=tensorboard)]
     log = TrainLog()
     tail = LogTail(output_dir / "logging.jsonl")
 
@@ -305,11 +323,12 @@ def train(
             started[0] = True
             on_first_step()
 
-    proc = Supervised(argv, env=ctx.tool_env(offline=offline, extra=tracker_env(job)),
+    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra=tracker_env(job)),
                       log_path=ctx.logs / "swift-sft.log")
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0
+    _copy_regular_files(tensorboard, ctx.config.out / "tensorboard")
     if rc != 0:
         lines = proc.tail()
         raise AgentError(f"ms-swift training failed ({describe_exit(rc)}): {headline(lines)}", detail="\n".join(lines))
