@@ -106,7 +106,8 @@ class InMemoryGitHub:
 
     def __init__(self, *, login: str = BOT_LOGIN, app: bool | None = None, dispatch_mode: str = "details",
                  clock: Clock | None = None, on_dispatch: DispatchHook | None = None,
-                 on_cancel: Callable[[FakeRun], Awaitable[None]] | None = None) -> None:
+                 on_cancel: Callable[[FakeRun], Awaitable[None]] | None = None,
+                 run_name_template: str = run_name("{run_id}")) -> None:
         if dispatch_mode not in ("details", "no_content"):
             raise ValueError("dispatch_mode is 'details' (200 with return_run_details) or 'no_content' (GHES 204)")
         self.login = login
@@ -115,6 +116,7 @@ class InMemoryGitHub:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.on_dispatch = on_dispatch
         self.on_cancel = on_cancel
+        self.run_name_template = run_name_template  # the workflow's `run-name:` (deploy/github/tunebot-run.yml)
         self.repos: dict[str, FakeRepo] = {}
         self.comments: dict[int, FakeComment] = {}
         self.runs: dict[int, FakeRun] = {}
@@ -395,7 +397,8 @@ class InMemoryGitHub:
         token = inputs.get(RUN_NAME_INPUT)
         name = r.workflows[workflow_file]
         run = FakeRun(id=next(self._ids) * 1000 + 7, repo=r.full_name, workflow_file=workflow_file, name=name,
-                      display_title=run_name(token) if token else name, head_branch=ref_name, head_sha=head_sha,
+                      display_title=self.run_name_template.format(run_id=token) if token else name,
+                      head_branch=ref_name, head_sha=head_sha,
                       inputs=dict(inputs), created_at=now, updated_at=now, run_number=next(counter))
         self.runs[run.id] = run
         if self.on_dispatch is not None:

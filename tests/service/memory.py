@@ -113,6 +113,21 @@ class MemoryBot:
             "run_attempt": run.run_attempt, "html_url": f"https://github.com/{run.repo}/actions/runs/{run.id}"})
         return await self.deliver("workflow_run", payload)
 
+    async def workflow_job(self, run_id: int, action: str, *, job_id: int | None = None,
+                           job_name: str = "train") -> Delivered:
+        """A `workflow_job` webhook for one job of the run (as FakeGitHub.emit_workflow_job)."""
+        run = self.github.runs[run_id]
+        job_id = job_id or run.id * 10 + 1
+        payload = load_payload("workflow_job.completed.success.with-organization", action=action,
+                               installation=INSTALLATION)
+        payload["repository"]["full_name"] = run.repo
+        payload["workflow_job"].update({
+            "id": job_id, "run_id": run.id, "name": job_name, "head_sha": run.head_sha, "run_attempt": run.run_attempt,
+            "workflow_name": run.name, "head_branch": run.head_branch, "status": action,
+            "conclusion": run.conclusion if action == "completed" else None,
+            "html_url": f"https://github.com/{run.repo}/actions/runs/{run.id}/job/{job_id}"})
+        return await self.deliver("workflow_job", payload)
+
     # ---------------------------------------------------------------- what the agent sends
     async def post_event(self, run_id: str, token: str, seq: int, type_: str, **data: Any) -> tuple[int, str]:
         """A signed agent callback, answered by the service as `POST /api/runs/{run}/events` answers it."""
