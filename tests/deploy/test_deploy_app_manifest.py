@@ -46,6 +46,8 @@ PORT_NEEDS = {
     "create_check_run": ("checks", "write"),  # POST /repos/{o}/{r}/check-runs
     "update_check_run": ("checks", "write"),  # PATCH /repos/{o}/{r}/check-runs/{id}
     "get_file": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}
+    "resolve_commit": ("contents", "read"),  # GET /repos/{o}/{r}/commits/{ref}
+    "blob_shas": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}?ref= (the `sha` field)
     "list_pull_files": ("pull_requests", "read"),  # GET /repos/{o}/{r}/pulls/{n}/files
     "default_branch": ("metadata", "read"),  # GET /repos/{o}/{r}
     "whoami": ("metadata", "read"),  # GET /app with the JWT (no installation permission needed), or GET /user

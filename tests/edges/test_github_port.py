@@ -357,15 +357,7 @@ async def test_dispatch_502_after_apply_never_starts_two_runs(fake_github: FakeG
 
 def test_pygithub_githubretry_honours_retry_after_but_reposts_on_502() -> None:
     """Why the port does its own retries: PyGithub's GithubRetry waits Retry-After, but re-POSTs blindly."""
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    gh = FakeGitHub()
-    loop.run_until_complete(gh.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with FakeGitHub() as gh:  # served from its own thread: PyGithub blocks
         _setup(gh)
         client = github.Github(base_url=gh.url, auth=github.Auth.Token(gh.token), retry=GithubRetry(total=3),
                                seconds_between_requests=None, seconds_between_writes=None, lazy=True)
@@ -377,11 +369,6 @@ def test_pygithub_githubretry_honours_retry_after_but_reposts_on_502() -> None:
         client.get_repo(REPO).get_issue(7).create_comment("once?")
         assert [c.body for c in gh.comments_on(REPO, 7)] == ["once?", "once?"]
         client.close()
-    finally:
-        asyncio.run_coroutine_threadsafe(gh.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 # ----------------------------------------------------------------------------- GitHub App auth

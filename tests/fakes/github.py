@@ -35,6 +35,7 @@ import jwt
 from aiohttp import web
 
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload
+from tests.fakes.loopback import LoopbackServer
 from tests.paths import FIXTURES
 
 _BLOBS = "/_blobs/artifacts"  # where artifact downloads redirect to (signed, unauthenticated)
@@ -297,7 +298,7 @@ _IDENTITY = web.RequestKey("identity", Identity)
 _ROUTE = web.RequestKey("route", str)
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """The fake GitHub server. Use as `async with FakeGitHub() as gh:`; `gh.url` is the API base URL."""
 
     def __init__(self, *, api_prefix: str = "", dispatch_mode: str = "details", clock: Clock | None = None,
@@ -309,6 +310,7 @@ class FakeGitHub:
                  run_name_input: str = "run_id", run_name_template: str = "tunebot {run_id}") -> None:
         if dispatch_mode not in ("details", "no_content"):
             raise ValueError("dispatch_mode is 'details' (200 with return_run_details) or 'no_content' (GHES 204)")
+        super().__init__()
         self.api_prefix = api_prefix.rstrip("/")
         self.dispatch_mode = dispatch_mode
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -339,8 +341,6 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self._run_numbers: dict[tuple[str, str], itertools.count[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -348,29 +348,14 @@ class FakeGitHub:
         """The API base URL to give a client (`http://127.0.0.1:<port>[/api/v3]`)."""
         return f"http://127.0.0.1:{self.port}{self.api_prefix}"
 
-    async def start(self) -> FakeGitHub:
+    def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self
+        return app
 
     async def close(self) -> None:
         await self.drain()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGitHub:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await super().close()
 
     async def drain(self) -> None:
         """Wait for the on_dispatch / on_cancel hooks still running; re-raise the first hook error."""
