@@ -208,7 +208,6 @@ async def memory_bot(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Callabl
                           database_url=f"sqlite:///{db}", **creds,
                           **{"card_edit_interval_s": 0.0, "public_url": PUBLIC_URL, **config})
         service = await open_service(cfg, github=github)
-        service.config = replace(service.config, public_url=PUBLIC_URL)
         bot = MemoryBot(github, repo, service)
         made.append(bot)
         return bot

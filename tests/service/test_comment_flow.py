@@ -305,6 +305,31 @@ async def test_app_mode_creates_and_completes_a_check_run(make_bot) -> None:
     assert "CUDA out of memory" in next(c for c in bot.bot_comments() if rid in c)
 
 
+async def test_the_check_run_requests_follow_the_run(memory_bot) -> None:
+    """What the App sends for a run's check: one check run on the PR's head, then edits of that one (never a second
+    check run), linking the workflow run and ending with the agent's reason."""
+    bot = await memory_bot(app=True)
+    run = await bot.start_run()
+    rid = run.run_id
+    await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")
+    await bot.settle()
+    await bot.post_event(rid, run.run_token, 1, "finished", status="failed", reason="CUDA out of memory")
+    await bot.settle()
+    run = await bot.service.store.get_run(rid)
+    [create] = bot.github.calls_to("POST", "*/check-runs")
+    assert create.url == f"/repos/{REPO}/check-runs"
+    assert {k: create.body[k] for k in ("name", "head_sha", "status", "external_id")} == {
+        "name": "tunebot (train)", "head_sha": run.head_sha, "status": "queued", "external_id": rid}
+    updates = bot.github.calls_to("PATCH", "*/check-runs/*")
+    assert {c.url for c in updates} == {f"/repos/{REPO}/check-runs/{run.check_run_id}"}
+    assert [c.body.get("status") for c in updates] == ["in_progress", "completed"]
+    final = updates[-1].body
+    assert final["conclusion"] == "failure" and "CUDA out of memory" in final["output"]["summary"]
+    assert final["details_url"] == f"https://github.com/{REPO}/actions/runs/{run.workflow_run_id}"
+    check = bot.github.check_runs[run.check_run_id]
+    assert (check.status, check.conclusion, check.head_sha) == ("completed", "failure", run.head_sha)
+
+
 async def test_progress_bursts_become_one_card_edit_per_interval(memory_bot) -> None:
     # The interval is long enough that a loaded CI machine cannot post the burst across two intervals; the timer
     # itself is tested in test_coalesce.py. Here: the burst is one edit, and the latest state is not lost.
