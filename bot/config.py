@@ -67,6 +67,10 @@ class Config:
     # A signed job carries `not_after` = dispatch time + this; runners refuse it later (a leaked or replayed job
     # is not valid forever). Long enough for a job to wait for a free GPU runner.
     job_ttl_s: float = 24 * 3600.0
+    # The bot's copy of the CMMLU / C-Eval packs (the runners' TUNEBOT_BENCH_DATA): jobs carry the content hash of
+    # the question files they evaluate, and runners refuse other files. Empty: the samples shipped with tunebot (the
+    # runners' default); `none`: jobs carry no pack hash (runners then hash what they have, unchecked).
+    bench_data: str = ""
     database_url: str = "sqlite:///tunebot.db"
     public_url: str = "http://127.0.0.1:3000"
     host: str = "0.0.0.0"
@@ -80,6 +84,20 @@ class Config:
     keepalive_timeout_s: float = 75.0
     max_connections: int = 256  # open connections at most; more are closed at once (each costs memory and a fd)
     workers: int = 4
+    # Several replicas may share one PostgreSQL database. Each leases the deliveries it works on for
+    # `delivery_lease_s` and renews the lease while it works; when a replica dies its leases run out and another
+    # replica takes the deliveries over. `replica_id` names this replica's leases (empty: the host name), so it must
+    # differ between replicas and stay the same across a restart (a restart takes its own leases back at once).
+    replica_id: str = ""
+    delivery_lease_s: float = 60.0
+    # A delivery whose processing fails (GitHub 5xx after the client's retries, the store down) is tried again after
+    # retry_base, 2x, 4x ... seconds; after `delivery_max_attempts` the commenter is told what failed.
+    delivery_max_attempts: int = 5
+    delivery_retry_base_s: float = 10.0
+    # GitHub's secondary limits on content-creating requests (comments, edits, reactions, dispatches, check runs),
+    # per installation: each replica paces its own writes, so N replicas should each get 1/N. 0 = unpaced.
+    github_writes_per_minute: float = 80.0
+    github_writes_per_hour: float = 500.0
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
     stale_run_after_s: float = 1800.0
@@ -120,6 +138,9 @@ class Config:
             out.append("TUNEBOT_READ_TIMEOUT_S and TUNEBOT_KEEPALIVE_TIMEOUT_S must be positive numbers of seconds")
         if self.job_ttl_s <= 0:
             out.append(f"TUNEBOT_JOB_TTL_S must be a positive number of seconds, got {self.job_ttl_s:g}")
+        if self.delivery_lease_s <= 0 or self.delivery_max_attempts < 1 or self.delivery_retry_base_s < 0:
+            out.append("TUNEBOT_DELIVERY_LEASE_S must be positive, TUNEBOT_DELIVERY_MAX_ATTEMPTS at least 1 and "
+                       "TUNEBOT_DELIVERY_RETRY_BASE_S not negative")
         if self.max_connections < 1:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
@@ -150,11 +171,18 @@ _ENV: dict[str, str] = {
     "TUNEBOT_WORKFLOW": "workflow_file",
     "TUNEBOT_JOB_SIGNING_KEY": "job_signing_key",
     "TUNEBOT_JOB_TTL_S": "job_ttl_s",
+    "TUNEBOT_BENCH_DATA": "bench_data",
     "TUNEBOT_DATABASE_URL": "database_url",
     "TUNEBOT_PUBLIC_URL": "public_url",
     "HOST": "host",
     "PORT": "port",
     "TUNEBOT_WORKERS": "workers",
+    "TUNEBOT_REPLICA_ID": "replica_id",
+    "TUNEBOT_DELIVERY_LEASE_S": "delivery_lease_s",
+    "TUNEBOT_DELIVERY_MAX_ATTEMPTS": "delivery_max_attempts",
+    "TUNEBOT_DELIVERY_RETRY_BASE_S": "delivery_retry_base_s",
+    "TUNEBOT_GITHUB_WRITES_PER_MINUTE": "github_writes_per_minute",
+    "TUNEBOT_GITHUB_WRITES_PER_HOUR": "github_writes_per_hour",
     "TUNEBOT_READ_TIMEOUT_S": "read_timeout_s",
     "TUNEBOT_KEEPALIVE_TIMEOUT_S": "keepalive_timeout_s",
     "TUNEBOT_MAX_CONNECTIONS": "max_connections",
@@ -176,9 +204,10 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
-_INTS = {"port", "workers", "max_body_bytes", "max_connections"}
+_INTS = {"port", "workers", "max_body_bytes", "max_connections", "delivery_max_attempts"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
-           "read_timeout_s", "keepalive_timeout_s", "job_ttl_s"}
+           "read_timeout_s", "keepalive_timeout_s", "job_ttl_s", "github_writes_per_minute",
+           "github_writes_per_hour", "delivery_lease_s", "delivery_retry_base_s"}
 
 
 def _coerce(name: str, value: Any) -> Any:

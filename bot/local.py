@@ -206,7 +206,10 @@ class LocalGitHub:
         local.run = _with(local.run, status="in_progress")
         proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         local.process = proc
-        code = await proc.wait()
+        try:
+            code = await proc.wait()
+        finally:
+            await asyncio.to_thread(self.drop_tree, repo_dir)
         conclusion = "success" if code == 0 else ("cancelled" if code in (130, 143, -15, -2) else "failure")
         local.run = _with(local.run, status="completed", conclusion=conclusion)
         self.terminal.note(f"runner: agent exited with {code} ({conclusion}); outputs in {out}")
@@ -304,6 +307,15 @@ class LocalGitHub:
                 _git(self.workdir, "worktree", "add", "--detach", "--force", str(tree), sha) is None:
             raise RuntimeError(f"cannot check out {sha} in {self.workdir} (git worktree add failed)")
         return tree
+
+    def drop_tree(self, tree: Path) -> None:
+        """Remove a worktree `tree_for` made once its run is over (the run's outputs live beside it, in `out/`), and
+        prune git's record of it, so the user's repository does not collect one worktree per baseline."""
+        if tree == self.workdir:
+            return
+        if _git(self.workdir, "worktree", "remove", "--force", str(tree)) is None:
+            shutil.rmtree(tree, ignore_errors=True)
+        _git(self.workdir, "worktree", "prune")
 
     async def whoami(self) -> str:
         return BOT_LOGIN

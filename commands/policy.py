@@ -83,6 +83,10 @@ class Policy:
     auto_train_paths: tuple[str, ...] = DEFAULT_AUTO_TRAIN_PATHS
     notify: Notify = field(default_factory=Notify)
     regression: tuple[RegressionRule, ...] = ()
+    # Seeds per side for `/train … seeds=N` and `/compare … seeds=N`: N trainings (each a run) per side, so the verdict
+    # can measure training noise. `seeds.default` applies when none is asked for; `seeds.max` caps the GPU cost.
+    seeds_default: int = 1
+    seeds_max: int = 4
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
@@ -136,6 +140,7 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "auto_train": ("enabled", "paths"),
     "notify": ("slack", "dingtalk"),
     "regression": None,
+    "seeds": ("default", "max"),
 }
 
 
@@ -256,6 +261,13 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
                 kw["auto_train_paths"] = tuple(paths)
         else:
             raise _Invalid(("auto_train",), "`auto_train` is true/false or a mapping with `enabled` and `paths`")
+    seeds = _section(raw, "seeds")
+    if seeds:
+        top = int(_number(seeds.get("max", Policy.seeds_max), ("seeds", "max"), 1, 16, whole=True))
+        first = int(_number(seeds.get("default", Policy.seeds_default), ("seeds", "default"), 1, 16, whole=True))
+        if first > top:
+            raise _Invalid(("seeds", "default"), f"`seeds.default` ({first}) is above `seeds.max` ({top})")
+        kw["seeds_default"], kw["seeds_max"] = first, top
     notify = _section(raw, "notify")
     if notify:
         slack, robot = notify.get("slack"), notify.get("dingtalk")
@@ -416,4 +428,5 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
              "require_significance": r.require_significance}
             for r in policy.regression
         ],
+        "seeds": {"default": policy.seeds_default, "max": policy.seeds_max},
     }

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -25,7 +25,7 @@ from typing import Any
 
 from commands.catalog import Catalog
 from commands.events import EVENTS_FILE
-from commands.jobspec import JobSpec, SpecError, job_from_json, to_dict
+from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
 from . import datasets as datasets_mod
@@ -210,6 +210,20 @@ def verify_adapter_provenance(adapter: Path, run_id: str, expected: str | None) 
                          f"artifact was changed or is another run's: re-train, or evaluate the original artifact")
 
 
+def verify_toolchain(toolchain: Toolchain | None, installed: Mapping[str, str | None]) -> None:
+    """Refuse a job planned for other ms-swift / EvalScope versions than this runner has: its result key names the
+    versions (commands/recipe.py), and scores made with others would be filed under it."""
+    if toolchain is None:
+        return
+    wrong = [f"{dist} {want} (this runner has {installed.get(dist) or 'none'})"
+             for dist, want in (("ms-swift", toolchain.ms_swift), ("evalscope", toolchain.evalscope))
+             if installed.get(dist) != want]
+    if wrong:
+        raise AgentError(f"toolchain mismatch: the job was planned for {' and '.join(wrong)}; results made with "
+                         f"other versions would be filed under the wrong key. Install the versions in "
+                         f"configs/toolchain.yaml on this runner (its image), or update that file and the bot together")
+
+
 def _bench_manifest(p: evaluation.BenchPlan) -> dict[str, Any]:
     """What one benchmark evaluated: settings, the questions' content hash and where they came from."""
     entry: dict[str, Any] = {
@@ -386,6 +400,7 @@ class Runner:
         catalog: Catalog = load_catalog()
         gpu = gpu_available(cfg.base_env)
         vers = report.versions()
+        verify_toolchain(job.toolchain, vers)
         state.manifest = {
             "run_id": job.run_id,
             "repo": job.repo,

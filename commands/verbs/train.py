@@ -10,6 +10,7 @@ from .base import (
     VerbSpec,
     allowed_models,
     check_hub,
+    check_seeds,
     default_datasets,
     lookup,
     names_of,
@@ -37,6 +38,8 @@ TRAIN_KEYS: tuple[ArgSpec, ...] = (
             example="huggingface"),
     ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
             "`refs/pr/…`)", example="master"),
+    ArgSpec("seeds", "int", "train with this many seeds (seed, seed+1, …) to measure training noise (default: "
+            "`seeds.default` of .tunebot.yml, at most `seeds.max`)", 1, 16, example="3"),
 )
 _LORA_ONLY = ("lora_rank", "lora_alpha", "lora_dropout")
 
@@ -49,6 +52,7 @@ def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         raise ArgError("the model is given twice (as the first word and as `model=`)")
     model_text = positionals[0] if positionals else (keyed["model"][1] if "model" in keyed else None)
     args = parse_keys(keyed, skip=("model", "dataset", "preset", "eval"))
+    check_seeds(args, ctx)
     if model_text is None:
         if ctx.policy.default_model is None:
             raise ArgError(f"which model? `/train <model>`; allowed: {', '.join(allowed_models(ctx))}")

@@ -338,6 +338,11 @@ class FakeGitHub(LoopbackServer):
         self.deliveries: list[DeliveryResult] = []
         self.hook_errors: list[BaseException] = []
         self._faults: list[_Fault] = []
+        # GitHub's secondary limit on content-creating requests, when set: (at most N, per window in seconds);
+        # one more answers 403 "secondary rate limit" like GitHub (bench/command_burst.py checks it never does).
+        self.secondary_limit: tuple[int, float] | None = None
+        self._writes: list[float] = []
+        self.secondary_403s = 0
         self._ids = itertools.count(1000)
         self._run_numbers: dict[tuple[str, str], itertools.count[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -513,6 +518,18 @@ class FakeGitHub(LoopbackServer):
                 return self._error(400, "Problems parsing JSON")
         self.requests.append(RecordedRequest(request.method, path, dict(request.query), payload,
                                              request.headers.get("Authorization"), route))
+        if self.secondary_limit is not None and request.method in ("POST", "PATCH", "PUT", "DELETE") \
+                and not route.startswith("/app"):
+            most, window = self.secondary_limit
+            now_s = asyncio.get_running_loop().time()
+            self._writes = [w for w in self._writes if w > now_s - window]
+            if len(self._writes) >= most:
+                self.secondary_403s += 1
+                return web.json_response({"message": "You have exceeded a secondary rate limit. Please wait a few "
+                                                     "minutes before you try again.",
+                                          "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"},
+                                         status=403, headers={"Retry-After": str(int(window))})
+            self._writes.append(now_s)
         late: _Fault | None = None
         for fault in self._faults:
             if fault.remaining > 0 and fault.method == request.method and self._matches(fault.pattern, path, route):

@@ -4,6 +4,7 @@ dispatcher that runs the real agent on this machine."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +117,30 @@ async def test_compare_main_locally_trains_the_baseline_from_mains_tree(tmp_path
         await session.say("/compare main")
         assert len(session.github.runs) == n  # nothing dispatched for the comparison
     assert f"Same recipe as `main@{main_sha[:7]}`" in out.getvalue()
+
+
+async def test_the_worktree_of_a_baseline_run_is_removed_when_its_agent_exits(tmp_path: Path) -> None:
+    """A job at another commit runs in a git worktree (tree_for); once the agent is done, the worktree goes and git
+    forgets it: the user's repository does not collect one worktree per baseline."""
+    from bot.local import LocalGitHub
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("one\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "one")
+    old = _git(repo, "rev-parse", "HEAD")
+    (repo / "README.md").write_text("two\n")
+    _git(repo, "commit", "-q", "-am", "two")
+    gh = LocalGitHub(repo, tmp_path / "runs", Terminal(io.StringIO()), "you", head_sha=_git(repo, "rev-parse", "HEAD"),
+                     agent_args=["--quiet"])
+    # A job the agent refuses at once (malformed): what matters is that it ran in a worktree of `old`.
+    await gh.dispatch_workflow("local/demo", "tunebot-run.yml", "main",
+                               {"run_id": "tb-wt", "job": json.dumps({"sha": old, "version": 0}), "sha": old})
+    await gh.wait_all()
+    [run] = gh.runs.values()
+    assert run.run.conclusion == "failure"
+    assert (tmp_path / "runs" / "tb-wt" / "job.json").is_file()
+    assert not (tmp_path / "runs" / "tb-wt" / "tree").exists()
+    assert _git(repo, "worktree", "list").count("\n") == 0, _git(repo, "worktree", "list")

@@ -140,8 +140,9 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
                           database_url=f"sqlite:///{db or tmp_path / 'bot.db'}",
                           **{"card_edit_interval_s": 0.0, **config})
         retry = RetryPolicy(max_attempts=3, base_delay=0.01)
-        port = PyGithubPort.with_app(gh.url, gh.app_id, key, min_write_interval=0, retry=retry) if key else \
-            PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, retry=retry)
+        unpaced: dict[str, Any] = {"writes_per_minute": 0, "writes_per_hour": 0, "retry": retry}
+        port = PyGithubPort.with_app(gh.url, gh.app_id, key, **unpaced) if key else \
+            PyGithubPort.with_token(gh.url, gh.token, **unpaced)
         chat_session = aiohttp.ClientSession() if (cfg.slack_token or cfg.dingtalk_robots) else None
         if chat_session is not None:
             sessions.append(chat_session)
