@@ -147,7 +147,7 @@ async def test_the_same_answers_and_errors_as_pygithub_on_the_loopback_fake_and_
 
     async with FakeGitHub(clock=lambda: NOW) as loopback:
         assert _setup(loopback) == ids
-        port = PyGithubPort.with_token(loopback.url, loopback.token, min_write_interval=0,
+        port = PyGithubPort.with_token(loopback.url, loopback.token, writes_per_minute=0, writes_per_hour=0,
                                        retry=RetryPolicy(max_attempts=1))
         try:
             theirs = await _scenario(port, loopback, ids)
