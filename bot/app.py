@@ -319,6 +319,10 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     app.router.add_post("/api/runs/{run_id}/events", callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
+    if config.web_ui:  # the read-only web view (bot/web/): /ui/…
+        from bot.web import mount_web
+
+        mount_web(app, service)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.recover()

@@ -114,6 +114,13 @@ class Config:
     # When set, GET /metrics needs `Authorization: Bearer <token>`: run counts, repositories' activity and memory
     # are not for the internet (a scraper inside the cluster can also reach the port directly).
     metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    # The web view (/ui/, bot/web/): private repositories' pages need a GitHub login through the App's OAuth web
+    # flow (the App's client id and secret); its session cookies are encrypted and signed with `web_session_key`
+    # (derived from the webhook secret when unset). Public repositories' pages need neither.
+    github_client_id: str = ""
+    github_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    web_session_key: Secret = field(default_factory=lambda: Secret(""))
+    web_ui: bool = True
 
     @property
     def app_mode(self) -> bool:
@@ -141,6 +148,9 @@ class Config:
         if self.delivery_lease_s <= 0 or self.delivery_max_attempts < 1 or self.delivery_retry_base_s < 0:
             out.append("TUNEBOT_DELIVERY_LEASE_S must be positive, TUNEBOT_DELIVERY_MAX_ATTEMPTS at least 1 and "
                        "TUNEBOT_DELIVERY_RETRY_BASE_S not negative")
+        if bool(self.github_client_id) != bool(self.github_client_secret):
+            out.append("GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET go together (the App's OAuth credentials, for the "
+                       "web view's login): set both or neither")
         if self.max_connections < 1:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
@@ -192,6 +202,10 @@ _ENV: dict[str, str] = {
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
     "LOG_LEVEL": "log_level",
     "TUNEBOT_METRICS_TOKEN": "metrics_token",
+    "GITHUB_CLIENT_ID": "github_client_id",
+    "GITHUB_CLIENT_SECRET": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY": "web_session_key",
+    "TUNEBOT_WEB_UI": "web_ui",
 }
 # NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
 _FILE_ENV: dict[str, str] = {
@@ -202,6 +216,8 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_JOB_SIGNING_KEY_FILE": "job_signing_key",
     "SLACK_BOT_TOKEN_FILE": "slack_token",
     "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
+    "GITHUB_CLIENT_SECRET_FILE": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY_FILE": "web_session_key",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
 _INTS = {"port", "workers", "max_body_bytes", "max_connections", "delivery_max_attempts"}
@@ -210,7 +226,17 @@ _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "del
            "github_writes_per_hour", "delivery_lease_s", "delivery_retry_base_s"}
 
 
+_BOOLS = {"web_ui"}
+
+
 def _coerce(name: str, value: Any) -> Any:
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return text in ("1", "true", "yes", "on")
     if name in _SECRETS:
         return Secret(str(value).strip() if name != "private_key" else str(value))
     try:

@@ -130,6 +130,19 @@ class Toolchain:
     evalscope: str
 
 
+TRACKERS = ("tensorboard", "swanlab", "wandb", "mlflow")
+TRACKER_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where training curves go: ms-swift's `--report_to` (TensorBoard files in the run's artifact by default).
+    Credentials never travel in the job: the runner's workflow passes them to the agent through `env:`."""
+
+    tool: str = "tensorboard"
+    project: str | None = None  # the tracker's project / experiment name (wandb, SwanLab, MLflow)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     run_id: str
@@ -148,6 +161,8 @@ class JobSpec:
     toolchain: Toolchain | None = field(default=None, metadata={"omit_if_none": True})
     # Seconds since the epoch after which a runner must not start this job (a signed job is not valid forever).
     not_after: float | None = field(default=None, metadata={"omit_if_none": True})
+    # The repository's `tracking:` choice; None: TensorBoard into the artifact. Not part of any result key.
+    tracking: Tracking | None = field(default=None, metadata={"omit_if_none": True})
 
     @property
     def trains(self) -> bool:
@@ -183,6 +198,7 @@ _NESTED: dict[str, type] = {
     "limits": Limits,
     "callback": Callback,
     "toolchain": Toolchain,
+    "tracking": Tracking,
 }
 _NESTED_LISTS: dict[str, type] = {"datasets": DatasetRef, "benchmarks": BenchmarkSpec}
 _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
@@ -190,6 +206,7 @@ _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
     (JobSpec, "tuner"): TUNERS,
     (ModelRef, "source"): MODEL_SOURCES,
     (DatasetRef, "source"): DATASET_SOURCES,
+    (Tracking, "tool"): TRACKERS,
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -308,6 +325,9 @@ def validate_job(job: JobSpec) -> None:
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")
+    if job.tracking is not None and job.tracking.project is not None \
+            and not TRACKER_PROJECT.fullmatch(job.tracking.project):
+        raise SpecError("tracking.project: letters, digits, '-', '_' and '.' (at most 100)")
     if job.limits.wall_clock_s <= 0:
         raise SpecError("limits.wall_clock_s: must be positive")
 

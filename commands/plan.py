@@ -317,6 +317,8 @@ def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog,
                   toolchain=catalog.toolchain)
     validate_job(job)
     key = train_key(job, preset, pr.head_sha)
+    # Where the curves are reported changes no result: the tracker is set after the key.
+    job = replace(job, tracking=policy.tracking)
     ident = _model_identity(model, preset)
     return PlannedJob(job=job, result_key=key,
                       benchmark_keys=_bench_keys(benches, ident, {"train": key}, catalog, pr, job.toolchain))

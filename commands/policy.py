@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from .args import did_you_mean
 from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
+from .jobspec import TRACKER_PROJECT, TRACKERS, Tracking
 from .safeyaml import Document, Path, YamlError, load
 
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
@@ -87,6 +88,7 @@ class Policy:
     # can measure training noise. `seeds.default` applies when none is asked for; `seeds.max` caps the GPU cost.
     seeds_default: int = 1
     seeds_max: int = 4
+    tracking: Tracking | None = None  # None: TensorBoard event files in the run's artifact
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
@@ -141,6 +143,7 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "notify": ("slack", "dingtalk"),
     "regression": None,
     "seeds": ("default", "max"),
+    "tracking": ("tool", "project"),
 }
 
 
@@ -279,7 +282,25 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
         kw["notify"] = Notify(slack_channel=slack, dingtalk_robot=robot)
     if "regression" in raw:
         kw["regression"] = _regression(raw["regression"], catalog)
+    if "tracking" in raw:
+        kw["tracking"] = _tracking(raw["tracking"])
     return Policy(**kw)
+
+
+def _tracking(value: Any) -> Tracking:
+    """`tracking: wandb` or `tracking: {tool: wandb, project: my-project}` (ms-swift's `--report_to`)."""
+    raw = {"tool": value} if isinstance(value, str) else value
+    if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
+        raise _Invalid(("tracking",), f"`tracking` is one of {', '.join(TRACKERS)}, or a mapping with `tool` and "
+                                      "`project`")
+    tool = _choice(raw["tool"], ("tracking", "tool") if isinstance(value, dict) else ("tracking",), TRACKERS)
+    project = raw.get("project")
+    if project is not None and (not isinstance(project, str) or not TRACKER_PROJECT.fullmatch(project)):
+        raise _Invalid(("tracking", "project"), "`tracking.project` is a name of letters, digits, `-`, `_`, `.`")
+    if project is not None and tool == "tensorboard":
+        raise _Invalid(("tracking", "project"), "TensorBoard files go into the run's artifact; `project` is for "
+                                                "swanlab, wandb and mlflow")
+    return Tracking(tool=tool, project=project)
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:

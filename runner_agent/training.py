@@ -62,6 +62,23 @@ def target_modules(spec: str) -> list[str]:
     return [m for m in re.split(r"[,\s]+", spec.strip()) if m]
 
 
+def tracker(job: JobSpec) -> str:
+    """ms-swift's `--report_to`: the repository's choice, TensorBoard (files in the artifact) by default."""
+    return job.tracking.tool if job.tracking is not None else "tensorboard"
+
+
+# The project name goes to each tracker through its own environment variable; credentials (WANDB_API_KEY,
+# SWANLAB_API_KEY, MLFLOW_TRACKING_URI/…) come from the runner's secrets, passed by the workflow through `env:`.
+_PROJECT_ENV = {"wandb": "WANDB_PROJECT", "swanlab": "SWANLAB_PROJECT", "mlflow": "MLFLOW_EXPERIMENT_NAME"}
+
+
+def tracker_env(job: JobSpec) -> dict[str, str]:
+    tracking = job.tracking
+    if tracking is None or tracking.project is None or tracking.tool not in _PROJECT_ENV:
+        return {}
+    return {_PROJECT_ENV[tracking.tool]: tracking.project}
+
+
 def sft_argv(
     job: JobSpec,
     model: ResolvedModel,
@@ -69,6 +86,7 @@ def sft_argv(
     output_dir: Path,
     *,
     gpu: bool,
+    logging_dir: Path | None = None,
 ) -> list[str]:
     """The `swift sft` arguments (without the executable): only typed, validated job fields ever reach ms-swift."""
     if job.tuner is None:
@@ -99,10 +117,12 @@ def sft_argv(
         "--output_dir", str(output_dir),
         "--add_version", "false",
         "--check_model", "false",
-        "--report_to", "none",
+        "--report_to", tracker(job),
         "--dataset_num_proc", "1",
         "--dataloader_num_workers", "2" if gpu else "0",
     ]  # fmt: skip
+    if logging_dir is not None and tracker(job) == "tensorboard":
+        argv += ["--logging_dir", str(logging_dir)]
     if h.max_steps is not None:
         argv += ["--max_steps", str(h.max_steps)]
     if job.tuner in ("lora", "qlora"):
@@ -270,7 +290,9 @@ def train(
     import time
 
     output_dir = ctx.scratch / "swift-out"
-    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu)]
+    # TensorBoard's event files go straight into the run's outputs, so they are part of its artifact.
+    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu,
+                                            logging_dir=ctx.config.out / "tensorboard")]
     log = TrainLog()
     tail = LogTail(output_dir / "logging.jsonl")
 
@@ -283,7 +305,8 @@ def train(
             started[0] = True
             on_first_step()
 
-    proc = Supervised(argv, env=ctx.tool_env(offline=offline), log_path=ctx.logs / "swift-sft.log")
+    proc = Supervised(argv, env=ctx.tool_env(offline=offline, extra=tracker_env(job)),
+                      log_path=ctx.logs / "swift-sft.log")
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0

@@ -27,12 +27,14 @@ from bot.github.port import (
     Comment,
     CommentBody,
     CommentRef,
+    CommitInfo,
     Conflict,
     DispatchResult,
     GitHubError,
     NotFound,
     Permission,
     PullInfo,
+    RepoInfo,
     RetryPolicy,
     ValidationFailed,
     WorkflowRun,
@@ -433,3 +435,25 @@ class PyGithubPort:
         branch = await self._call(repo, go)
         self._default_branches[key] = (branch, self._clock() + self._default_branch_ttl)
         return branch
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        def go(g: github.Github) -> RepoInfo:
+            _, data = self._raw(g, "GET", repo_path(repo))
+            return RepoInfo(private=bool(data.get("private", True)), default_branch=str(data["default_branch"]))
+
+        return await self._call(repo, go)
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        url = f"{repo_path(repo)}/commits"
+
+        def go(g: github.Github) -> list[CommitInfo]:
+            _, data = self._raw(g, "GET", url, parameters={"sha": branch, "per_page": max(1, min(100, limit))})
+            out = []
+            for c in data if isinstance(data, list) else []:
+                commit = c.get("commit") or {}
+                date = ((commit.get("committer") or {}).get("date")) or ""
+                out.append(CommitInfo(sha=str(c["sha"]), title=str(commit.get("message") or "").split("\n", 1)[0],
+                                      date=str(date)))
+            return out
+
+        return await self._call(repo, go)

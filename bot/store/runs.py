@@ -245,6 +245,13 @@ class RunStore(Access):
         async with self._read() as conn:
             return [_run(r) for r in (await conn.execute(stmt)).all()]
 
+    async def runs_for_repo(self, repo: str, *, limit: int = 100) -> list[Run]:
+        """A repository's runs, newest first (the web view's runs list): one repository only, never another's."""
+        stmt = (select(t).where(t.c.repo == repo)
+                .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
+        async with self._read() as conn:
+            return [_run(r) for r in (await conn.execute(stmt)).all()]
+
     async def active_runs(self, *, updated_before: datetime | None = None, limit: int | None = None) -> list[Run]:
         """Queued, dispatched and running runs, least recently updated first (the periodic sweep's work list);
         `updated_before` keeps only those silent since then (e.g. no heartbeat for 10 minutes)."""

@@ -56,7 +56,7 @@ def test_lora_argv_is_a_list_of_typed_values() -> None:
     assert f["model"] == ["/cache/models/tiny"] and f["model_type"] == ["qwen2"] and f["template"] == ["qwen"]
     assert f["tuner_type"] == ["lora"] and f["lora_rank"] == ["8"] and f["lora_alpha"] == ["32"]
     assert f["max_steps"] == ["60"] and f["learning_rate"] == ["0.002"] and f["seed"] == ["42"]
-    assert f["check_model"] == ["false"] and f["add_version"] == ["false"] and f["report_to"] == ["none"]
+    assert f["check_model"] == ["false"] and f["add_version"] == ["false"] and f["report_to"] == ["tensorboard"]
     assert f["dataset"] == ["/cache/datasets/tiny-mcq.jsonl"] and f["output_dir"] == ["/scratch/out"]
     assert "quant_method" not in f and "train_type" not in f  # v4 renamed --train_type to --tuner_type
 

@@ -226,9 +226,20 @@ def test_adapter_artifact_is_downloaded_only_when_the_signed_job_names_it(
         download["with"]["name"]
 
 
+TRACKER_SECRETS = {"WANDB_API_KEY", "SWANLAB_API_KEY", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                   "MLFLOW_TRACKING_PASSWORD"}
+
+
 def test_signing_key_reaches_only_the_verify_step(run_wf: dict[str, Any]) -> None:
     holders = [s["name"] for s in steps_of(run_wf, "run") if "secrets." in json.dumps(s)]
-    assert holders == ["Verify the job signature"]
+    assert holders == ["Verify the job signature", "Run the agent"]
+    assert "TUNEBOT_JOB_SIGNING_KEY" not in json.dumps(step_named(run_wf, "run", "Run the agent"))
+    # The agent step holds only the experiment trackers' credentials (issue 15), each under its own name, via env:.
+    agent_env = step_named(run_wf, "run", "Run the agent")["env"]
+    secret_env = {k: v for k, v in agent_env.items() if "secrets." in str(v)}
+    assert set(secret_env) == TRACKER_SECRETS
+    assert all(v == f"${{{{ secrets.{k} }}}}" for k, v in secret_env.items())
+    assert "secrets." not in step_named(run_wf, "run", "Run the agent")["run"]
     verify = step_named(run_wf, "run", "Verify the job signature")
     assert verify["env"]["TUNEBOT_JOB_SIGNING_KEY"] == "${{ secrets.TUNEBOT_JOB_SIGNING_KEY }}"
 

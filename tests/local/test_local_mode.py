@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.local import LocalSession, Terminal
@@ -37,6 +38,10 @@ async def test_eval_runs_the_real_agent_locally_and_finishes_the_card(tmp_path: 
         [run] = await session.service.store.runs_for_pr(session.github.repo, 1)
         assert run.state == "succeeded", out.getvalue()[-3000:]
         results = await session.service.store.load_results(run.run_id)
+        # The session serves the run's web page (what `make demo` ends by printing).
+        async with aiohttp.ClientSession() as http, http.get(session.run_page(run.run_id)) as resp:
+            page = await resp.text()
+        assert resp.status == 200 and run.run_id in page and "agronomy" in page
     assert results.benchmarks["cmmlu"].n == 5 and len(results.benchmarks["cmmlu"].questions) == 5
     assert (runs / run.run_id / "out" / "results.json").is_file()
     assert "succeeded" in out.getvalue()
