@@ -54,6 +54,9 @@ def _setup(gh: FakeGitHub | InMemoryGitHub) -> dict[str, Any]:
     repo.add_file(".tunebot.yml", "allow:\n  - alice\n")
     repo.add_file("weights.bin", b"\xff\xfe not text")
     tagged = repo.add_commit(_sha("v1"), {"data/x.jsonl": "{}\n"}, tags=("v1",))
+    for i in range(3):
+        repo.add_commit(_sha(f"main-{i}"), {"data/x.jsonl": f"{i}\n"}, branch="main", message=f"Step {i}\n\nwhy")
+    gh.add_repo("octo/private", private=True)
     return {"others": gh.add_comment(REPO, 7, "/train tiny", login="alice"), "tagged": tagged}
 
 
@@ -75,6 +78,7 @@ async def _scenario(port: Any, gh: FakeGitHub | InMemoryGitHub, ids: dict[str, A
     for number in (7, 8, 9, 99):
         await step(lambda n=number: port.get_pull(REPO, n))
     await step(lambda: port.get_permission("octo/missing", "alice"))
+    await step(lambda: port.get_permission("octo/private", "stranger"))
     await step(lambda: port.create_comment(REPO, 7, "hello"))
     mine = out[-1].id
     await step(lambda: port.create_comment(REPO, 123, "nobody is there"))
@@ -132,6 +136,12 @@ async def _scenario(port: Any, gh: FakeGitHub | InMemoryGitHub, ids: dict[str, A
     await step(lambda: port.default_branch(REPO))
     await step(lambda: port.default_branch(REPO))  # cached: no second request
     await step(lambda: port.default_branch("octo/missing"))
+    for name in (REPO, "octo/private", "octo/missing"):
+        await step(lambda r=name: port.repo_info(r))
+    await step(lambda: port.branch_commits(REPO, "main"))
+    await step(lambda: port.branch_commits(REPO, "main", limit=2))
+    await step(lambda: port.branch_commits(REPO, "v1"))
+    await step(lambda: port.branch_commits(REPO, "no-such-branch"))
     return out
 
 

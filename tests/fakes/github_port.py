@@ -41,6 +41,7 @@ from bot.github.port import (
     Comment,
     CommentBody,
     CommentRef,
+    CommitInfo,
     Conflict,
     DispatchResult,
     Forbidden,
@@ -49,6 +50,7 @@ from bot.github.port import (
     NotFound,
     Permission,
     PullInfo,
+    RepoInfo,
     ServerError,
     ValidationFailed,
     WorkflowRun,
@@ -303,7 +305,8 @@ class InMemoryGitHub:
     async def get_permission(self, repo: str, user: str) -> Permission:
         self._record("get_permission", "GET", f"{_repo_path(repo)}/collaborators/{quote(user, safe='')}/permission")
         r = self._repo(repo)
-        perm, role = r.permissions.get(user, r.default_permission)
+        # Outsiders read a public repository; a private one's outsiders have no permission at all.
+        perm, role = r.permissions.get(user, ("none", "none") if r.private else r.default_permission)
         return Permission(perm, role)
 
     async def get_pull(self, repo: str, number: int) -> PullInfo:
@@ -570,6 +573,27 @@ class InMemoryGitHub:
         branch = self._repo(repo).default_branch
         self._default_branches[key] = (branch, self.clock() + DEFAULT_BRANCH_TTL)
         return branch
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        self._record("repo_info", "GET", _repo_path(repo))
+        r = self._repo(repo)
+        return RepoInfo(private=r.private, default_branch=r.default_branch)
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        per_page = max(1, min(100, limit))
+        self._record("branch_commits", "GET", f"{_repo_path(repo)}/commits",
+                     query={"sha": branch, "per_page": str(per_page)})
+        r = self._repo(repo)
+        if branch in r.history:
+            shas = list(reversed(r.history[branch]))
+        else:  # a branch without recorded history lists its head alone (as FakeGitHub)
+            head = r.resolve(branch)
+            if head is None:
+                raise NotFound(404, "Not Found")
+            shas = [head]
+        when = _iso(self.clock())
+        return [CommitInfo(sha=sha, title=r.messages.get(sha, f"commit {sha[:7]}").split("\n", 1)[0], date=when)
+                for sha in shas[:per_page]]  # one page, as PyGithubPort reads it
 
     async def whoami(self) -> str:
         # An App learns its slug from GET /app (JWT); a token's user comes from GET /user.
