@@ -24,6 +24,7 @@ from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload, pr_comment_payload
 from tests.fakes.github import FakeGitHub, FakeRepo, generate_app_key, public_key_of
+from tests.service.memory import memory_bot, migrated_db  # noqa: F401  (the in-memory service, for pytest)
 
 SECRET = "webhook-secret-for-tests"
 SIGNING_KEY = "job-signing-key-for-tests"

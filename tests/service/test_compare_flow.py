@@ -25,8 +25,8 @@ async def run_to_end(bot, run_id: str, result: dict) -> None:
     await bot.settle()
 
 
-async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_store(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_store(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     train = job_of(bot.dispatches()[0])
@@ -51,6 +51,9 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     reports = [c for c in bot.github.comments_on("Codertocat/Hello-World", 1) if "tunebot:compare:" in c.body]
     assert len(reports) == 1 and reports[0].edits >= 1
     assert "`base-model`" in reports[0].body
+    # Refreshed in place: the last write to the report is the edit that holds its current text.
+    [*_, last] = bot.github.calls_to("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{reports[0].id}")
+    assert last.body == {"body": reports[0].body}
 
     # /compare main: the PR trained on built-in data with the same settings main would use: the same recipe, so
     # there is nothing to compare, and no delta is posted.
@@ -70,8 +73,8 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     assert len(bot.dispatches()) == 3
 
 
-async def test_compare_against_a_run_id_uses_that_runs_results(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_compare_against_a_run_id_uses_that_runs_results(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     first = job_of(bot.dispatches()[0])

@@ -20,8 +20,8 @@ async def finish_new(bot, before: int, scores: dict[int, float]) -> list:
     return jobs
 
 
-async def test_seeds_2_trains_both_sides_twice_and_judges_across_seeds(make_bot) -> None:
-    bot = await make_bot(policy=SEEDS_POLICY)
+async def test_seeds_2_trains_both_sides_twice_and_judges_across_seeds(memory_bot) -> None:
+    bot = await memory_bot(policy=SEEDS_POLICY)
     shas = setup_repo(bot)
     await bot.comment(TRAIN + " seeds=2")
     await bot.settle()
@@ -49,8 +49,8 @@ async def test_seeds_2_trains_both_sides_twice_and_judges_across_seeds(make_bot)
     assert shas["main"][:7] in report and shas["pr1"][:7] in report
 
 
-async def test_compare_seeds_trains_the_missing_head_seed_too_and_refuses_above_the_max(make_bot) -> None:
-    bot = await make_bot(policy=SEEDS_POLICY)
+async def test_compare_seeds_trains_the_missing_head_seed_too_and_refuses_above_the_max(memory_bot) -> None:
+    bot = await memory_bot(policy=SEEDS_POLICY)
     setup_repo(bot)
     await train_and_finish(bot, 1, 0.9, 1)
     n = len(bot.dispatches())
@@ -71,8 +71,8 @@ async def test_compare_seeds_trains_the_missing_head_seed_too_and_refuses_above_
     assert any("2 seeds per side (42, 43)" in c for c in bot.bot_comments())
 
 
-async def test_two_prs_asking_for_the_same_baseline_at_once_share_one_run(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_two_prs_asking_for_the_same_baseline_at_once_share_one_run(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     setup_repo(bot)
     head1 = await train_and_finish(bot, 1, 0.9, 1)
     head2 = await train_and_finish(bot, 2, 0.8, 2)
@@ -89,8 +89,8 @@ async def test_two_prs_asking_for_the_same_baseline_at_once_share_one_run(make_b
     assert any(f"tunebot:compare:{head2}-vs-main" in c for c in bot.bot_comments(2))
 
 
-async def test_a_failed_baseline_tells_the_waiting_pr_why(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_a_failed_baseline_tells_the_waiting_pr_why(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     setup_repo(bot)
     head = await train_and_finish(bot, 1, 0.9, 1)
     n = len(bot.dispatches())
