@@ -65,6 +65,8 @@ class Results:
     train: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
     artifacts: tuple[Mapping[str, Any], ...] = ()
+    # The untuned base model's scores on the same questions, when the job asked for them (`eval_base`).
+    base_benchmarks: Mapping[str, BenchmarkResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,8 @@ class Results:
             "train": dict(self.train),
             "manifest": dict(self.manifest),
             "artifacts": [dict(a) for a in self.artifacts],
+            **({"base_scores": {k: v.to_dict() for k, v in sorted(self.base_benchmarks.items())}}
+               if self.base_benchmarks else {}),
         }
 
     def to_json(self) -> str:
@@ -106,6 +110,7 @@ def results_from_dict(raw: Any) -> Results:
         train=dict(raw.get("train", {})),
         manifest=dict(raw.get("manifest", {})),
         artifacts=tuple(raw.get("artifacts", [])),
+        base_benchmarks={str(k): benchmark_from_dict(v) for k, v in (raw.get("base_scores") or {}).items()},
     )
 
 

@@ -29,7 +29,7 @@ from commands.jobspec import JobSpec, SpecError, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
 from . import datasets as datasets_mod
-from . import evaluation, models, report, training
+from . import evaluation, models, report, served, training
 from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
@@ -139,6 +139,7 @@ class RunState:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)
+    base_benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)  # the untuned model (job.eval_base)
     manifest: dict[str, Any] = field(default_factory=dict)
     loss_png: str | None = None
 
@@ -452,11 +453,23 @@ class Runner:
         if job.evaluates:
             detail = ", ".join(f"{p.spec.name}[{','.join(p.subsets)}]" for p in plans)
             ctx.bus.emit("phase", phase="eval", detail=detail)
+            eval_offline = cfg.offline or all(p.pack is not None for p in plans)
+
+            def native(adapter: Path | None, work_name: str) -> evaluation.EvalOutcome:
+                return evaluation.evaluate(ctx, plans, eval_model, adapter, gpu=gpu,
+                                           torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
+                                           seed=job.hyper.seed, work_name=work_name)
+
             try:
-                outcome = evaluation.evaluate(ctx, plans, eval_model, adapter_dir,
-                                              gpu=gpu, torch_dtype=job.hyper.torch_dtype,
-                                              offline=cfg.offline or all(p.pack is not None for p in plans),
-                                              seed=job.hyper.seed)
+                # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
+                job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
+                                               offline=eval_offline, native=native)
+                outcome = job_eval.outcome
+                state.manifest.update(job_eval.manifest)
+                if job_eval.base is not None:
+                    state.base_benchmarks.update(job_eval.base.results)
+                    self._keep_eval_details(ctx, job_eval.base.work, state, dest_name="eval-base",
+                                            artifact="eval_details_base")
             except AgentError as exc:
                 if not job.trains:
                     raise
@@ -489,7 +502,8 @@ class Runner:
         state.manifest["finished_at"] = self.clock()
         state.manifest["wall_s"] = round(time.monotonic() - t0, 2)
         results = Results(run_id=job.run_id, status=status, benchmarks=state.benchmarks, train=state.train,
-                          manifest=state.manifest, artifacts=tuple(state.artifacts))
+                          manifest=state.manifest, artifacts=tuple(state.artifacts),
+                          base_benchmarks=state.base_benchmarks)
         report.write_atomic(cfg.out / "results.json", results.to_json() + "\n")
         summary = report.summary_markdown(results, job, reason=failed_reason, loss_png=state.loss_png)
         report.write_atomic(cfg.out / "summary.md", summary)
@@ -503,16 +517,17 @@ class Runner:
             raise AgentError(f"{failed_reason} (training results and the adapter were kept; results.json is partial)")
         return "succeeded", None
 
-    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState) -> None:
+    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
+                           artifact: str = "eval_details") -> None:
         """EvalScope's per-question reviews and reports, kept so every outcome can be traced to the model's reply."""
-        dest = self.cfg.out / "eval"
+        dest = self.cfg.out / dest_name
         for kind in ("reviews", "reports"):
             for src in sorted(work.glob(f"group-*/{kind}/{evaluation.MODEL_ID}/*")):
                 if src.is_file():
                     (dest / kind).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dest / kind / src.name)
         if dest.is_dir():
-            entry = report.artifact_entry(self.cfg.out, dest, "eval_details")
+            entry = report.artifact_entry(self.cfg.out, dest, artifact)
             state.artifacts.append(entry)
             ctx.bus.emit("artifact", **entry)
 
