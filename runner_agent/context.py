@@ -39,6 +39,10 @@ class AgentConfig:
     adapter_dir: Path | None = None
     # The workflow run's attempt (--run-attempt): a re-run (attempt > 1) replays a signed job, and is refused.
     run_attempt: int | None = None
+    # This runner's place in a multi-node training job (runner_agent/training.NodePlace): only node 0 reports.
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
 
     @property
     def swift_exe(self) -> str:

@@ -318,8 +318,9 @@ class Runner:
         if stale is not None:
             return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
-                            cfg.out / EVENTS_FILE)
+        # Only node 0 of a multi-node job reports to the bot: the others' events would interleave with its sequence.
+        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token}
+                            if job.callback and cfg.node_rank == 0 else None, cfg.out / EVENTS_FILE)
         bus = EventBus(job.run_id, sinks, clock=self.clock, heartbeat_s=cfg.heartbeat_s)
         bus.start()
         t0 = time.monotonic()
@@ -396,6 +397,7 @@ class Runner:
             "seed": job.hyper.seed,
             "tuner": job.tuner,
             "hyper": to_dict(job.hyper),
+            "resources": to_dict(job.resources) if job.resources is not None else None,
             "versions": vers,
             "hardware": report.hardware(gpu),
             "offline": cfg.offline,
@@ -437,6 +439,12 @@ class Runner:
         # 3. Training.
         adapter_dir: Path | None = input_adapter
         eval_model = model
+        if job.trains and cfg.node_rank > 0:
+            # A worker node of a multi-node job: it trains its share; node 0 saves, evaluates and reports.
+            ctx.bus.emit("phase", phase="train", detail=f"node {cfg.node_rank} of {job.model.name} training")
+            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(),
+                           offline=cfg.offline or all(d.source in ("builtin", "local") for d in prepared))
+            return "succeeded", None
         if job.trains:
             trained = self._train(ctx, job, model, prepared, state, gpu)
             if job.tuner == "full":
@@ -517,6 +525,9 @@ class Runner:
             raise AgentError(f"{failed_reason} (training results and the adapter were kept; results.json is partial)")
         return "succeeded", None
 
+    def _place(self) -> training.NodePlace:
+        return training.NodePlace(self.cfg.node_rank, self.cfg.master_addr, self.cfg.master_port)
+
     def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
                            artifact: str = "eval_details") -> None:
         """EvalScope's per-question reviews and reports, kept so every outcome can be traced to the model's reply."""
@@ -589,7 +600,7 @@ class Runner:
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
-                                     on_first_step=plotter.start)
+                                     on_first_step=plotter.start, place=self._place())
             log = outcome.log
             points = report.loss_points(log.points)
             plotter.send({"title": f"{job.run_id}: {job.tuner} on {job.model.name}", "points": points})

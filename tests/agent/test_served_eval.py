@@ -49,7 +49,8 @@ def test_backend_choice_and_config_hash_keep_backends_apart() -> None:
     assert served.served_backend(gpu=True, vllm_installed=False) == "transformers"
     assert served.served_backend(gpu=False, vllm_installed=True) == "transformers"
     plan_hash = "p" * 64
-    hashes = {plan_hash, served.served_config_hash(plan_hash, "transformers"), served.served_config_hash(plan_hash, "vllm")}
+    hashes = {plan_hash, served.served_config_hash(plan_hash, "transformers"),
+              served.served_config_hash(plan_hash, "vllm")}
     assert len(hashes) == 3  # native, served-transformers and served-vllm scores are never one config
 
 
@@ -114,7 +115,8 @@ def _predictions(out: Path, folder: str) -> dict[str, list[Any]]:
     preds: dict[str, list[Any]] = {}
     for path in sorted((out / folder / "reviews").glob("*.jsonl")):
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        preds[path.stem] = [r["sample_score"]["score"].get("prediction") for r in sorted(rows, key=lambda r: r["index"])]
+        rows.sort(key=lambda r: r["index"])
+        preds[path.stem] = [r["sample_score"]["score"].get("prediction") for r in rows]
     return preds
 
 
