@@ -120,6 +120,7 @@ def _predictions(out: Path, folder: str) -> dict[str, list[Any]]:
     return preds
 
 
+@pytest.mark.slow  # 106 s on the shared 2-core machine (plus the shared lora_run fixture)
 def test_served_eval_scores_base_and_adapter_from_one_server(lora_run: AgentRun, agent_cache: Path,
                                                              tmp_path: Path) -> None:
     """The real agent, a real `swift deploy` (transformers engine on CPU) and EvalScope over its API: the adapter
