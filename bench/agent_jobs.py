@@ -76,7 +76,11 @@ def run(work: Path, cache: Path, spec: dict[str, Any], *extra: str) -> Run:
 
 
 def train_adapter(work: Path, cache: Path, steps: int = 80) -> Run:
-    """A LoRA adapter that has learnt the `答案：X` format (so base and adapter answer differently)."""
+    """A LoRA adapter that has learnt the `答案：X` format (so base and adapter answer differently); reused when an
+    earlier bench in the same --work directory trained it."""
+    out = work / "out-bench-adapter"
+    if (out / "results.json").is_file() and (out / "adapter" / "adapter_config.json").is_file():
+        return Run(out, 0, 0.0, "")
     return run(work, cache, job("bench-adapter", kind="train", benchmarks=[],
                                 hyper={"max_steps": steps, "save_steps": steps, "learning_rate": 0.002}))
 
