@@ -301,6 +301,9 @@ def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog,
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind=kind, model=model, tuner=cast(Tuner, tuner),
                   hyper=hyper, datasets=datasets, benchmarks=benches, limits=_limits(policy),
                   resources=_resources(command, policy), eval_backend=_eval_backend(command) if benches else None)
+    if job.eval_backend == "served" and job.tuner in ("lora", "qlora"):
+        # The base model rides along in the same server start: the automatic base-model comparison needs no run.
+        job = replace(job, eval_base=True)
     validate_job(job)
     key = train_key(job, preset, pr.head_sha)
     ident = _model_identity(model, preset)
@@ -345,6 +348,8 @@ def _eval_job(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, r
     adapter = AdapterRef(run_id=adapter_run) if adapter_run is not None else None
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind="eval", model=model, benchmarks=benches,
                   adapter=adapter, limits=_limits(policy), eval_backend=_eval_backend(command))
+    if job.eval_backend == "served" and adapter is not None:
+        job = replace(job, eval_base=True)
     validate_job(job)
     ident = _model_identity(model, preset)
     adapter_ident: dict[str, Any] | None = None
@@ -400,9 +405,9 @@ def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> P
     if not job.benchmarks:
         raise PlanError("nothing to compare: the run evaluated no benchmark")
     base = replace(job, run_id=run_id, kind="eval", tuner=None, datasets=(), adapter=None, sha=pr.head_sha,
-                   callback=None)
+                   callback=None, resources=None, eval_base=None)
     validate_job(base)
-    keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr)
+    keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr, job.eval_backend)
     return PlannedJob(job=base, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys)
 
 

@@ -117,20 +117,24 @@ def results_from_dict(raw: Any) -> Results:
 def results_from_events(run_id: str, status: str, events: Sequence[Event]) -> Results:
     """The results a run reported through its `eval_result` events (the agent's per-benchmark answer sheets)."""
     benches: dict[str, BenchmarkResult] = {}
+    base: dict[str, BenchmarkResult] = {}
     manifest: dict[str, Any] = {}
     for ev in events:
         if ev.type != "eval_result":
             continue
         d = ev.data
+        into = base if d.get("model") == "base" else benches
         subsets = {str(k): SubsetScore(n=int(v["n"]), correct=int(v["correct"]))
                    for k, v in (d.get("subsets") or {}).items() if isinstance(v, Mapping)}
         if not subsets:
             subsets = {"all": SubsetScore(n=int(d["n"]), correct=int(d.get("correct", round(d["score"] * d["n"]))))}
         questions = {str(k): bool(v) for k, v in (d.get("questions") or {}).items()}
-        benches[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
-                                                       str(d.get("config_hash", "")))
+        into[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
+                                                    str(d.get("config_hash", "")))
+        if into is base:
+            continue
         for key, value in (d.get("manifest") or {}).items():
             # Per-benchmark records (`benchmark_data`: what each benchmark evaluated) arrive one event at a time.
             prev = manifest.get(key)
             manifest[key] = {**prev, **value} if isinstance(prev, Mapping) and isinstance(value, Mapping) else value
-    return Results(run_id, status, benches, manifest=manifest)
+    return Results(run_id, status, benches, manifest=manifest, base_benchmarks=base)

@@ -501,6 +501,12 @@ class Runner:
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                for name, res in sorted(state.base_benchmarks.items()):
+                    # The untuned base model, from the same server start (job.eval_base): the bot compares with it
+                    # without a second run.
+                    ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
+                                 subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 

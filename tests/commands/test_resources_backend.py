@@ -86,3 +86,22 @@ def test_served_backend_is_part_of_the_eval_identity() -> None:
     assert trained.job.eval_backend == "served"
     assert trained.result_key == _plan("train", DEFAULT_POLICY, eval=("cmmlu",)).result_key  # same weights
     assert trained.benchmark_keys != _plan("train", DEFAULT_POLICY, eval=("cmmlu",)).benchmark_keys
+
+
+def test_served_adapter_jobs_score_the_base_model_too_and_its_events_stay_apart() -> None:
+    from commands.events import Event, event_from_json
+    from commands.results import results_from_events
+
+    assert _plan("eval", adapter="run-0", backend="served").job.eval_base is True
+    assert _plan("eval", adapter="run-0").job.eval_base is None
+    assert _plan("train", DEFAULT_POLICY, eval=("cmmlu",), backend="served").job.eval_base is True
+    common = {"benchmark": "cmmlu", "n": 2, "subsets": {"agronomy": {"n": 2, "correct": 0}},
+              "questions": {"agronomy/1": False, "agronomy/2": False}, "config_hash": "h"}
+    events = [Event("r", 0, 0.0, "eval_result", {**common, "score": 1.0, "correct": 2,
+                                                  "subsets": {"agronomy": {"n": 2, "correct": 2}},
+                                                  "questions": {"agronomy/1": True, "agronomy/2": True}}),
+              Event("r", 1, 0.0, "eval_result", {**common, "score": 0.0, "correct": 0, "model": "base"})]
+    for ev in events:  # the protocol accepts the marker
+        assert event_from_json(__import__("json").dumps(ev.to_dict())).data == ev.data
+    res = results_from_events("r", "succeeded", events)
+    assert res.benchmarks["cmmlu"].score == 1.0 and res.base_benchmarks["cmmlu"].score == 0.0
