@@ -73,9 +73,11 @@ class _Model:
 def _world_sizes(log: Path) -> set[str]:
     import re
 
-    return set(re.findall(r"world_size: (\d+)", log.read_text(encoding="utf-8", errors="replace")))
+    # `world_size: N` as ms-swift logs it (not `local_world_size`, the processes on one node).
+    return set(re.findall(r"(?<![\w])world_size: (\d+)", log.read_text(encoding="utf-8", errors="replace")))
 
 
+@pytest.mark.slow  # ~110 s on the shared 2-core machine
 def test_gpus_2_trains_with_two_processes_and_reports_progress(agent_cache: Path, tmp_path: Path) -> None:
     run = run_agent(tmp_path, agent_cache, _train_job("ddp-2", {"gpus": 2, "nodes": 1}))
     assert run.code == 0, run.stderr[-3000:]
@@ -95,6 +97,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # ~110 s on the shared 2-core machine
 def test_two_nodes_on_the_loopback_train_one_job(agent_cache: Path, tmp_path: Path) -> None:
     """Two agents, as two nodes of one job, meet at node 0's rendezvous on 127.0.0.1: node 0 reports progress and
     keeps the adapter; node 1 trains its share and reports nothing to the bot."""
