@@ -10,6 +10,7 @@ path (runner_agent/evaluation.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -18,7 +19,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ def deploy_argv(swift: str, base: ResolvedModel, model_type: str, template: str,
     if adapters:
         argv += ["--adapters", *[f"{name}={path}" for name, path in adapters.items()]]
     if backend == "vllm":
-        argv += ["--vllm_max_lora_rank", "64", "--vllm_gpu_memory_utilization", "0.85"]
-        if adapters:
-            argv += ["--vllm_enable_lora", "true", "--vllm_max_loras", str(max(1, len(adapters)))]
+        # ms-swift turns vLLM's LoRA support on by itself when adapters are given (enable_lora, max_loras = their
+        # number); the rank limit must cover the largest adapter.
+        argv += ["--vllm_max_lora_rank", str(lora_rank_limit(adapters.values())), "--vllm_gpu_memory_utilization",
+                 "0.85"]
         if max_model_len:
             argv += ["--vllm_max_model_len", str(max_model_len)]
     else:
@@ -108,6 +110,16 @@ def deploy_argv(swift: str, base: ResolvedModel, model_type: str, template: str,
         # number of inputs"), so with adapters it must generate one request at a time.
         argv += ["--max_batch_size", str(1 if adapters else max_batch_size)]
     return argv
+
+
+def lora_rank_limit(adapters: Iterable[Path]) -> int:
+    """vLLM's `max_lora_rank`: one of the sizes it supports (8 … 512), at least every adapter's `r`."""
+    ranks = [16]
+    for path in adapters:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            ranks.append(int(json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["r"]))
+    need = max(ranks)
+    return next((size for size in (8, 16, 32, 64, 128, 256, 320, 512) if size >= need), 512)
 
 
 def _request(url: str, api_key: str, body: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:

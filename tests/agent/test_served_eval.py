@@ -40,8 +40,13 @@ def test_deploy_argv_serves_loopback_with_a_key_base_and_named_adapters(tmp_path
     assert base_only[base_only.index("--max_batch_size") + 1] == "8" and "--adapters" not in base_only
     vllm = served.deploy_argv("swift", _model(tmp_path / "m"), "qwen2", "qwen", {"a": tmp_path / "a", "b": tmp_path},
                               backend="vllm", torch_dtype="bfloat16", port=1, api_key="k", max_batch_size=8)
-    assert vllm[vllm.index("--vllm_enable_lora") + 1] == "true" and vllm[vllm.index("--vllm_max_loras") + 1] == "2"
+    # ms-swift enables vLLM's LoRA itself when adapters are given; only the rank limit is ours (no adapter_config
+    # here: the default 16). Flags deploy does not know would stop it ("remaining_argv").
+    assert vllm[vllm.index("--vllm_max_lora_rank") + 1] == "16" and "--vllm_enable_lora" not in vllm
     assert "--max_batch_size" not in vllm
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "adapter_config.json").write_text('{"r": 48}', encoding="utf-8")
+    assert served.lora_rank_limit([tmp_path / "a"]) == 64
 
 
 def test_backend_choice_and_config_hash_keep_backends_apart() -> None:
