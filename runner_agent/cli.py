@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tool-sandbox", choices=["require", "auto", "off"],
                      help="confine the tools to their run's directories (default auto; see TUNEBOT_TOOL_SANDBOX)")
     run.add_argument("--callback-deadline", type=float, help="seconds to keep retrying the final callback event")
+    run.add_argument("--node-rank", type=int, help="this runner's node in a multi-node training job (0: the one that "
+                                                   "reports; env TUNEBOT_NODE_RANK)")
+    run.add_argument("--master-addr", help="node 0's rendezvous address for multi-node training, e.g. the job's "
+                                           "headless Service (env TUNEBOT_MASTER_ADDR)")
+    run.add_argument("--master-port", type=int, help="node 0's rendezvous port (env TUNEBOT_MASTER_PORT)")
     run.add_argument("--heartbeat", type=float, default=30.0, help=argparse.SUPPRESS)
     run.add_argument("--grace", type=float, default=10.0, help=argparse.SUPPRESS)
 
@@ -124,6 +129,14 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
     tool_sandbox = getattr(args, "tool_sandbox", None) or (env.get("TUNEBOT_TOOL_SANDBOX") or "auto").strip().lower()
     if tool_sandbox not in ("require", "auto", "off"):
         raise ValueError(f"TUNEBOT_TOOL_SANDBOX must be require, auto or off, got {tool_sandbox!r}")
+    node_rank = getattr(args, "node_rank", None)
+    if node_rank is None:
+        node_rank = int(env.get("TUNEBOT_NODE_RANK") or 0)
+    if node_rank < 0:
+        raise ValueError(f"node rank must be 0 or more, got {node_rank}")
+    master_port = getattr(args, "master_port", None)
+    if master_port is None and env.get("TUNEBOT_MASTER_PORT"):
+        master_port = int(env["TUNEBOT_MASTER_PORT"])
     adapter_dir: Path | None = getattr(args, "adapter_dir", None)
     out = getattr(args, "out", None)
     cfg = AgentConfig(
@@ -145,6 +158,9 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
         adapter_dir=adapter_dir.expanduser().resolve() if adapter_dir else None,
         run_attempt=getattr(args, "run_attempt", None),
         tool_sandbox=tool_sandbox,
+        node_rank=node_rank,
+        master_addr=getattr(args, "master_addr", None) or env.get("TUNEBOT_MASTER_ADDR") or None,
+        master_port=master_port,
     )
     return cfg, notes
 

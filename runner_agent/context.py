@@ -43,6 +43,10 @@ class AgentConfig:
     # Whether tool processes are confined to writing their job's own directories (runner_agent/sandbox.py):
     # require (refuse to run without it), auto (where the kernel offers it), off.
     tool_sandbox: str = "auto"
+    # This runner's place in a multi-node training job (runner_agent/training.NodePlace): only node 0 reports.
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
 
     @property
     def swift_exe(self) -> str:

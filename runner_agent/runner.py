@@ -29,7 +29,7 @@ from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_di
 from commands.results import BenchmarkResult, Results
 
 from . import datasets as datasets_mod
-from . import evaluation, models, report, training
+from . import evaluation, models, report, served, training
 from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
@@ -139,6 +139,7 @@ class RunState:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)
+    base_benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)  # the untuned model (job.eval_base)
     manifest: dict[str, Any] = field(default_factory=dict)
     loss_png: str | None = None
 
@@ -331,8 +332,9 @@ class Runner:
         if stale is not None:
             return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
-                            cfg.out / EVENTS_FILE)
+        # Only node 0 of a multi-node job reports to the bot: the others' events would interleave with its sequence.
+        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token}
+                            if job.callback and cfg.node_rank == 0 else None, cfg.out / EVENTS_FILE)
         bus = EventBus(job.run_id, sinks, clock=self.clock, heartbeat_s=cfg.heartbeat_s)
         bus.start()
         t0 = time.monotonic()
@@ -410,6 +412,7 @@ class Runner:
             "seed": job.hyper.seed,
             "tuner": job.tuner,
             "hyper": to_dict(job.hyper),
+            "resources": to_dict(job.resources) if job.resources is not None else None,
             "versions": vers,
             "hardware": report.hardware(gpu),
             "offline": cfg.offline,
@@ -457,6 +460,12 @@ class Runner:
         # 3. Training.
         adapter_dir: Path | None = input_adapter
         eval_model = model
+        if job.trains and cfg.node_rank > 0:
+            # A worker node of a multi-node job: it trains its share; node 0 saves, evaluates and reports.
+            ctx.bus.emit("phase", phase="train", detail=f"node {cfg.node_rank} of {job.model.name} training")
+            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(),
+                           offline=cfg.offline or all(d.source in ("builtin", "local") for d in prepared))
+            return "succeeded", None
         if job.trains:
             trained = self._train(ctx, job, model, prepared, state, gpu)
             if job.tuner == "full":
@@ -473,11 +482,23 @@ class Runner:
         if job.evaluates:
             detail = ", ".join(f"{p.spec.name}[{','.join(p.subsets)}]" for p in plans)
             ctx.bus.emit("phase", phase="eval", detail=detail)
+            eval_offline = cfg.offline or all(p.pack is not None for p in plans)
+
+            def native(adapter: Path | None, work_name: str) -> evaluation.EvalOutcome:
+                return evaluation.evaluate(ctx, plans, eval_model, adapter, gpu=gpu,
+                                           torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
+                                           seed=job.hyper.seed, work_name=work_name)
+
             try:
-                outcome = evaluation.evaluate(ctx, plans, eval_model, adapter_dir,
-                                              gpu=gpu, torch_dtype=job.hyper.torch_dtype,
-                                              offline=cfg.offline or all(p.pack is not None for p in plans),
-                                              seed=job.hyper.seed)
+                # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
+                job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
+                                               offline=eval_offline, native=native)
+                outcome = job_eval.outcome
+                state.manifest.update(job_eval.manifest)
+                if job_eval.base is not None:
+                    state.base_benchmarks.update(job_eval.base.results)
+                    self._keep_eval_details(ctx, job_eval.base.work, state, dest_name="eval-base",
+                                            artifact="eval_details_base")
             except AgentError as exc:
                 if not job.trains:
                     raise
@@ -501,6 +522,12 @@ class Runner:
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                for name, res in sorted(state.base_benchmarks.items()):
+                    # The untuned base model, from the same server start (job.eval_base): the bot compares with it
+                    # without a second run.
+                    ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
+                                 subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 
@@ -510,7 +537,8 @@ class Runner:
         state.manifest["finished_at"] = self.clock()
         state.manifest["wall_s"] = round(time.monotonic() - t0, 2)
         results = Results(run_id=job.run_id, status=status, benchmarks=state.benchmarks, train=state.train,
-                          manifest=state.manifest, artifacts=tuple(state.artifacts))
+                          manifest=state.manifest, artifacts=tuple(state.artifacts),
+                          base_benchmarks=state.base_benchmarks)
         report.write_atomic(cfg.out / "results.json", results.to_json() + "\n")
         summary = report.summary_markdown(results, job, reason=failed_reason, loss_png=state.loss_png)
         report.write_atomic(cfg.out / "summary.md", summary)
@@ -524,16 +552,20 @@ class Runner:
             raise AgentError(f"{failed_reason} (training results and the adapter were kept; results.json is partial)")
         return "succeeded", None
 
-    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState) -> None:
+    def _place(self) -> training.NodePlace:
+        return training.NodePlace(self.cfg.node_rank, self.cfg.master_addr, self.cfg.master_port)
+
+    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
+                           artifact: str = "eval_details") -> None:
         """EvalScope's per-question reviews and reports, kept so every outcome can be traced to the model's reply."""
-        dest = self.cfg.out / "eval"
+        dest = self.cfg.out / dest_name
         for kind in ("reviews", "reports"):
             for src in sorted(work.glob(f"group-*/{kind}/{evaluation.MODEL_ID}/*")):
                 if src.is_file():
                     (dest / kind).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dest / kind / src.name)
         if dest.is_dir():
-            entry = report.artifact_entry(self.cfg.out, dest, "eval_details")
+            entry = report.artifact_entry(self.cfg.out, dest, artifact)
             state.artifacts.append(entry)
             ctx.bus.emit("artifact", **entry)
 
@@ -597,7 +629,7 @@ class Runner:
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
-                                     on_first_step=plotter.start)
+                                     on_first_step=plotter.start, place=self._place())
             log = outcome.log
             points = report.loss_points(log.points)
             plotter.send({"title": f"{job.run_id}: {job.tuner} on {job.model.name}", "points": points})

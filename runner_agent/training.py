@@ -146,7 +146,59 @@ def sft_argv(
     # through the tool environment instead (runner_agent/hub_code.py), in every process ms-swift starts.
     if any(d.source == "huggingface" for d in datasets):
         argv += ["--use_hf", "true"]
+    res = job.resources
+    if res is not None and res.world_size > 1 and not gpu:
+        # torch's default backend is NCCL, which needs GPUs: CPU processes talk over gloo (how CI tests this path).
+        argv += ["--ddp_backend", "gloo"]
+    if res is not None and res.sharding is not None:
+        argv += ["--fsdp", res.sharding] if res.sharding.startswith("fsdp") else ["--deepspeed", res.sharding]
     return argv
+
+
+@dataclass(frozen=True)
+class NodePlace:
+    """Where this agent's processes sit in a distributed job: its node's rank and the rendezvous (node 0's address,
+    e.g. a Kubernetes headless Service name, and a port). Given by the runner (flags/environment), not the job."""
+
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+
+def distributed_env(job: JobSpec, place: NodePlace, *, gpu: bool) -> dict[str, str]:
+    """The variables with which `swift sft` starts torchrun itself (one process per GPU, `nodes` nodes).
+
+    Empty for a one-GPU, one-node job, which then runs exactly as before (one process, no torchrun)."""
+    res = job.resources
+    if res is None or res.world_size <= 1:
+        if place.node_rank:
+            raise AgentError(f"this runner is node {place.node_rank} of a distributed job, but job {job.run_id} "
+                             f"asks for one node")
+        return {}
+    if res.sharding is not None and not gpu:
+        raise AgentError(f"resources.sharding {res.sharding}: DeepSpeed and FSDP need GPUs, and this runner has none")
+    if not 0 <= place.node_rank < res.nodes:
+        raise AgentError(f"node rank {place.node_rank} is outside this job's {res.nodes} node(s)")
+    env = {"NPROC_PER_NODE": str(res.gpus), "NNODES": str(res.nodes), "NODE_RANK": str(place.node_rank)}
+    if res.nodes > 1:
+        if not place.master_addr or not place.master_port:
+            raise AgentError(f"job {job.run_id} trains on {res.nodes} nodes: this runner needs the rendezvous "
+                             f"address and port of node 0 (--master-addr/--master-port, or TUNEBOT_MASTER_ADDR/"
+                             f"TUNEBOT_MASTER_PORT; on Kubernetes the job's headless Service)")
+        env["MASTER_ADDR"] = place.master_addr
+        env["MASTER_PORT"] = str(place.master_port)
+    else:
+        env["MASTER_ADDR"] = "127.0.0.1"
+        env["MASTER_PORT"] = str(place.master_port or _free_port())
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 _TIME = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
@@ -302,8 +354,11 @@ def train(
     gpu: bool,
     offline: bool,
     on_first_step: Callable[[], None] | None = None,
+    place: NodePlace | None = None,
 ) -> TrainOutcome:
-    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s)."""
+    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s).
+
+    With several processes only global rank 0 writes logging.jsonl and the checkpoint, so progress is rank 0's."""
     import time
 
     output_dir = ctx.tool_dir / "swift-out"
@@ -323,7 +378,8 @@ def train(
             started[0] = True
             on_first_step()
 
-    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra=tracker_env(job)),
+    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
+    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist}),
                       log_path=ctx.logs / "swift-sft.log")
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
@@ -332,6 +388,9 @@ def train(
     if rc != 0:
         lines = proc.tail()
         raise AgentError(f"ms-swift training failed ({describe_exit(rc)}): {headline(lines)}", detail="\n".join(lines))
+    if dist and int(dist["NODE_RANK"]) > 0:
+        # Another node holds global rank 0: its agent reports progress, the checkpoint and the results.
+        return TrainOutcome(output_dir, output_dir, output_dir / "args.json", log, argv, wall)
     checkpoint = find_checkpoint(output_dir, log.final)
     args_json = output_dir / "args.json"
     if not args_json.is_file():

@@ -149,3 +149,33 @@ async def test_the_worktree_of_a_baseline_run_is_removed_when_its_agent_exits(tm
     assert (tmp_path / "runs" / "tb-wt" / "job.json").is_file()
     assert not (tmp_path / "runs" / "tb-wt" / "tree").exists()
     assert _git(repo, "worktree", "list").count("\n") == 0, _git(repo, "worktree", "list")
+
+
+@pytest.mark.slow
+async def test_compare_with_the_base_model_through_one_served_model(tmp_path: Path) -> None:
+    """Issue 14 end to end: the real service, the real agent, a real `swift deploy`: `/eval … adapter=latest
+    backend=served` scores the adapter and the base model in one server start, and the base-model comparison is
+    posted from that one run, with no baseline run dispatched."""
+    out = io.StringIO()
+    runs = tmp_path / "runs"
+    args = ["--quiet", "--cache", str(tmp_path / "c")]
+    async with LocalSession(tmp_path, runs, terminal=Terminal(out), agent_args=args) as session:
+        await session.say("/train tiny max_steps=40 learning_rate=0.002 eval=none")
+        await session.say("/eval cmmlu adapter=latest limit=5 backend=served")
+        made = await session.service.store.runs_for_pr(session.github.repo, 1)
+    text = out.getvalue()
+    assert sorted(r.kind for r in made) == ["eval", "train"], text[-4000:]  # no baseline eval was dispatched
+    assert all(r.state == "succeeded" for r in made), text[-4000:]
+    [evaluated] = [r for r in made if r.kind == "eval"]
+    job = evaluated.job_spec or {}
+    assert job.get("eval_backend") == "served" and job.get("eval_base") is True
+    run_out = runs / evaluated.run_id / "out"
+    deploy_log = (run_out / "logs" / "swift-deploy.log").read_text(encoding="utf-8", errors="replace")
+    assert "adapter" in deploy_log
+    import json
+
+    results = json.loads((run_out / "results.json").read_text(encoding="utf-8"))
+    assert results["manifest"]["eval_backend"] == "served-transformers"
+    assert results["scores"]["cmmlu"]["n"] == results["base_scores"]["cmmlu"]["n"] == 10
+    # The comparison report, against the base model scored in the same run.
+    assert f"Comparing `{evaluated.run_id}` against `base-model`" in text

@@ -98,3 +98,27 @@ async def test_compare_against_a_run_id_uses_that_runs_results(memory_bot) -> No
     await bot.settle()
     assert any("has no run `tb-000000000000`" in c for c in bot.bot_comments())
     assert len(bot.dispatches()) == 3
+
+
+async def test_a_served_train_scores_the_base_model_in_the_same_run_so_compare_needs_no_second_dispatch(
+        make_bot) -> None:
+    """Issue 14: `/train … backend=served` asks the runner for the base model too (one server start); the bot
+    compares with those scores and dispatches no baseline eval."""
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/train tiny max_steps=20 backend=served")
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    train = job_of(dispatch)
+    assert train.kind == "train+eval" and train.eval_backend == "served" and train.eval_base is True
+    run = await bot.service.store.get_run(train.run_id)
+    await bot.post_event(train.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(train.run_id, run.run_token, 1, "eval_result", **outcomes(1, 0.9))
+    await bot.post_event(train.run_id, run.run_token, 2, "eval_result", **outcomes(2, 0.3), model="base")
+    await bot.post_event(train.run_id, run.run_token, 3, "finished", status="succeeded")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1  # no baseline run: the base model was scored in the same server start
+    [report] = [c for c in bot.bot_comments() if "tunebot:compare:" in c]
+    assert "`base-model`" in report and "significant" in report.lower()
+    # The run's own card shows the adapter's score, not the base model's.
+    view = await bot.service.store.get_run(train.run_id)
+    assert view is not None and view.state == "succeeded"
