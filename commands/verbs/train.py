@@ -35,6 +35,8 @@ TRAIN_KEYS: tuple[ArgSpec, ...] = (
             "`none` to skip)", aliases=("benchmarks",), example="cmmlu,ceval"),
     ArgSpec("hub", "choice", "where to download the model", choices=("modelscope", "huggingface"),
             example="huggingface"),
+    ArgSpec("plan", "bool", "show the plan and its cost (memory, tokens, GPU-hours) and start nothing",
+            example="true"),
     ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
             "`refs/pr/…`)", example="master"),
 )
@@ -49,6 +51,8 @@ def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         raise ArgError("the model is given twice (as the first word and as `model=`)")
     model_text = positionals[0] if positionals else (keyed["model"][1] if "model" in keyed else None)
     args = parse_keys(keyed, skip=("model", "dataset", "preset", "eval"))
+    if args.get("plan") is False:
+        del args["plan"]  # `plan=false` is a plain /train
     if model_text is None:
         if ctx.policy.default_model is None:
             raise ArgError(f"which model? `/train <model>`; allowed: {', '.join(allowed_models(ctx))}")
