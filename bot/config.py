@@ -96,6 +96,10 @@ class Config:
     # When set, GET /metrics needs `Authorization: Bearer <token>`: run counts, repositories' activity and memory
     # are not for the internet (a scraper inside the cluster can also reach the port directly).
     metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    # Where the training checkpoints agents upload are kept (the newest per run), for /resume and for resuming a run
+    # whose runner died; and the largest upload accepted (LoRA checkpoints with optimizer state are megabytes).
+    checkpoint_dir: str = "checkpoints"
+    max_checkpoint_bytes: int = 2 << 30
 
     @property
     def app_mode(self) -> bool:
@@ -164,6 +168,8 @@ _ENV: dict[str, str] = {
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
     "LOG_LEVEL": "log_level",
     "TUNEBOT_METRICS_TOKEN": "metrics_token",
+    "TUNEBOT_CHECKPOINT_DIR": "checkpoint_dir",
+    "TUNEBOT_MAX_CHECKPOINT_BYTES": "max_checkpoint_bytes",
 }
 # NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
 _FILE_ENV: dict[str, str] = {
@@ -176,7 +182,7 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
-_INTS = {"port", "workers", "max_body_bytes", "max_connections"}
+_INTS = {"port", "workers", "max_body_bytes", "max_connections", "max_checkpoint_bytes"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
            "read_timeout_s", "keepalive_timeout_s", "job_ttl_s"}
 

@@ -248,6 +248,27 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                          "请重新评论该命令以在新提交上生成计划。"),
     "reply.plan.unknown": ("No plan `{hash}` waits for approval on this PR (waiting: {waiting}).",
                            "本 PR 没有等待批准的计划 `{hash}`（等待中：{waiting}）。"),
+    "reply.resume.none": ("Nothing to resume: no cancelled or failed training run on this PR.",
+                          "没有可继续的运行：本 PR 没有已取消或失败的训练运行。"),
+    "reply.resume.unknown": ("Nothing to resume: this repository has no run `{run}`.",
+                             "没有可继续的运行：本仓库没有运行 `{run}`。"),
+    "reply.resume.not_training": ("`{run}` does not train: only a training run resumes from a checkpoint.",
+                                  "`{run}` 不是训练运行：只有训练运行可以从检查点继续。"),
+    "reply.resume.not_ended": ("`{run}` is {state}: only a cancelled or failed run can be resumed.",
+                               "`{run}` 当前状态为{state}：只能继续已取消或失败的运行。"),
+    "reply.resume.no_checkpoint": ("`{run}` uploaded no checkpoint before it stopped (it saves every `save_steps`): "
+                                   "`/retry {run}` trains it again from the start.",
+                                   "`{run}` 停止前没有上传检查点（每 `save_steps` 步保存一次）：可用 `/retry {run}` "
+                                   "从头重新训练。"),
+    "reply.resume.started": ("Resuming `{run}` from checkpoint-{step} as `{new}`: training continues at step {step}.",
+                             "正在以 `{new}` 从 checkpoint-{step} 继续 `{run}`：训练从第 {step} 步接着进行。"),
+    "reply.resume.auto": ("The runner of `{run}` was lost mid-training. Resuming it once, automatically, from the "
+                          "checkpoint-{step} it uploaded, as `{new}`.",
+                          "`{run}` 的 runner 在训练中途丢失。已自动（仅一次）从其上传的 checkpoint-{step} 继续，"
+                          "新运行为 `{new}`。"),
+    "reply.cancel.checkpoint": ("Cancelling `{run}`. Its last checkpoint (step {step}) is kept: `/resume {run}` "
+                                "continues from it.",
+                                "正在取消 `{run}`。其最后的检查点（第 {step} 步）已保留：`/resume {run}` 可从此继续。"),
     "reply.autotrain.refused": ("`{path}` changed, but training was not started: {reason}",
                                 "`{path}` 已修改，但未开始训练：{reason}"),
     "reply.autotrain.config_error": ("⚠️ {error}", "⚠️ {error}"),

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 
-from ..args import ArgError
+from ..args import ArgError, ArgSpec
 from ..values import ArgValue, quote_user
 from .base import Context, RawCommand, VerbSpec, get_spec, register, split_args, too_many
 
 PLANNABLE = ("train", "eval", "compare")
 _HASH = re.compile(r"^[0-9a-f]{6,64}$")
+_RUN = ArgSpec("run", "run", "the training run to continue", example="r-1a2b3c")
 
 
 def _plan(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
@@ -76,4 +77,27 @@ APPROVE = register(VerbSpec(
     positional=("plan",),
     keys=(),
     validate=_approve,
+))
+
+
+def _resume(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
+    positionals, keyed = split_args(raw, RESUME, ctx)
+    if len(positionals) + len(keyed) > 1:
+        raise too_many(positionals[1:] or positionals, "resume", "at most one run id")
+    text = positionals[0] if positionals else keyed["run"][1] if keyed else None
+    return {} if text is None else {"run": _RUN.parse(text.removeprefix("#"))}
+
+
+RESUME = register(VerbSpec(
+    name="resume",
+    usage="/resume [run-id]",
+    summary="Continue a cancelled or failed training run from its last uploaded checkpoint (the step count goes on "
+            "from there), under a new run id.",
+    summary_zh="从最后上传的检查点继续已取消或失败的训练运行（步数接着计），使用新的运行编号。",
+    examples=("/resume", "/resume r-1a2b3c"),
+    gate="train",
+    positional=("run",),
+    keys=(_RUN,),
+    validate=_resume,
+    dispatches=True,
 ))
