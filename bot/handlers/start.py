@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from bot.github.port import GitHubError
+from bot.core import Conversation
+from bot.github.port import GitHubError, PullInfo
 from bot.jobs import Reused
 from commands.baseline import parse_target
 from commands.costplan import cost_plan, render_plan
@@ -55,27 +56,38 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
         planned = [replace(pj, compare_ref=compare_ref) for pj in planned]
     shown = inv.cmd.render() if inv.cmd.verb != "train" or not planning else \
         replace(inv.cmd, args={k: v for k, v in inv.cmd.args.items() if k != "plan"}).render()
-    if planning or (cmd.verb == "train" and conv.policy.approval_above_gpu_hours is not None):
+    if planning:
         ahead = sum(1 for r in await parts.core.store.active_runs() if r.repo == conv.repo)
         cp = cost_plan(planned, pull.head_sha, conv.policy, parts.core.catalog, queue_ahead=ahead)
-        if planning:
-            await inv.reply(parts, render_plan(cp, shown, conv.language, conv.policy))
-            return
-        if cp.needs_approval:
-            # Kept exactly as planned (run ids, result keys, head commit): `/approve` starts these jobs, no others.
-            await parts.core.store.add_plan(conv.repo, conv.number, pull.head_sha, cp.plan_hash, conv.actor,
-                                            cmd.line or shown, [planned_to_dict(pj) for pj in planned],
-                                            cp.approval_reason, now=parts.core.now())
-            await inv.reply(parts, conv.say("reply.plan.waiting", actor=conv.actor, command=shown,
-                                            reason=cp.approval_reason, level=conv.policy.min_permission_approve,
-                                            hash=cp.plan_hash[:12], sha=pull.head_sha[:7])
-                            + "\n\n" + render_plan(cp, shown, conv.language, conv.policy))
-            return
+        await inv.reply(parts, render_plan(cp, shown, conv.language, conv.policy))
+        return
+    if cmd.verb == "train" and await held_for_approval(parts, conv, pull, planned, cmd.line or shown, shown, inv.key):
+        return
     for j, pj in enumerate(planned):
         key = f"{inv.key}.{j}"
         started = await parts.jobs.launch(conv, pull, cmd, pj, key)
         if isinstance(started, Reused):
             await parts.comparisons.answer_reused(conv, pull, pj, started, key)
+
+
+async def held_for_approval(parts: Parts, conv: Conversation, pull: PullInfo, planned: list[PlannedJob],
+                            line: str, shown: str, key: str) -> bool:
+    """Whether these training jobs wait for `/approve` (`approval.above_gpu_hours`): if so the plan is kept exactly
+    as planned (run ids, result keys, head commit, content hash) and the reply says who may start it, and how."""
+    if conv.policy.approval_above_gpu_hours is None:
+        return False
+    ahead = sum(1 for r in await parts.core.store.active_runs() if r.repo == conv.repo)
+    cp = cost_plan(planned, pull.head_sha, conv.policy, parts.core.catalog, queue_ahead=ahead)
+    if not cp.needs_approval:
+        return False
+    await parts.core.store.add_plan(conv.repo, conv.number, pull.head_sha, cp.plan_hash, conv.actor, line,
+                                    [planned_to_dict(pj) for pj in planned], cp.approval_reason,
+                                    now=parts.core.now())
+    await parts.core.reply(conv, key, conv.say("reply.plan.waiting", actor=conv.actor, command=shown,
+                                               reason=cp.approval_reason, level=conv.policy.min_permission_approve,
+                                               hash=cp.plan_hash[:12], sha=pull.head_sha[:7])
+                           + "\n\n" + render_plan(cp, shown, conv.language, conv.policy))
+    return True
 
 
 def planned_to_dict(pj: PlannedJob) -> dict[str, Any]:

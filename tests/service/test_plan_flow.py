@@ -85,3 +85,18 @@ async def test_several_waiting_plans_need_the_hash(make_bot) -> None:
     await bot.comment("/approve")
     await bot.settle()
     assert bot.dispatches() == [] and "waiting:" in bot.bot_comments()[-1]
+
+
+async def test_auto_training_above_the_limit_waits_for_approve_too(make_bot) -> None:
+    from tests.service.test_truth import CONFIG
+
+    bot = await make_bot(policy="version: 1\nauto_train: true\napproval: {above_gpu_hours: 0}\n")
+    pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
+    bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
+    await bot.pull_request("opened", 3, pull.head_sha)
+    await bot.settle()
+    assert bot.dispatches() == [] and "waits for approval" in bot.bot_comments(3)[-1]
+    await bot.comment("/approve", number=3)
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    assert job_of(dispatch).hyper.max_steps == 30 and job_of(dispatch).sha == pull.head_sha
