@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast golden lint bench bench-webhook bench-compare clean
+.PHONY: install browser demo test test-fast golden lint bench bench-webhook bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The web view's browser tests (tests/web/) drive Debian's Chromium through its chromedriver; nothing is downloaded
+# by Selenium itself.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 demo: $(STAMP)
 	$(VENV)/bin/tunebot demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Rewrites tests/golden/ from the renderers after an intended message change (the tests only compare): review the

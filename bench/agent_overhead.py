@@ -62,7 +62,7 @@ class LogWatcher(threading.Thread):
     def run(self) -> None:
         path = None
         while path is None and not self.stop.is_set():
-            path = next(iter(self.root.glob("*/swift-out/logging.jsonl")), None) or next(
+            path = next(iter(self.root.glob("*/tool/swift-out/logging.jsonl")), None) or next(
                 iter(self.root.glob("swift-out/logging.jsonl")), None)
             if path is None:
                 time.sleep(0.05)

@@ -63,7 +63,8 @@ async def main(repeat: int, sizes: dict[str, int]) -> int:
     cfg = load_config(environ={}, webhook_secret=Secret(SECRET), github_token=Secret(gh.token),
                       github_api_url=gh.url, job_signing_key=Secret("k"), database_url=f"sqlite:///{tmp / 'b.db'}",
                       card_edit_interval_s=0.0)
-    port = PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, retry=RetryPolicy(max_attempts=2))
+    port = PyGithubPort.with_token(gh.url, gh.token, writes_per_minute=0, writes_per_hour=0,
+                                   retry=RetryPolicy(max_attempts=2))
     service = await open_service(cfg, github=port)
     runner = web.AppRunner(build_app(service), access_log=None)
     await runner.setup()

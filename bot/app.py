@@ -8,10 +8,12 @@ import contextlib
 import hmac
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +29,7 @@ from bot.outbox import GITHUB_KINDS
 from bot.service import Service
 from bot.store import NewDelivery, Store
 from bot.store.models import Delivery
-from configs import load_catalog
+from configs import BENCH_DATA_DIR, load_catalog, with_pack_digests
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ class Runtime:
     SQLite's one writer from the webhooks waiting to be recorded. A crash between processing and the mark
     leaves the delivery `processing`; `recover()` hands it out again (at-least-once, as with one mark per delivery:
     the service makes every effect idempotent by its trigger key), and the window is at most one claimed batch.
+
+    Claims are leases held under `replica_id` for `delivery_lease_s`, renewed every third of it while the deliveries
+    are held: replicas on one PostgreSQL database share the work, and when one dies the others take its deliveries
+    over once their leases run out. Start-up requeue and `drain()` touch only this replica's own deliveries. A
+    delivery whose processing fails is tried again with backoff; after the last attempt the commenter is told.
     """
 
     claim_batch = 256
@@ -66,7 +73,15 @@ class Runtime:
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._taken = asyncio.Event()  # set when a worker takes the last queued delivery
         self._done: list[int] = []
+        self.owner = config.replica_id or socket.gethostname()
+        self.lease = timedelta(seconds=config.delivery_lease_s)
+        self._held: set[int] = set()  # leased here and not yet marked: their leases are renewed
+        self._claiming = True
         metrics.describe("worker_busy", "gauge", "Deliveries claimed and not yet finished.")
+        metrics.describe("deliveries_retried_total", "counter", "Delivery attempts that failed and will be retried.")
+        metrics.describe("deliveries_failed_total", "counter", "Deliveries given up after their last attempt.")
+        metrics.describe("delivery_leases_lost_total", "counter",
+                         "Deliveries another replica took over because this one's lease ran out.")
 
     def start(self) -> None:
         self.tasks.append(asyncio.create_task(self._claimer(), name="tunebot-claimer"))
@@ -76,11 +91,12 @@ class Runtime:
         # Chat has its own loop: a slow Slack or a DingTalk minute-limit never delays a GitHub write.
         self.tasks.append(asyncio.create_task(self._outbox_loop(CHAT_KINDS, Wakeup()), name="chat-outbox"))
         self.tasks.append(asyncio.create_task(self._sweep_loop(), name="tunebot-sweep"))
+        self.tasks.append(asyncio.create_task(self._lease_loop(), name="tunebot-leases"))
 
     async def recover(self) -> None:
         """Deliveries that were accepted but not finished when the last process died are picked up again."""
         store = self.service.store
-        n = await store.requeue_processing(now=self.service.now())
+        n = await store.requeue_processing(now=self.service.now(), owner=self.owner)  # never a live replica's
         pending = await store.unfinished_deliveries()
         if n or pending:
             log.info("recovering %d unfinished deliveries (%d were mid-processing)", len(pending), n)
@@ -92,12 +108,15 @@ class Runtime:
 
     async def _claimer(self) -> None:
         store = self.service.store
-        while not self.stopping:
+        while not self.stopping and self._claiming:
             while not self._queue.empty():  # claim again once the workers have taken everything
                 self._taken.clear()
                 await self._taken.wait()
+            if not self._claiming:
+                break
             try:
-                batch = await store.claim_pending(self.claim_batch, now=self.service.now())
+                batch = await store.claim_pending(self.claim_batch, now=self.service.now(), owner=self.owner,
+                                                  lease=self.lease)
             except Exception:
                 log.exception("claiming deliveries failed")
                 await asyncio.sleep(1.0)
@@ -107,6 +126,7 @@ class Runtime:
                 await self.wakeup.wait(1.0)
                 continue
             self._busy(len(batch))
+            self._held.update(d.id for d in batch)
             for delivery in batch:
                 self._queue.put_nowait(delivery)
             await asyncio.sleep(self.claim_pause_s)
@@ -122,18 +142,67 @@ class Runtime:
                 await self.flush_done()
 
     async def _process(self, delivery: Delivery) -> None:
+        limit = self.config.delivery_max_attempts
+        if delivery.attempts > limit:  # every earlier holder died while working on it: never try it forever
+            await self._failed(delivery, f"gave up after {limit} attempts (the replicas processing it stopped)")
+            return
         try:
             await self.service.process_delivery(delivery)
         except Exception as exc:  # one bad delivery must not stop the worker; the store keeps the reason
-            log.exception("delivery %s failed", delivery.delivery_id)
+            error = f"{type(exc).__name__}: {exc}"
+            if delivery.attempts >= limit:
+                log.exception("delivery %s failed (attempt %d of %d); giving up", delivery.delivery_id,
+                              delivery.attempts, limit)
+                await self._failed(delivery, error)
+                return
+            wait = min(3600.0, self.config.delivery_retry_base_s * 2 ** (delivery.attempts - 1))
+            log.warning("delivery %s failed (attempt %d of %d), retrying in %.0f s: %s", delivery.delivery_id,
+                        delivery.attempts, limit, wait, error)
+            self.metrics.inc("deliveries_retried_total")
             try:
-                await self.service.store.mark_delivery(delivery.id, "failed", f"{type(exc).__name__}: {exc}",
-                                                       now=self.service.now())
-            except Exception:  # left `processing`: the next start hands it out again
-                log.exception("could not mark delivery %s failed", delivery.delivery_id)
-            self._busy(-1)
+                now = self.service.now()
+                await self.service.store.retry_delivery(delivery.id, error, retry_at=now + timedelta(seconds=wait),
+                                                        now=now)
+            except Exception:  # left `processing`: its lease runs out and it is handed out again
+                log.exception("could not schedule delivery %s for a retry", delivery.delivery_id)
+            self._release_local(delivery.id)
+            self.wakeup.set()
             return
         self._done.append(delivery.id)
+
+    async def _failed(self, delivery: Delivery, error: str) -> None:
+        """The last attempt failed: the delivery is marked failed and the commenter hears what failed."""
+        self.metrics.inc("deliveries_failed_total")
+        try:
+            await self.service.store.mark_delivery(delivery.id, "failed", error, now=self.service.now())
+            await self.service.delivery_failed(delivery, error)
+        except Exception:  # left `processing`: its lease runs out and the next attempt gives up again
+            log.exception("could not record that delivery %s failed", delivery.delivery_id)
+        self._release_local(delivery.id)
+
+    def _release_local(self, id: int) -> None:
+        self._held.discard(id)
+        self._busy(-1)
+
+    async def _lease_loop(self) -> None:
+        """Renew the leases of the deliveries held here, every third of the lease."""
+        while not self.stopping:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            held = set(self._held)
+            if not held:
+                continue
+            try:
+                kept = await self.service.store.renew_leases(held, owner=self.owner, now=self.service.now(),
+                                                             lease=self.lease)
+            except Exception:
+                log.exception("renewing %d delivery leases failed", len(held))
+                continue
+            lost = held - kept - (held - self._held)  # ids marked meanwhile are not lost
+            if lost:
+                self._held.difference_update(lost)  # counted once; the other replica finishes them
+                self.metrics.inc("delivery_leases_lost_total", len(lost))
+                log.warning("%d deliveries were taken over by another replica (this one's lease ran out)",
+                            len(lost))
 
     async def flush_done(self) -> None:
         """Write the pending done marks in one statement (on failure they stay queued for the next flush)."""
@@ -146,6 +215,7 @@ class Runtime:
             log.exception("marking %d deliveries done failed; retrying with the next batch", len(ids))
             self._done[:0] = ids
             return
+        self._held.difference_update(ids)
         self._busy(-len(ids))
 
     async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup) -> None:
@@ -169,14 +239,26 @@ class Runtime:
                 log.exception("pruning old deliveries failed")
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Stop taking new work, let in-flight deliveries finish, then stop the loops."""
+        """Stop taking new work, give back what was claimed but not started (another replica, or the next start,
+        takes it at once), let the deliveries being processed finish, then stop the loops. Other replicas'
+        deliveries are none of this one's business."""
         deadline = time.monotonic() + timeout
-        pending = not self.stopping  # with the workers already gone there is nobody to wait for
-        while pending and time.monotonic() < deadline:
-            pending = bool(await self.service.store.unfinished_deliveries(limit=1)) or self.in_flight > 0
-            if pending:
-                self.wakeup.set()
-                await asyncio.sleep(0.05)
+        self._claiming = False
+        self._taken.set()  # the claimer, waiting for the queue to empty, sees that it is to stop
+        unstarted: list[int] = []
+        while not self._queue.empty():
+            unstarted.append(self._queue.get_nowait().id)
+        if unstarted:
+            try:
+                await self.service.store.release_deliveries(unstarted, owner=self.owner, now=self.service.now())
+            except Exception:  # still leased here: they run out and are taken over
+                log.exception("giving back %d unstarted deliveries failed", len(unstarted))
+            self._held.difference_update(unstarted)
+            self._busy(-len(unstarted))
+        while not self.stopping and self.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if len(self._done) >= self.in_flight:
+                await self.flush_done()
         self.stopping = True
         self.wakeup.set()
         self.outbox_wakeup.set()
@@ -256,6 +338,10 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
     app.router.add_get("/api/runs/{run_id}/resume-checkpoint", checkpoint_download)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
+    if config.web_ui:  # the read-only web view (bot/web/): /ui/…
+        from bot.web import mount_web  # lazily: Jinja2 and the sessions are only imported when the view is on
+
+        mount_web(app, service)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await runtime.recover()
@@ -297,17 +383,21 @@ async def open_service(config: Config, *, github: Any = None, clock: Callable[[]
                        session: Any = None) -> Service:
     """Build the service from its configuration (store opened and migrated, GitHub port per auth mode)."""
     if github is None:
+        pace = {"writes_per_minute": config.github_writes_per_minute,
+                "writes_per_hour": config.github_writes_per_hour}
         if config.app_mode:
-            github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get())
+            github = PyGithubPort.with_app(config.github_api_url, config.app_id, config.private_key.get(), **pace)
         else:
-            github = PyGithubPort.with_token(config.github_api_url, config.github_token.get())
+            github = PyGithubPort.with_token(config.github_api_url, config.github_token.get(), **pace)
     if not config.bot_login:
         config = replace(config, bot_login=await learn_bot_login(github))
     store = await Store.open(config.database_url)
     chat = None
     if session is not None and (config.slack_token or config.dingtalk_robots):
         chat = Chat(config=config, session=session, clock=clock)
-    service = Service(config=config, store=store, github=github, catalog=load_catalog(), metrics=Metrics(),
+    catalog = with_pack_digests(load_catalog(), None if config.bench_data.lower() == "none"
+                                else Path(config.bench_data) if config.bench_data else BENCH_DATA_DIR)
+    service = Service(config=config, store=store, github=github, catalog=catalog, metrics=Metrics(),
                       clock=clock, chat=chat)
     if chat is not None:
         chat.attach(service)

@@ -15,6 +15,7 @@ from bot.jobs import Jobs, Reused
 from bot.store import Run
 from commands.baseline import (
     BASE_MODEL,
+    Backfill,
     Baseline,
     NoBaseline,
     ResolvedRef,
@@ -23,17 +24,25 @@ from commands.baseline import (
     decide_baseline,
     parse_target,
 )
-from commands.compare import CompareError, Comparison, Conclusion, compare_results, decide
+from commands.compare import CompareError, Comparison, Conclusion, compare_results, decide, with_seeds
 from commands.decision import Command
 from commands.jobspec import JobSpec, SpecError, job_from_dict
-from commands.plan import PlanError, PlannedJob, PRFacts, plan_baseline, plan_recipe_baseline
+from commands.plan import (
+    PlanError,
+    PlannedJob,
+    PRFacts,
+    plan_baseline,
+    plan_recipe_baseline,
+    seedless_key,
+    with_seed,
+)
 from commands.policy import DEFAULT_POLICY, Policy
 from commands.recipe import Change, recipe_diff, recipe_of
 from commands.render import ReportLinks, ScoreView, render_cached_reply, render_comparison
 from commands.render.fmt import code as fmt_code
 from commands.render.github import compare_marker
 from commands.render.i18n import t
-from commands.results import Results
+from commands.results import Results, results_from_events
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,7 @@ class Comparisons:
         self.jobs = jobs
 
     async def answer_reused(self, conv: Conversation, pull: PullInfo, pj: PlannedJob, reused: Reused,
-                            key: str) -> None:
+                            key: str, seeds: int | None = None) -> None:
         """An evaluation the store already answers: say so with its scores, and compare if that was asked."""
         source = reused.source
         scores = {b: ScoreView(score=r.score, n=r.n) for b, r in reused.results.benchmarks.items()}
@@ -70,11 +79,12 @@ class Comparisons:
         await self.core.reply(conv, f"cached:{key}", text)
         if pj.compare_ref:
             await self.compare_with_baseline(conv.repo, conv.number, reused.results, pj.job, reused.run_id,
-                                             base_ref=pj.compare_ref, explicit=True, policy=conv.policy, pull=pull)
+                                             base_ref=pj.compare_ref, explicit=True, policy=conv.policy, pull=pull,
+                                             seeds=seeds)
 
     async def compare_with_baseline(self, repo: str, number: int | None, new: Results, job: JobSpec,
                                     new_run_id: str, *, base_ref: str, explicit: bool, policy: Policy,
-                                    pull: PullInfo | None = None) -> bool:
+                                    pull: PullInfo | None = None, seeds: int | None = None) -> bool:
         """Compare `new` with what `base_ref` names (commands/baseline.py): a run, the untuned base model, or the
         same training recipe at a ref's commit (stored: compared now; not stored and asked for: backfilled, and
         compared when it lands). Returns True when a report (comparison or "same recipe") was posted now."""
@@ -91,7 +101,7 @@ class Comparisons:
             return True
         if target.kind == "ref":
             return await self._compare_recipe(repo, number, new, job, new_run_id, target.value, explicit=explicit,
-                                              policy=policy, pull=pull)
+                                              policy=policy, pull=pull, seeds=seeds)
         return await self._compare_base_model(repo, number, new, job, new_run_id, explicit=explicit, policy=policy,
                                               pull=pull)
 
@@ -103,6 +113,13 @@ class Comparisons:
         store = self.core.store
         pr = PRFacts(repo=repo, head_sha=job.sha, base_ref=BASE_MODEL, number=number)
         base_pj = plan_baseline(job, pr, self.core.catalog, self.core.new_run_id())
+        if new.benchmarks and set(new.benchmarks) <= set(new.base_benchmarks):
+            # The run scored the base model itself, in the same served evaluation (job.eval_base): same questions,
+            # same engine, one server start; no second run to wait for.
+            base = Results(run_id=new_run_id, status="succeeded",
+                           benchmarks={b: new.base_benchmarks[b] for b in new.benchmarks})
+            await self.post(repo, number, new_run_id, base, new, policy, BASE_MODEL)
+            return True
         stored = await self.jobs.stored(repo, base_pj.benchmark_keys)
         if stored is not None:
             await self.post(repo, number, new_run_id, stored.results, new, policy, BASE_MODEL)
@@ -140,45 +157,106 @@ class Comparisons:
         found = await self.core.github.resolve_commit(repo, ref)
         return ResolvedRef(ref, found) if found else None
 
-    async def decide(self, repo: str, job: JobSpec, head_key: str, ref: ResolvedRef) -> Baseline:
-        """Plan the head's recipe at the ref's commit and decide (commands/baseline.decide_baseline)."""
-        head = await self._head_training(repo, job)
-        if head is None:
-            return NoBaseline("nothing trained to compare: this compares a trained adapter with the same recipe "
-                              "at another commit; `/train …` first, or `/compare base-model`")
+    async def decide(self, repo: str, job: JobSpec, head: JobSpec, ref: ResolvedRef, seeds: list[int]) \
+            -> list[tuple[int, Baseline]]:
+        """For each seed, plan the head's recipe (with that seed) at the ref's commit and decide
+        (commands/baseline.decide_baseline)."""
         paths = sorted({d.id for d in head.datasets if d.source == "local"})
         blobs = await self.core.github.blob_shas(repo, paths, ref.sha) if paths else {}
-        try:
-            planned: PlannedJob | str = plan_recipe_baseline(head, self.core.catalog, ref.sha, blobs,
-                                                             self.core.new_run_id(), ref.name, job.benchmarks)
-        except (PlanError, SpecError) as exc:
-            planned = str(exc)
-        stored: dict[str, str] = {}
-        changes: tuple[Change, ...] = ()
-        if isinstance(planned, PlannedJob):
-            for key in planned.benchmark_keys.values():
-                hit = await self.core.store.find_result(repo, key)
-                if hit is not None:
-                    stored[key] = hit[0]
-            preset = self.core.catalog.models[head.model.name]
-            changes = recipe_diff(recipe_of(planned.job, preset), recipe_of(head, preset))
-        return decide_baseline(head_key, ref, planned, stored, changes)
+        preset = self.core.catalog.models.get(head.model.name)
+        out: list[tuple[int, Baseline]] = []
+        for seed in seeds:
+            head_s = with_seed(head, seed, head.run_id)
+            try:
+                planned: PlannedJob | str = plan_recipe_baseline(head_s, self.core.catalog, ref.sha, blobs,
+                                                                 self.core.new_run_id(), ref.name, job.benchmarks)
+            except (PlanError, SpecError) as exc:
+                planned = str(exc)
+            stored: dict[str, str] = {}
+            changes: tuple[Change, ...] = ()
+            head_key = ""
+            if isinstance(planned, PlannedJob) and preset is not None:
+                for key in planned.benchmark_keys.values():
+                    hit = await self.core.store.find_result(repo, key)
+                    if hit is not None:
+                        stored[key] = hit[0]
+                changes = recipe_diff(recipe_of(planned.job, preset), recipe_of(head_s, preset))
+                head_key = recipe_of(head_s, preset).key()
+            out.append((seed, decide_baseline(head_key, ref, planned, stored, changes)))
+        return out
+
+    async def seed_group(self, repo: str, head: JobSpec) -> dict[int, Run]:
+        """The runs of the head's recipe on its PR at its commit, one per seed (succeeded or still going): what a
+        multi-seed comparison judges together (`/train … seeds=N` makes them; `/compare … seeds=N` adds any
+        missing)."""
+        store = self.core.store
+        head_run = await store.get_run(head.run_id)
+        group: dict[int, Run] = {}
+        if head_run is not None:
+            group[head.hyper.seed] = head_run
+        preset = self.core.catalog.models.get(head.model.name)
+        if head_run is None or head_run.number is None or preset is None:
+            return group
+        recipe = seedless_key(head, preset)
+        for run in await store.runs_for_pr(repo, head_run.number, limit=200):
+            if run.state in ("failed", "cancelled") or not run.job_spec or run.head_sha != head.sha \
+                    or run.kind not in ("train", "train+eval") or run.backfill_for is not None:
+                continue
+            try:
+                other = job_from_dict(run.job_spec)
+            except SpecError:
+                continue
+            if other.model.name == head.model.name and seedless_key(other, preset) == recipe:
+                seed = other.hyper.seed
+                # One run per seed: the finished one, else the newest.
+                if seed not in group or (not group[seed].finished and run.finished):
+                    group[seed] = run
+        return group
+
+    async def _launch_baseline(self, origin: Run | None, repo: str, number: int, pull: PullInfo, policy: Policy,
+                               planned: PlannedJob, ref: ResolvedRef, line: str) -> Run | Reused:
+        """Start the baseline `planned` at `ref`, once for everyone: every PR asking for the same recipe at the same
+        commit waits on one run (its trigger is the recipe key and the commit), and a new one is started only after a
+        failed or cancelled attempt."""
+        store = self.core.store
+        base = f"baseline:{planned.result_key}:{ref.sha}"
+        for attempt in range(100):
+            trigger = base if attempt == 0 else f"{base}:{attempt}"
+            existing = await store.find_run_by_trigger(f"{trigger}:run")
+            if existing is not None and existing.state in ("failed", "cancelled"):
+                continue
+            if existing is not None:
+                return existing
+            conv = Conversation(repo, number, True, origin.actor if origin else self.core.bot_login, "OWNER",
+                                trigger, policy)
+            return await self.jobs.launch(conv, pull, Command("train", {}, line=line), planned, "run",
+                                          backfill_for=origin.run_id if origin else None)
+        raise PlanError(f"the baseline at {ref.label} failed 100 times: see its runs, then `/retry` one")
 
     async def _compare_recipe(self, repo: str, number: int | None, new: Results, job: JobSpec, new_run_id: str,
-                              ref_text: str, *, explicit: bool, policy: Policy, pull: PullInfo | None) -> bool:
+                              ref_text: str, *, explicit: bool, policy: Policy, pull: PullInfo | None,
+                              seeds: int | None = None) -> bool:
         store = self.core.store
         ref = await self.resolve(repo, ref_text)
         if ref is None:
             raise PlanError(f"`{ref_text}` is not a branch, tag or commit of {repo}: nothing was started")
         head = await self._head_training(repo, job)
-        head_run = await store.get_run(head.run_id) if head is not None else None
-        head_key = (head_run.result_key if head_run is not None else None) or ""
-        decision = await self.decide(repo, job, head_key, ref)
-        key = f"{new_run_id}-vs-{_slug(ref.name)}"
-        if isinstance(decision, NoBaseline):
-            raise PlanError(decision.reason)
-        if isinstance(decision, SameRecipe):
+        if head is None:
+            raise PlanError("nothing trained to compare: this compares a trained adapter with the same recipe at "
+                            "another commit; `/train …` first, or `/compare base-model`")
+        group = await self.seed_group(repo, head)
+        first = min(group) if group else head.hyper.seed
+        wanted = [first + i for i in range(seeds)] if seeds else sorted(group)
+        wanted = wanted or [head.hyper.seed]
+        decisions = await self.decide(repo, job, head, ref, wanted)
+        anchor_id = group[wanted[0]].run_id if wanted[0] in group else new_run_id
+        key = f"{anchor_id}-vs-{_slug(ref.name)}"
+        for _, decision in decisions:
+            if isinstance(decision, NoBaseline):
+                raise PlanError(decision.reason)
+        if any(isinstance(d, SameRecipe) for _, d in decisions):
             if number is not None:
+                head_key = recipe_of(head, self.core.catalog.models[head.model.name]).key()
                 text = t(policy.language, "cmp.same_recipe", ref=fmt_code(ref.label), head=fmt_code(job.sha[:7]),
                          recipe=fmt_code(head_key[:12]))
                 await self.core.write(f"compare:{key}:same:{self.core.clock():.6f}", "comment_create",
@@ -186,50 +264,124 @@ class Comparisons:
                                        "subject": f"compare:{key}", "purpose": "part1",
                                        "marker": f"tunebot:compare:{key}"}, run_id=new_run_id)
             return True
+        changes = next((d.changes for _, d in decisions if isinstance(d, (UseStored, Backfill))), ())
         context = CompareContext(base_label=ref.label, base_sha=ref.sha, new_sha=job.sha,
-                                 changes=tuple(c.text() for c in decision.changes))
-        if isinstance(decision, UseStored):
-            base = await store.load_results(decision.run_id)
-            if base is None or not base.benchmarks:
-                raise PlanError(f"the stored baseline `{decision.run_id}` has no results")
-            await self.post(repo, number, new_run_id, base, new, policy, ref.label, context=context, key=key)
+                                 changes=tuple(c.text() for c in changes))
+        missing_heads = [s for s in wanted if s not in group]
+        heads_ready = not missing_heads and all(group[s].state == "succeeded" for s in wanted)
+        if heads_ready and all(isinstance(d, UseStored) for _, d in decisions):
+            base_runs = [await store.load_results(d.run_id) for _, d in decisions if isinstance(d, UseStored)]
+            if any(b is None or not b.benchmarks for b in base_runs):
+                raise PlanError("a stored baseline has no results")
+            bases = [b for b in base_runs if b is not None]
+            if len(wanted) == 1:
+                await self.post(repo, number, new_run_id, bases[0], new, policy, ref.label, context=context, key=key)
+                return True
+            heads = [await store.load_results(group[s].run_id) for s in wanted]
+            if any(h is None or not h.benchmarks for h in heads):
+                return False
+            news = [h for h in heads if h is not None]
+            await self.post(repo, number, anchor_id, bases[0], news[0], policy, ref.label, context=context, key=key,
+                            seeds=(wanted, bases, news))
             return True
         if not explicit or number is None:
-            return False
+            return False  # waiting: a seed's training or a baseline is still running (it calls back when it lands)
         if pull is None:
             pull = await self.core.github.get_pull(repo, number)
-        origin = await store.get_run(new_run_id)
+        anchor = group.get(wanted[0]) or await store.get_run(new_run_id)
+        pinned = f"{ref.name}@{ref.sha}"
         # Pin the ref to the commit it named now, so the comparison made when the backfill lands is against it.
-        await store.update_run(new_run_id, now=self.core.now(), compare_ref=f"{ref.name}@{ref.sha}")
-        conv = Conversation(repo, number, True, origin.actor if origin else self.core.bot_login, "OWNER",
-                            f"backfill:{new_run_id}:{ref.sha}", policy)
-        cmd = Command("train", {}, line=f"/compare baseline {ref.label}: the recipe of {head.run_id if head else '?'}"
-                                        f" at {ref.sha[:7]}")
-        started = await self.jobs.launch(conv, pull, cmd, decision.planned, "baseline", backfill_for=new_run_id)
-        if isinstance(started, Run):
-            await self.core.reply(conv, f"baseline:{started.run_id}",
+        await store.update_run(anchor.run_id if anchor else new_run_id, now=self.core.now(), compare_ref=pinned)
+        started: list[str] = []
+        for seed in missing_heads:
+            # `/compare … seeds=N` trains both sides with N seeds: the head's missing seeds too, at the head.
+            pj = self._head_seed(head, seed, job)
+            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
+                                f"seed:{anchor_id}:{seed}", policy)
+            run = await self.jobs.launch(conv, pull, Command("train", {}, line=f"/train (seed {seed} of "
+                                                                               f"{anchor_id})"),
+                                         replace(pj, compare_ref=pinned), "run")
+            if isinstance(run, Run):
+                started.append(run.run_id)
+        for seed, decision in decisions:
+            if not isinstance(decision, Backfill):
+                continue
+            line = f"/compare baseline {ref.label}: the recipe of {head.run_id} (seed {seed}) at {ref.sha[:7]}"
+            run_or_reused = await self._launch_baseline(anchor, repo, number, pull, policy, decision.planned, ref,
+                                                        line)
+            if isinstance(run_or_reused, Run):
+                started.append(run_or_reused.run_id)
+        if started:
+            await self.core.reply(Conversation(repo, number, True, self.core.bot_login, "OWNER",
+                                               f"backfill:{anchor_id}:{ref.sha}", policy),
+                                  f"baseline:{started[0]}",
                                   t(policy.language, "cmp.backfill", ref=fmt_code(ref.label),
-                                    run=fmt_code(started.run_id), new=fmt_code(new_run_id),
-                                    changes="".join(f"\n- {fmt_code(c.text())}" for c in decision.changes)))
-            await self.cards.refresh(new_run_id, final=True,
+                                    run=", ".join(fmt_code(r) for r in started), new=fmt_code(anchor_id),
+                                    changes="".join(f"\n- {fmt_code(c.text())}" for c in changes)))
+            await self.cards.refresh(anchor_id, final=True,
                                      baseline_label=t(policy.language, "cmp.baseline_training", ref=ref.label))
         return False
+
+    def _head_seed(self, head: JobSpec, seed: int, job: JobSpec) -> PlannedJob:
+        """The head's training recipe with another seed, at the head's commit (a member of a multi-seed compare)."""
+        blobs = {d.id: d.blob for d in head.datasets if d.source == "local"}
+        planned = plan_recipe_baseline(with_seed(head, seed, head.run_id), self.core.catalog, head.sha, blobs,
+                                       self.core.new_run_id(), "head", job.benchmarks)
+        return planned
+
+    async def baseline_failed(self, run: Run) -> None:
+        """A baseline run ended without results: tell every PR waiting on it that its comparison will not come, and
+        why (the run's reason), with what to do."""
+        store = self.core.store
+        waiting: dict[str, Run] = {}
+        if run.backfill_for is not None:
+            origin = await store.get_run(run.backfill_for)
+            if origin is not None:
+                waiting[origin.run_id] = origin
+        for other in await store.runs_comparing_with(run.repo, run.head_sha or ""):
+            waiting.setdefault(other.run_id, other)
+        for origin in waiting.values():
+            if origin.number is None or origin.repo != run.repo:
+                continue
+            policy = await self.core.policy_for(run.repo)
+            policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
+            ref = (origin.compare_ref or "").partition("@")[0] or "?"
+            label = f"{ref}@{(run.head_sha or '')[:7]}"
+            conv = Conversation(run.repo, origin.number, True, self.core.bot_login, "OWNER",
+                                f"baseline-failed:{run.run_id}:{origin.run_id}", policy)
+            await self.core.reply(conv, "notice", t(policy.language, "cmp.backfill_failed", ref=fmt_code(label),
+                                                    run=fmt_code(run.run_id), run_id=run.run_id,
+                                                    new=fmt_code(origin.run_id),
+                                                    state=run.state, reason=(run.reason or "—").strip()[:500]))
+            await self.cards.refresh(origin.run_id, final=True,
+                                     baseline_label=t(policy.language, "cmp.baseline_failed", ref=label))
 
     async def compare_finished(self, run: Run, baseline_run: str | None = None) -> bool:
         """After a run's evaluation: compare it (explicitly asked, auto when a baseline exists, or a backfill)."""
         store = self.core.store
         if run.backfill_for is not None and baseline_run is None:
-            origin = await store.get_run(run.backfill_for)
-            if origin is None:
-                return False
             await self.cards.finished(run)
-            return await self.compare_finished(origin, baseline_run=run.run_id)
+            # Its own PR first, then every other PR that asked for the same baseline while it ran (one run for all).
+            origins = [run.backfill_for] + [o.run_id for o in await store.runs_comparing_with(run.repo,
+                                                                                               run.head_sha or "")]
+            compared = False
+            for origin_id in dict.fromkeys(origins):
+                origin = await store.get_run(origin_id)
+                if origin is not None and origin.repo == run.repo and origin.run_id != run.run_id:
+                    compared = await self.compare_finished(origin, baseline_run=run.run_id) or compared
+            return compared
         results = await store.load_results(run.run_id)
         if results is None or not results.benchmarks or run.job_spec is None:
             return False
         policy = await self.core.policy_for(run.repo)
         policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
         job = job_from_dict(run.job_spec)
+        if job.eval_base:
+            # The base model's scores from the same served evaluation live in the run's events (model="base"),
+            # not in the stored results, which are the run's own.
+            events = await store.events_after(run.run_id, -1)
+            results = replace(results, base_benchmarks=results_from_events(run.run_id, run.state, events)
+                              .base_benchmarks)
         # An adapter evaluated on a PR is a change someone wants measured: compare it with the base model, running
         # the baseline eval if none is stored (it is content-addressed, so every later PR reuses it). A base-model
         # eval is itself a baseline and is only compared when asked.
@@ -243,9 +395,12 @@ class Comparisons:
             return False
 
     async def post(self, repo: str, number: int | None, run_id: str, base: Results, new: Results, policy: Policy,
-                   base_ref: str, *, context: CompareContext | None = None, key: str | None = None) -> None:
+                   base_ref: str, *, context: CompareContext | None = None, key: str | None = None,
+                   seeds: tuple[list[int], list[Results], list[Results]] | None = None) -> None:
         # ~1 s for a full CMMLU + C-Eval bootstrap: keep it off the event loop.
         comparison: Comparison = await asyncio.to_thread(compare_results, base, new)
+        if seeds is not None:  # several seeds per side: judged across them (training noise measured)
+            comparison = with_seeds(comparison, *seeds)
         if context is not None:
             comparison = replace(comparison, base_label=context.base_label, base_sha=context.base_sha,
                                  new_sha=context.new_sha, changes=context.changes)

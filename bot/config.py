@@ -67,6 +67,10 @@ class Config:
     # A signed job carries `not_after` = dispatch time + this; runners refuse it later (a leaked or replayed job
     # is not valid forever). Long enough for a job to wait for a free GPU runner.
     job_ttl_s: float = 24 * 3600.0
+    # The bot's copy of the CMMLU / C-Eval packs (the runners' TUNEBOT_BENCH_DATA): jobs carry the content hash of
+    # the question files they evaluate, and runners refuse other files. Empty: the samples shipped with tunebot (the
+    # runners' default); `none`: jobs carry no pack hash (runners then hash what they have, unchecked).
+    bench_data: str = ""
     database_url: str = "sqlite:///tunebot.db"
     public_url: str = "http://127.0.0.1:3000"
     host: str = "0.0.0.0"
@@ -80,6 +84,20 @@ class Config:
     keepalive_timeout_s: float = 75.0
     max_connections: int = 256  # open connections at most; more are closed at once (each costs memory and a fd)
     workers: int = 4
+    # Several replicas may share one PostgreSQL database. Each leases the deliveries it works on for
+    # `delivery_lease_s` and renews the lease while it works; when a replica dies its leases run out and another
+    # replica takes the deliveries over. `replica_id` names this replica's leases (empty: the host name), so it must
+    # differ between replicas and stay the same across a restart (a restart takes its own leases back at once).
+    replica_id: str = ""
+    delivery_lease_s: float = 60.0
+    # A delivery whose processing fails (GitHub 5xx after the client's retries, the store down) is tried again after
+    # retry_base, 2x, 4x ... seconds; after `delivery_max_attempts` the commenter is told what failed.
+    delivery_max_attempts: int = 5
+    delivery_retry_base_s: float = 10.0
+    # GitHub's secondary limits on content-creating requests (comments, edits, reactions, dispatches, check runs),
+    # per installation: each replica paces its own writes, so N replicas should each get 1/N. 0 = unpaced.
+    github_writes_per_minute: float = 80.0
+    github_writes_per_hour: float = 500.0
     card_edit_interval_s: float = 10.0
     sweep_interval_s: float = 60.0
     stale_run_after_s: float = 1800.0
@@ -100,6 +118,13 @@ class Config:
     # whose runner died; and the largest upload accepted (LoRA checkpoints with optimizer state are megabytes).
     checkpoint_dir: str = "checkpoints"
     max_checkpoint_bytes: int = 2 << 30
+    # The web view (/ui/, bot/web/): private repositories' pages need a GitHub login through the App's OAuth web
+    # flow (the App's client id and secret); its session cookies are encrypted and signed with `web_session_key`
+    # (derived from the webhook secret when unset). Public repositories' pages need neither.
+    github_client_id: str = ""
+    github_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    web_session_key: Secret = field(default_factory=lambda: Secret(""))
+    web_ui: bool = True
 
     @property
     def app_mode(self) -> bool:
@@ -124,6 +149,12 @@ class Config:
             out.append("TUNEBOT_READ_TIMEOUT_S and TUNEBOT_KEEPALIVE_TIMEOUT_S must be positive numbers of seconds")
         if self.job_ttl_s <= 0:
             out.append(f"TUNEBOT_JOB_TTL_S must be a positive number of seconds, got {self.job_ttl_s:g}")
+        if self.delivery_lease_s <= 0 or self.delivery_max_attempts < 1 or self.delivery_retry_base_s < 0:
+            out.append("TUNEBOT_DELIVERY_LEASE_S must be positive, TUNEBOT_DELIVERY_MAX_ATTEMPTS at least 1 and "
+                       "TUNEBOT_DELIVERY_RETRY_BASE_S not negative")
+        if bool(self.github_client_id) != bool(self.github_client_secret):
+            out.append("GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET go together (the App's OAuth credentials, for the "
+                       "web view's login): set both or neither")
         if self.max_connections < 1:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
@@ -154,11 +185,18 @@ _ENV: dict[str, str] = {
     "TUNEBOT_WORKFLOW": "workflow_file",
     "TUNEBOT_JOB_SIGNING_KEY": "job_signing_key",
     "TUNEBOT_JOB_TTL_S": "job_ttl_s",
+    "TUNEBOT_BENCH_DATA": "bench_data",
     "TUNEBOT_DATABASE_URL": "database_url",
     "TUNEBOT_PUBLIC_URL": "public_url",
     "HOST": "host",
     "PORT": "port",
     "TUNEBOT_WORKERS": "workers",
+    "TUNEBOT_REPLICA_ID": "replica_id",
+    "TUNEBOT_DELIVERY_LEASE_S": "delivery_lease_s",
+    "TUNEBOT_DELIVERY_MAX_ATTEMPTS": "delivery_max_attempts",
+    "TUNEBOT_DELIVERY_RETRY_BASE_S": "delivery_retry_base_s",
+    "TUNEBOT_GITHUB_WRITES_PER_MINUTE": "github_writes_per_minute",
+    "TUNEBOT_GITHUB_WRITES_PER_HOUR": "github_writes_per_hour",
     "TUNEBOT_READ_TIMEOUT_S": "read_timeout_s",
     "TUNEBOT_KEEPALIVE_TIMEOUT_S": "keepalive_timeout_s",
     "TUNEBOT_MAX_CONNECTIONS": "max_connections",
@@ -170,6 +208,10 @@ _ENV: dict[str, str] = {
     "TUNEBOT_METRICS_TOKEN": "metrics_token",
     "TUNEBOT_CHECKPOINT_DIR": "checkpoint_dir",
     "TUNEBOT_MAX_CHECKPOINT_BYTES": "max_checkpoint_bytes",
+    "GITHUB_CLIENT_ID": "github_client_id",
+    "GITHUB_CLIENT_SECRET": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY": "web_session_key",
+    "TUNEBOT_WEB_UI": "web_ui",
 }
 # NAME_FILE (or *_PATH for the key, as probot does) reads a secret from a file, e.g. a mounted Kubernetes Secret.
 _FILE_ENV: dict[str, str] = {
@@ -180,14 +222,27 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_JOB_SIGNING_KEY_FILE": "job_signing_key",
     "SLACK_BOT_TOKEN_FILE": "slack_token",
     "TUNEBOT_METRICS_TOKEN_FILE": "metrics_token",
+    "GITHUB_CLIENT_SECRET_FILE": "github_client_secret",
+    "TUNEBOT_WEB_SESSION_KEY_FILE": "web_session_key",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
-_INTS = {"port", "workers", "max_body_bytes", "max_connections", "max_checkpoint_bytes"}
+_INTS = {"port", "workers", "max_body_bytes", "max_connections", "delivery_max_attempts", "max_checkpoint_bytes"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
-           "read_timeout_s", "keepalive_timeout_s", "job_ttl_s"}
+           "read_timeout_s", "keepalive_timeout_s", "job_ttl_s", "github_writes_per_minute",
+           "github_writes_per_hour", "delivery_lease_s", "delivery_retry_base_s"}
+
+
+_BOOLS = {"web_ui"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return text in ("1", "true", "yes", "on")
     if name in _SECRETS:
         return Secret(str(value).strip() if name != "private_key" else str(value))
     try:

@@ -4,7 +4,9 @@ real (ms-swift, EvalScope, the service and its store) on this machine, leaving a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ def _banner(term: Terminal, text: str) -> None:
 
 
 async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
-                   agent_args: list[str] | None = None) -> int:
+                   agent_args: list[str] | None = None, wait_for_enter: bool = True) -> int:
     term = Terminal()
     started = time.monotonic()
     train = "/train tiny preset=tiny-demo" + (f" max_steps={steps}" if steps else "")
@@ -56,11 +58,19 @@ async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
         path = runs_dir / "demo-report.md"
         path.write_text(report, encoding="utf-8")
         elapsed = time.monotonic() - started
+        page = session.run_page(trained.run_id)
         _banner(term, f"Done in {elapsed:.0f} s. Report: {path}\n"
-                      f"Training outputs (adapter, results.json, loss curve, summary): {out}")
+                      f"Training outputs (adapter, results.json, loss curve, summary): {out}\n"
+                      f"Run page (recipe, loss curve, scores, comparison; History and Leaderboard beside it):\n"
+                      f"  {page}")
         if not reports:
             print("tunebot demo: no comparison was posted", file=term.stream)
             return 1
+        if wait_for_enter and sys.stdin.isatty():
+            # The pages are served by this session: keep it up until the person has looked.
+            print("Serving the pages above; press Enter to stop.", file=term.stream, flush=True)
+            with contextlib.suppress(EOFError, KeyboardInterrupt):
+                await asyncio.to_thread(sys.stdin.readline)
         return 0
 
 

@@ -3,6 +3,7 @@ and queue its signed workflow dispatch, run card and check run."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from commands.decision import Command
 from commands.events import sign_body
 from commands.jobspec import Callback, JobSpec, ResumeRef, SpecError, job_from_dict, job_to_json, to_dict
 from commands.plan import PlanError, PlannedJob, PRFacts, TrainedRun
+from commands.policy import Policy
 from commands.render.i18n import t
 from commands.results import BenchmarkResult, Results
 
@@ -181,6 +183,13 @@ class Jobs:
             "sha": job.sha,
             "callback_url": callback,
         }
+        if job.resources is not None and job.resources.world_size > 1:
+            # A multi-GPU job goes to a runner with that many GPUs: the policy's labels for its GPU count
+            # (deploy/github/tunebot-run.yml takes `runs_on` over the repository's default labels).
+            policy = await self.core.policy_for(run.repo)
+            labels = policy.runners.runs_on(job.resources.gpus) if isinstance(policy, Policy) else None
+            if labels:
+                inputs["runs_on"] = json.dumps(list(labels))
         # The workflow file comes from the default branch: dispatching on the PR branch would run a workflow the
         # PR author wrote, with the repository's secrets (platform-facts: workflow_dispatch).
         ref = await self.core.github.default_branch(run.repo)

@@ -134,6 +134,9 @@ class Lifecycle:
             compared = await self.comparisons.compare_finished(run)
         if not compared:
             await self.cards.finished(run)
+        if run.state != "succeeded" and run.backfill_for is not None:
+            # A baseline that will not land: the PRs waiting on it hear so, and why, instead of waiting forever.
+            await self.comparisons.baseline_failed(run)
         if self.core.chat is not None:
             await self.core.chat.run_changed(run, await self.cards.view(run), final=True)
 

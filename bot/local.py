@@ -32,10 +32,12 @@ from bot.github.port import (
     Comment,
     CommentBody,
     CommentRef,
+    CommitInfo,
     DispatchResult,
     NotFound,
     Permission,
     PullInfo,
+    RepoInfo,
     WorkflowRun,
     run_id_from_name,
 )
@@ -206,7 +208,10 @@ class LocalGitHub:
         local.run = _with(local.run, status="in_progress")
         proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         local.process = proc
-        code = await proc.wait()
+        try:
+            code = await proc.wait()
+        finally:
+            await asyncio.to_thread(self.drop_tree, repo_dir)
         conclusion = "success" if code == 0 else ("cancelled" if code in (130, 143, -15, -2) else "failure")
         local.run = _with(local.run, status="completed", conclusion=conclusion)
         self.terminal.note(f"runner: agent exited with {code} ({conclusion}); outputs in {out}")
@@ -305,11 +310,32 @@ class LocalGitHub:
             raise RuntimeError(f"cannot check out {sha} in {self.workdir} (git worktree add failed)")
         return tree
 
+    def drop_tree(self, tree: Path) -> None:
+        """Remove a worktree `tree_for` made once its run is over (the run's outputs live beside it, in `out/`), and
+        prune git's record of it, so the user's repository does not collect one worktree per baseline."""
+        if tree == self.workdir:
+            return
+        if _git(self.workdir, "worktree", "remove", "--force", str(tree)) is None:
+            shutil.rmtree(tree, ignore_errors=True)
+        _git(self.workdir, "worktree", "prune")
+
     async def whoami(self) -> str:
         return BOT_LOGIN
 
     async def default_branch(self, repo: str) -> str:
         return "main"
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        # Local pages are served on 127.0.0.1 only, to whoever runs the session: nothing to log in to.
+        return RepoInfo(private=False, default_branch="main")
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        """The working tree's history (HEAD): what `make demo` trains on is the local "default branch"."""
+        out = _git(self.workdir, "log", f"-n{max(1, limit)}", "--format=%H%x09%cI%x09%s", "HEAD") or ""
+        commits = [line.split("\t", 2) for line in out.splitlines() if line.count("\t") >= 2]
+        if not commits:  # not a git repository: the session's one pseudo-commit
+            return [CommitInfo(sha=self.head_sha, title="(working tree)", date="")]
+        return [CommitInfo(sha=sha, title=title, date=date) for sha, date, title in commits]
 
     async def wait_all(self) -> None:
         tasks = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
@@ -371,6 +397,10 @@ class LocalSession:
         stored = await self.service.store.find_run_by_name_token(run_id) if run_id else None
         if stored is not None:
             await self.service.workflow_completed(stored, run.conclusion, run.html_url)
+
+    def run_page(self, run_id: str) -> str:
+        """The web view's page of a run, served by this session's service (bot/web/) while the session is open."""
+        return f"{self.service.config.public_url}/ui/{self.github.repo}/runs/{run_id}"
 
     async def say(self, text: str) -> None:
         """Post `text` as a comment on the local PR and wait until everything it started has finished."""

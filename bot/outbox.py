@@ -12,6 +12,7 @@ from bot.github.port import (
     RUN_NAME_INPUT,
     CheckOutput,
     Conflict,
+    Forbidden,
     GitHubError,
     GitHubPort,
     NotFound,
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 GITHUB_KINDS = ("comment_create", "comment_edit", "reaction", "dispatch", "cancel", "check_create", "check_update")
-# GitHub said no in a way a retry will not change: give up at once and say why.
-_PERMANENT = (NotFound, ValidationFailed, Conflict)
+# GitHub said no in a way a retry will not change: give up at once and say why. (A 403 that is a rate limit
+# arrives as RateLimited, not Forbidden: a Forbidden is a missing permission, e.g. `actions: write`.)
+_PERMANENT = (NotFound, ValidationFailed, Conflict, Forbidden)
 
 Performer = Callable[[Mapping[str, Any], OutboxItem], Awaitable[Mapping[str, Any] | None]]
 
@@ -39,8 +41,12 @@ def _dt(value: str | None) -> datetime | None:
 class Outbox:
     def __init__(self, *, store: Store, github: GitHubPort, bot_login: str, metrics: Metrics,
                  clock: Callable[[], float], chat: Mapping[str, Performer] | None = None,
-                 on_done: Callable[[OutboxItem, Mapping[str, Any]], Awaitable[None]] | None = None) -> None:
+                 on_done: Callable[[OutboxItem, Mapping[str, Any]], Awaitable[None]] | None = None,
+                 lease: timedelta = timedelta(seconds=60),
+                 on_gave_up: Callable[[OutboxItem, Exception], Awaitable[None]] | None = None) -> None:
         self.store = store
+        self.on_gave_up = on_gave_up  # told when a write is given up for good (a dispatch that cannot start)
+        self.lease = lease  # a replica that dies holding items: another performs them once this runs out
         self.github = github
         self.bot_login = bot_login
         self.metrics = metrics
@@ -64,7 +70,7 @@ class Outbox:
     async def pump(self, limit: int = 50, kinds: Collection[str] | None = None) -> int:
         """Perform every due item (of these kinds) once; returns how many were performed successfully."""
         done = 0
-        items = await self.store.due(self.now(), limit, kinds=kinds)
+        items = await self.store.due(self.now(), limit, kinds=kinds, lease=self.lease)
         for item in items:
             if await self.perform(item):
                 done += 1
@@ -88,6 +94,8 @@ class Outbox:
                         "" if retry_at else " — giving up")
             await self.store.fail(item.id, str(exc) or type(exc).__name__, retry_at, now=self.now(),
                                   version=item.version)
+            if retry_at is None and self.on_gave_up is not None:
+                await self.on_gave_up(item, exc)
             return False
         await self.store.complete(item.id, dict(result), now=self.now(), version=item.version)
         self.metrics.inc("outbox_writes_total", labels={"kind": item.kind, "outcome": "done"})
@@ -138,6 +146,9 @@ class Outbox:
 
     async def _dispatch(self, p: Mapping[str, Any], item: OutboxItem) -> Mapping[str, Any]:
         repo, inputs = p["repo"], dict(p["inputs"])
+        run = await self.store.get_run(p["run_id"]) if p.get("run_id") else None
+        if run is not None and run.finished:  # ended (cancelled, failed) before its dispatch went out
+            return {"workflow_run_id": None, "html_url": None, "skipped": f"the run is {run.state}"}
         created_after = datetime.fromisoformat(p["decided_at"]) - timedelta(minutes=5)
         if item.attempts > 1:
             # The first attempt may have reached GitHub before we crashed: never start a second GPU run.

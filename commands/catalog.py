@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jobspec import DATASET_SOURCES, MODEL_SOURCES, SpecError
+from .jobspec import DATASET_SOURCES, MODEL_SOURCES, SpecError, Toolchain
 
 _FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -79,6 +79,11 @@ class Catalog:
     training: Mapping[str, TrainingPreset]
     benchmarks: Mapping[str, BenchmarkPack]
     datasets: Mapping[str, DatasetEntry]
+    # The ms-swift and EvalScope versions every job names (configs/toolchain.yaml); None: jobs name none.
+    toolchain: Toolchain | None = None
+    # sha256 of the file packs' question files as the bot has them (path under the pack root -> digest), from
+    # configs.with_pack_digests; empty: jobs carry no pack content hash.
+    pack_digests: Mapping[str, str] = field(default_factory=dict)
 
     def model_defaults(self, preset: ModelPreset) -> dict[str, Any]:
         """Hyper-parameter defaults for a model: its size bracket, then the preset's own overrides."""
@@ -136,8 +141,8 @@ def _arch(raw: Any, where: str) -> dict[str, Any]:
     return {**{k: raw[k] for k in _ARCH_KEYS}, "tied": bool(raw.get("tied", False))}
 
 
-def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any) -> Catalog:
-    """Validate the four config documents (already parsed from YAML) and build the catalog."""
+def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any, toolchain: Any = None) -> Catalog:
+    """Validate the config documents (already parsed from YAML) and build the catalog."""
     model_map: dict[str, ModelPreset] = {}
     for name, raw in _section(models, "presets", "models.yaml").items():
         where = f"models.yaml: {name}"
@@ -202,4 +207,17 @@ def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any) ->
         if source not in DATASET_SOURCES:
             raise SpecError(f"{where}.source: {source!r} is not one of {', '.join(DATASET_SOURCES)}")
         ds_map[str(name)] = DatasetEntry(str(name), str(raw.get("description", "")), source, _req(raw, "id", where))
-    return Catalog(model_map, tuple(sorted(sizes, key=lambda s: s.max_size_b)), train_map, bench_map, ds_map)
+    return Catalog(model_map, tuple(sorted(sizes, key=lambda s: s.max_size_b)), train_map, bench_map, ds_map,
+                   _toolchain(toolchain))
+
+
+def _toolchain(raw: Any) -> Toolchain | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SpecError("toolchain.yaml: expected a mapping")
+    versions = {k: raw.get(k) for k in ("ms_swift", "evalscope")}
+    bad = [k for k, v in versions.items() if not isinstance(v, str) or not re.fullmatch(r"[0-9][0-9A-Za-z.+-]*", v)]
+    if bad:
+        raise SpecError(f"toolchain.yaml: {', '.join(bad)} must be a version string such as \"4.6.0\"")
+    return Toolchain(ms_swift=str(versions["ms_swift"]), evalscope=str(versions["evalscope"]))

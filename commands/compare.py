@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .results import BenchmarkResult, Results
-from .stats import PairedCounts, holm_adjust, mcnemar_exact_p, paired_bootstrap_ci
+from .stats import (
+    PairedCounts,
+    SeedSummary,
+    holm_adjust,
+    mcnemar_exact_p,
+    paired_bootstrap_ci,
+    seed_delta_interval,
+    seed_delta_test,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,29 @@ class SubjectComparison(_Scores):
 
 
 @dataclass(frozen=True)
+class SeedComparison:
+    """One benchmark's scores with several training seeds per side (points, in seed order): what the verdict of a
+    multi-seed comparison tests (Welch's t-test on the per-seed scores, so training noise counts)."""
+
+    seeds: tuple[int, ...]
+    base_scores: tuple[float, ...]
+    new_scores: tuple[float, ...]
+    p_value: float | None
+
+    @property
+    def base(self) -> SeedSummary:
+        return SeedSummary(self.base_scores)
+
+    @property
+    def new(self) -> SeedSummary:
+        return SeedSummary(self.new_scores)
+
+    @property
+    def delta(self) -> float:
+        return self.new.mean - self.base.mean
+
+
+@dataclass(frozen=True)
 class BenchmarkComparison(_Scores):
     """One benchmark compared question by question. Scores and Δ are in points (0-100) over the common questions.
 
@@ -109,6 +140,21 @@ class BenchmarkComparison(_Scores):
     new_reported: float | None = None
     seed: int = 0
     resamples: int = DEFAULT_RESAMPLES
+    # Several training seeds per side: scores, Δ, p and the interval are across seeds (the question-level details
+    # above are those of the first seed's pair of runs).
+    seeds: SeedComparison | None = None
+
+    @property
+    def base_score(self) -> float:
+        return self.seeds.base.mean if self.seeds is not None else super().base_score
+
+    @property
+    def new_score(self) -> float:
+        return self.seeds.new.mean if self.seeds is not None else super().new_score
+
+    @property
+    def delta(self) -> float:
+        return self.seeds.delta if self.seeds is not None else super().delta
 
     @property
     def significant(self) -> bool:
@@ -331,6 +377,29 @@ def compare_results(
         base_label=base_label or base.run_id,
         new_label=new_label or new.run_id,
     )
+
+
+def with_seeds(comparison: Comparison, seeds: Sequence[int], base: Sequence[Results], new: Sequence[Results]) \
+        -> Comparison:
+    """A comparison of the first seeds' runs (`comparison`), judged across all seeds: `base[i]` and `new[i]` are the
+    runs of seed `seeds[i]` on each side. Each shared benchmark's Δ, p, interval and verdict become those of Welch's
+    t-test on the per-seed scores, so a difference has to stand out from training noise, not only evaluation noise.
+    With one seed the comparison is returned as it was (training noise not measured)."""
+    if len(seeds) < 2 or len(base) != len(seeds) or len(new) != len(seeds):
+        return comparison
+    out = []
+    for b in comparison.benchmarks:
+        if not all(b.benchmark in r.benchmarks for r in (*base, *new)):
+            out.append(b)
+            continue
+        base_scores = tuple(100.0 * r.benchmarks[b.benchmark].score for r in base)
+        new_scores = tuple(100.0 * r.benchmarks[b.benchmark].score for r in new)
+        delta, p = seed_delta_test(base_scores, new_scores)
+        ci = seed_delta_interval(base_scores, new_scores, comparison.alpha)
+        verdict: Verdict = "untested" if p is None else _verdict((delta > 0) - (delta < 0), p, comparison.alpha)
+        out.append(replace(b, p_value=p, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
+                           verdict=verdict, seeds=SeedComparison(tuple(seeds), base_scores, new_scores, p)))
+    return replace(comparison, benchmarks=tuple(out))
 
 
 # --- regression policy ----------------------------------------------------------------------------------------------

@@ -47,17 +47,18 @@ def arch_of(preset: ModelPreset) -> tuple[Arch, bool]:
 
 
 def shape_of(job: JobSpec, policy: Policy) -> TrainShape:
-    """The cost-deciding settings of a training job; `gpus`/`deepspeed` are read when the job spec carries them."""
+    """The cost-deciding settings of a training job: its hyper-parameters and the GPUs it runs on (the job's
+    `resources` when it asks for several, else the policy's `gpu.count`); ZeRO and FSDP shard like ZeRO-2/3."""
     h: HyperParams = job.hyper
-    gpus = getattr(h, "gpus", None)
-    zero_text = str(getattr(h, "deepspeed", "") or "")
-    zero = 3 if "3" in zero_text else 2 if "2" in zero_text else 0
+    res = job.resources
+    gpus = res.world_size if res is not None else policy.gpu_count
+    sharding = (res.sharding or "") if res is not None else ""
+    zero = 3 if ("zero3" in sharding or "fsdp" in sharding) else 2 if "zero2" in sharding else 0
     samples = [d.max_samples for d in job.datasets]
     rows = sum(s for s in samples if s is not None) if samples and all(s is not None for s in samples) else None
     return TrainShape(tuner=str(job.tuner or "lora"), dtype=h.torch_dtype, quant_bits=h.quant_bits,
                       lora_rank=h.lora_rank, max_length=h.max_length, batch=h.per_device_train_batch_size,
-                      grad_accum=h.gradient_accumulation_steps,
-                      gpus=int(gpus) if isinstance(gpus, int) and gpus > 0 else policy.gpu_count, zero=zero,
+                      grad_accum=h.gradient_accumulation_steps, gpus=max(1, gpus), zero=zero,
                       max_steps=h.max_steps, epochs=h.num_train_epochs, rows=rows)
 
 
@@ -81,18 +82,16 @@ def cost_plan(planned: Sequence[PlannedJob], head_sha: str, policy: Policy, cata
         costs.append(JobCost(pj.job, estimate(arch, shape_of(pj.job, policy), gpu), known))
     limit = policy.approval_above_gpu_hours
     reason = ""
-    if limit is not None:
-        for c in costs:
-            if c.estimate is None:
-                continue
-            if c.estimate.gpu_hours is None:
-                reason = (f"its cost cannot be estimated (no `max_steps=` or `max_samples=`), and this repository "
-                          f"asks for approval above {limit:g} GPU-hours")
-                break
-            if c.estimate.gpu_hours > limit:
-                reason = (f"it is estimated at {c.estimate.gpu_hours:.1f} GPU-hours, above this repository's "
-                          f"`approval.above_gpu_hours` ({limit:g})")
-                break
+    training = [c.estimate for c in costs if c.estimate is not None]
+    if limit is not None and training:
+        hours = [e.gpu_hours for e in training]
+        if any(h is None for h in hours):
+            reason = (f"its cost cannot be estimated (no `max_steps=` or `max_samples=`), and this repository "
+                      f"asks for approval above {limit:g} GPU-hours")
+        elif sum(h for h in hours if h is not None) > limit:
+            total = sum(h for h in hours if h is not None)
+            reason = (f"it is estimated at {total:.1f} GPU-hours, above this repository's "
+                      f"`approval.above_gpu_hours` ({limit:g})")
     return CostPlan(tuple(costs), plan_hash(planned, head_sha), head_sha, queue_ahead, bool(reason), reason)
 
 

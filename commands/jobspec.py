@@ -127,6 +127,28 @@ class Limits:
     wall_clock_s: int = 6 * 3600
 
 
+SHARDINGS: tuple[str, ...] = ("zero2", "zero3", "zero2_offload", "zero3_offload", "fsdp2")
+MAX_GPUS_PER_NODE = 16
+MAX_NODES = 16
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a training job runs on: GPUs per node, nodes, and how the model is sharded across them (ms-swift's
+    `--deepspeed zero2|zero3[_offload]` or `--fsdp fsdp2`; None: plain data parallel)."""
+
+    gpus: int = 1
+    nodes: int = 1
+    sharding: str | None = field(default=None, metadata={"omit_if_none": True})
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus * self.nodes
+
+
+EVAL_BACKENDS: tuple[str, ...] = ("native", "served")
+
+
 @dataclass(frozen=True)
 class Callback:
     """Where the agent reports events; `token` is the per-run HMAC key (never logged)."""
@@ -141,6 +163,19 @@ class Toolchain:
 
     ms_swift: str
     evalscope: str
+
+
+TRACKERS = ("tensorboard", "swanlab", "wandb", "mlflow")
+TRACKER_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where training curves go: ms-swift's `--report_to` (TensorBoard files in the run's artifact by default).
+    Credentials never travel in the job: the runner's workflow passes them to the agent through `env:`."""
+
+    tool: str = "tensorboard"
+    project: str | None = None  # the tracker's project / experiment name (wandb, SwanLab, MLflow)
 
 
 @dataclass(frozen=True)
@@ -162,6 +197,15 @@ class JobSpec:
     # Seconds since the epoch after which a runner must not start this job (a signed job is not valid forever).
     not_after: float | None = field(default=None, metadata={"omit_if_none": True})
     resume: ResumeRef | None = field(default=None, metadata={"omit_if_none": True})
+    # The repository's `tracking:` choice; None: TensorBoard into the artifact. Not part of any result key.
+    tracking: Tracking | None = field(default=None, metadata={"omit_if_none": True})
+    # Written only when set (older runners refuse unknown fields): GPUs and nodes of a distributed training job.
+    resources: Resources | None = field(default=None, metadata={"omit_if_none": True})
+    # How scores are produced: "native" (EvalScope loads the model; the default) or "served" (one `swift deploy` per
+    # job, EvalScope over its API). Part of every score's identity.
+    eval_backend: str | None = field(default=None, metadata={"omit_if_none": True})
+    # An adapter eval that also scores the untuned base model in the same server start (a /compare base-model).
+    eval_base: bool | None = field(default=None, metadata={"omit_if_none": True})
 
     @property
     def trains(self) -> bool:
@@ -198,6 +242,8 @@ _NESTED: dict[str, type] = {
     "callback": Callback,
     "toolchain": Toolchain,
     "resume": ResumeRef,
+    "tracking": Tracking,
+    "resources": Resources,
 }
 _NESTED_LISTS: dict[str, type] = {"datasets": DatasetRef, "benchmarks": BenchmarkSpec}
 _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
@@ -205,6 +251,9 @@ _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
     (JobSpec, "tuner"): TUNERS,
     (ModelRef, "source"): MODEL_SOURCES,
     (DatasetRef, "source"): DATASET_SOURCES,
+    (Tracking, "tool"): TRACKERS,
+    (Resources, "sharding"): SHARDINGS,
+    (JobSpec, "eval_backend"): EVAL_BACKENDS,
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -328,8 +377,31 @@ def validate_job(job: JobSpec) -> None:
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")
+    if job.tracking is not None and job.tracking.project is not None \
+            and not TRACKER_PROJECT.fullmatch(job.tracking.project):
+        raise SpecError("tracking.project: letters, digits, '-', '_' and '.' (at most 100)")
     if job.limits.wall_clock_s <= 0:
         raise SpecError("limits.wall_clock_s: must be positive")
+    if job.resources is not None:
+        problem = resources_problem(job.resources.gpus, job.resources.nodes, MAX_GPUS_PER_NODE, MAX_NODES)
+        if problem is not None:
+            raise SpecError(f"resources: {problem}")
+        if job.resources.world_size > 1 and not job.trains:
+            raise SpecError("resources: only a training job runs on several GPUs or nodes")
+    if job.eval_base:
+        with_adapter = job.adapter is not None or (job.trains and job.tuner in ("lora", "qlora"))
+        if not job.evaluates or not with_adapter:
+            raise SpecError("eval_base: only a job that evaluates an adapter can also score the base model")
+
+
+def resources_problem(gpus: int, nodes: int, max_gpus: int, max_nodes: int) -> str | None:
+    """Why a GPU/node count is refused: GPUs per node a power of two up to `max_gpus`, nodes 1..`max_nodes`."""
+    if gpus < 1 or gpus > max_gpus or gpus & (gpus - 1):
+        allowed = ", ".join(str(1 << i) for i in range(max_gpus.bit_length()) if 1 << i <= max_gpus)
+        return f"gpus must be a power of two up to {max_gpus} ({allowed}), got {gpus}"
+    if nodes < 1 or nodes > max_nodes:
+        return f"nodes must be between 1 and {max_nodes}, got {nodes}"
+    return None
 
 
 _GIT_OBJECT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

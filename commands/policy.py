@@ -16,6 +16,7 @@ from .args import did_you_mean
 from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
 from .estimate import GPUS
+from .jobspec import TRACKER_PROJECT, TRACKERS, Tracking
 from .safeyaml import Document, Path, YamlError, load
 
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
@@ -62,6 +63,21 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Runners:
+    """How big a training job may be here, and which runners (`runs-on` labels) each GPU count goes to."""
+
+    max_gpus: int = 1  # GPUs per node; a power of two
+    max_nodes: int = 1
+    # GPU count -> runner labels. A job goes to the smallest entry with at least its GPU count; none: the workflow's
+    # default labels (the repository variable TUNEBOT_RUNS_ON).
+    labels: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def runs_on(self, gpus: int) -> tuple[str, ...] | None:
+        fits = sorted(n for n in self.labels if n >= gpus)
+        return self.labels[fits[0]] if fits else None
+
+
+@dataclass(frozen=True)
 class Policy:
     language: Language = "en"
     allowed_models: tuple[str, ...] = ()  # empty: every preset in the catalog
@@ -89,6 +105,12 @@ class Policy:
     gpu_count: int = 1
     # A training job estimated above this many GPU-hours (or whose cost cannot be estimated) waits for `/approve`.
     approval_above_gpu_hours: float | None = None
+    # Seeds per side for `/train … seeds=N` and `/compare … seeds=N`: N trainings (each a run) per side, so the verdict
+    # can measure training noise. `seeds.default` applies when none is asked for; `seeds.max` caps the GPU cost.
+    seeds_default: int = 1
+    seeds_max: int = 4
+    tracking: Tracking | None = None  # None: TensorBoard event files in the run's artifact
+    runners: Runners = field(default_factory=Runners)
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
@@ -144,7 +166,11 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "regression": None,
     "gpu": ("type", "count"),
     "approval": ("above_gpu_hours",),
+    "seeds": ("default", "max"),
+    "tracking": ("tool", "project"),
+    "runners": ("max_gpus", "max_nodes", "labels"),
 }
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def parse_policy(text: str | None, *, catalog: Catalog | None = None) -> Policy | PolicyError:
@@ -264,6 +290,13 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
                 kw["auto_train_paths"] = tuple(paths)
         else:
             raise _Invalid(("auto_train",), "`auto_train` is true/false or a mapping with `enabled` and `paths`")
+    seeds = _section(raw, "seeds")
+    if seeds:
+        top = int(_number(seeds.get("max", Policy.seeds_max), ("seeds", "max"), 1, 16, whole=True))
+        first = int(_number(seeds.get("default", Policy.seeds_default), ("seeds", "default"), 1, 16, whole=True))
+        if first > top:
+            raise _Invalid(("seeds", "default"), f"`seeds.default` ({first}) is above `seeds.max` ({top})")
+        kw["seeds_default"], kw["seeds_max"] = first, top
     notify = _section(raw, "notify")
     if notify:
         slack, robot = notify.get("slack"), notify.get("dingtalk")
@@ -285,7 +318,54 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
     if approval.get("above_gpu_hours") is not None:
         kw["approval_above_gpu_hours"] = _number(approval["above_gpu_hours"], ("approval", "above_gpu_hours"),
                                                  0, 1_000_000)
+    if "tracking" in raw:
+        kw["tracking"] = _tracking(raw["tracking"])
+    runners = _section(raw, "runners")
+    if runners:
+        kw["runners"] = _runners(runners)
     return Policy(**kw)
+
+
+def _tracking(value: Any) -> Tracking:
+    """`tracking: wandb` or `tracking: {tool: wandb, project: my-project}` (ms-swift's `--report_to`)."""
+    raw = {"tool": value} if isinstance(value, str) else value
+    if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
+        raise _Invalid(("tracking",), f"`tracking` is one of {', '.join(TRACKERS)}, or a mapping with `tool` and "
+                                      "`project`")
+    tool = _choice(raw["tool"], ("tracking", "tool") if isinstance(value, dict) else ("tracking",), TRACKERS)
+    project = raw.get("project")
+    if project is not None and (not isinstance(project, str) or not TRACKER_PROJECT.fullmatch(project)):
+        raise _Invalid(("tracking", "project"), "`tracking.project` is a name of letters, digits, `-`, `_`, `.`")
+    if project is not None and tool == "tensorboard":
+        raise _Invalid(("tracking", "project"), "TensorBoard files go into the run's artifact; `project` is for "
+                                                "swanlab, wandb and mlflow")
+    return Tracking(tool=tool, project=project)
+
+
+def _runners(sec: dict[str, Any]) -> Runners:
+    max_gpus = int(_number(sec.get("max_gpus", 1), ("runners", "max_gpus"), 1, 16, whole=True))
+    if max_gpus & (max_gpus - 1):
+        raise _Invalid(("runners", "max_gpus"), f"`runners.max_gpus` must be a power of two (1, 2, 4, 8 or 16), "
+                                                f"not {max_gpus}")
+    max_nodes = int(_number(sec.get("max_nodes", 1), ("runners", "max_nodes"), 1, 16, whole=True))
+    labels: dict[int, tuple[str, ...]] = {}
+    raw_labels = sec.get("labels") or {}
+    if not isinstance(raw_labels, dict):
+        raise _Invalid(("runners", "labels"), "`runners.labels` maps a GPU count to runner labels, e.g. "
+                                              "`4: [self-hosted, gpu-4]`")
+    for key, value in raw_labels.items():
+        count = int(key) if isinstance(key, int) or (isinstance(key, str) and key.isdigit()) else 0
+        if count < 1 or count > max_gpus or count & (count - 1):
+            raise _Invalid(("runners", "labels", key), f"`runners.labels` keys are GPU counts (powers of two up to "
+                                                       f"runners.max_gpus = {max_gpus}), not `{key}`")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and _LABEL.match(v)
+                                                               for v in value):
+            raise _Invalid(("runners", "labels", key), "runner labels are a list of names like "
+                                                       "[self-hosted, gpu-4]")
+        labels[count] = tuple(value)
+    return Runners(max_gpus=max_gpus, max_nodes=max_nodes, labels=labels)
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -436,4 +516,5 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
         ],
         "gpu": {"type": policy.gpu_type, "count": policy.gpu_count},
         "approval": {"above_gpu_hours": policy.approval_above_gpu_hours},
+        "seeds": {"default": policy.seeds_default, "max": policy.seeds_max},
     }

@@ -19,6 +19,8 @@ __all__ = [
     "mcnemar_exact_p",
     "paired_bootstrap_ci",
     "quantile",
+    "seed_delta_interval",
+    "seed_delta_test",
     "wilson_interval",
 ]
 
@@ -243,6 +245,28 @@ def seed_delta_test(base: Sequence[float], new: Sequence[float]) -> tuple[float,
     t_stat = delta / se
     df = (va + vb) ** 2 / ((va ** 2 / (len(a.scores) - 1)) + (vb ** 2 / (len(b.scores) - 1)))
     return delta, _student_t_two_sided(abs(t_stat), df)
+
+
+def seed_delta_interval(base: Sequence[float], new: Sequence[float], alpha: float = 0.05) \
+        -> tuple[float, float] | None:
+    """The Welch (1 - alpha) interval on the mean Δ across seeds (None with a single seed on either side)."""
+    a, b = SeedSummary(tuple(base)), SeedSummary(tuple(new))
+    if a.sd is None or b.sd is None:
+        return None
+    delta = b.mean - a.mean
+    va, vb = a.sd ** 2 / len(a.scores), b.sd ** 2 / len(b.scores)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return delta, delta
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a.scores) - 1)) + (vb ** 2 / (len(b.scores) - 1)))
+    lo, hi = 0.0, 1e6  # the t quantile by bisection on the two-sided tail (monotone in t)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _student_t_two_sided(mid, df) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return delta - hi * se, delta + hi * se
 
 
 def _student_t_two_sided(t_abs: float, df: float) -> float:

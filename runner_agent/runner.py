@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -25,10 +25,10 @@ from typing import Any
 
 from commands.catalog import Catalog
 from commands.events import EVENTS_FILE
-from commands.jobspec import JobSpec, SpecError, job_from_json, to_dict
+from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
-from . import checkpoints, evaluation, models, report, training
+from . import checkpoints, evaluation, models, report, served, training
 from . import datasets as datasets_mod
 from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
@@ -139,6 +139,7 @@ class RunState:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)
+    base_benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)  # the untuned model (job.eval_base)
     manifest: dict[str, Any] = field(default_factory=dict)
     loss_png: str | None = None
 
@@ -210,6 +211,20 @@ def verify_adapter_provenance(adapter: Path, run_id: str, expected: str | None) 
                          f"artifact was changed or is another run's: re-train, or evaluate the original artifact")
 
 
+def verify_toolchain(toolchain: Toolchain | None, installed: Mapping[str, str | None]) -> None:
+    """Refuse a job planned for other ms-swift / EvalScope versions than this runner has: its result key names the
+    versions (commands/recipe.py), and scores made with others would be filed under it."""
+    if toolchain is None:
+        return
+    wrong = [f"{dist} {want} (this runner has {installed.get(dist) or 'none'})"
+             for dist, want in (("ms-swift", toolchain.ms_swift), ("evalscope", toolchain.evalscope))
+             if installed.get(dist) != want]
+    if wrong:
+        raise AgentError(f"toolchain mismatch: the job was planned for {' and '.join(wrong)}; results made with "
+                         f"other versions would be filed under the wrong key. Install the versions in "
+                         f"configs/toolchain.yaml on this runner (its image), or update that file and the bot together")
+
+
 def _bench_manifest(p: evaluation.BenchPlan) -> dict[str, Any]:
     """What one benchmark evaluated: settings, the questions' content hash and where they came from."""
     entry: dict[str, Any] = {
@@ -243,8 +258,8 @@ def _free_gib(path: Path) -> float:
 class Plotter:
     """The loss-curve helper process: started early, fed the points at the end, killed if the run stops first."""
 
-    def __init__(self, python: str, png: Path, env: dict[str, str]) -> None:
-        self.argv = [python, "-m", "runner_agent.plot", str(png)]
+    def __init__(self, argv: list[str], png: Path, env: dict[str, str]) -> None:
+        self.argv = argv
         self.png = png
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -317,8 +332,9 @@ class Runner:
         if stale is not None:
             return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
-                            cfg.out / EVENTS_FILE)
+        # Only node 0 of a multi-node job reports to the bot: the others' events would interleave with its sequence.
+        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token}
+                            if job.callback and cfg.node_rank == 0 else None, cfg.out / EVENTS_FILE)
         bus = EventBus(job.run_id, sinks, clock=self.clock, heartbeat_s=cfg.heartbeat_s)
         bus.start()
         t0 = time.monotonic()
@@ -386,6 +402,7 @@ class Runner:
         catalog: Catalog = load_catalog()
         gpu = gpu_available(cfg.base_env)
         vers = report.versions()
+        verify_toolchain(job.toolchain, vers)
         state.manifest = {
             "run_id": job.run_id,
             "repo": job.repo,
@@ -395,6 +412,7 @@ class Runner:
             "seed": job.hyper.seed,
             "tuner": job.tuner,
             "hyper": to_dict(job.hyper),
+            "resources": to_dict(job.resources) if job.resources is not None else None,
             "versions": vers,
             "hardware": report.hardware(gpu),
             "offline": cfg.offline,
@@ -404,6 +422,12 @@ class Runner:
         }
 
         # 1. Everything that can be checked without heavy work, before any of it starts.
+        # The tools (ms-swift, EvalScope) may write only their run's own directories, never the shared cache.
+        ctx.confine_tools()
+        state.manifest["tool_sandbox"] = {"confined": ctx.sandbox_abi > 0, "mode": cfg.tool_sandbox,
+                                          "how": ctx.sandbox_note}
+        if ctx.sandbox_abi < 1:
+            ctx.bus.emit("phase", phase="download", detail=f"tools can write the shared cache: {ctx.sandbox_note}")
         if job.trains:
             assert job.tuner is not None
             training.validate_hyper(job.hyper, job.tuner)
@@ -437,6 +461,12 @@ class Runner:
         # 3. Training.
         adapter_dir: Path | None = input_adapter
         eval_model = model
+        if job.trains and cfg.node_rank > 0:
+            # A worker node of a multi-node job: it trains its share; node 0 saves, evaluates and reports.
+            ctx.bus.emit("phase", phase="train", detail=f"node {cfg.node_rank} of {job.model.name} training")
+            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(), resume_from=resume_from,
+                           offline=cfg.offline or all(d.source in ("builtin", "local") for d in prepared))
+            return "succeeded", None
         if job.trains:
             trained = self._train(ctx, job, model, prepared, state, gpu, resume_from)
             if job.tuner == "full":
@@ -453,11 +483,23 @@ class Runner:
         if job.evaluates:
             detail = ", ".join(f"{p.spec.name}[{','.join(p.subsets)}]" for p in plans)
             ctx.bus.emit("phase", phase="eval", detail=detail)
+            eval_offline = cfg.offline or all(p.pack is not None for p in plans)
+
+            def native(adapter: Path | None, work_name: str) -> evaluation.EvalOutcome:
+                return evaluation.evaluate(ctx, plans, eval_model, adapter, gpu=gpu,
+                                           torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
+                                           seed=job.hyper.seed, work_name=work_name)
+
             try:
-                outcome = evaluation.evaluate(ctx, plans, eval_model, adapter_dir,
-                                              gpu=gpu, torch_dtype=job.hyper.torch_dtype,
-                                              offline=cfg.offline or all(p.pack is not None for p in plans),
-                                              seed=job.hyper.seed)
+                # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
+                job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
+                                               offline=eval_offline, native=native)
+                outcome = job_eval.outcome
+                state.manifest.update(job_eval.manifest)
+                if job_eval.base is not None:
+                    state.base_benchmarks.update(job_eval.base.results)
+                    self._keep_eval_details(ctx, job_eval.base.work, state, dest_name="eval-base",
+                                            artifact="eval_details_base")
             except AgentError as exc:
                 if not job.trains:
                     raise
@@ -481,6 +523,12 @@ class Runner:
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                for name, res in sorted(state.base_benchmarks.items()):
+                    # The untuned base model, from the same server start (job.eval_base): the bot compares with it
+                    # without a second run.
+                    ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
+                                 subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 
@@ -490,7 +538,8 @@ class Runner:
         state.manifest["finished_at"] = self.clock()
         state.manifest["wall_s"] = round(time.monotonic() - t0, 2)
         results = Results(run_id=job.run_id, status=status, benchmarks=state.benchmarks, train=state.train,
-                          manifest=state.manifest, artifacts=tuple(state.artifacts))
+                          manifest=state.manifest, artifacts=tuple(state.artifacts),
+                          base_benchmarks=state.base_benchmarks)
         report.write_atomic(cfg.out / "results.json", results.to_json() + "\n")
         summary = report.summary_markdown(results, job, reason=failed_reason, loss_png=state.loss_png)
         report.write_atomic(cfg.out / "summary.md", summary)
@@ -504,16 +553,20 @@ class Runner:
             raise AgentError(f"{failed_reason} (training results and the adapter were kept; results.json is partial)")
         return "succeeded", None
 
-    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState) -> None:
+    def _place(self) -> training.NodePlace:
+        return training.NodePlace(self.cfg.node_rank, self.cfg.master_addr, self.cfg.master_port)
+
+    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
+                           artifact: str = "eval_details") -> None:
         """EvalScope's per-question reviews and reports, kept so every outcome can be traced to the model's reply."""
-        dest = self.cfg.out / "eval"
+        dest = self.cfg.out / dest_name
         for kind in ("reviews", "reports"):
             for src in sorted(work.glob(f"group-*/{kind}/{evaluation.MODEL_ID}/*")):
                 if src.is_file():
                     (dest / kind).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dest / kind / src.name)
         if dest.is_dir():
-            entry = report.artifact_entry(self.cfg.out, dest, "eval_details")
+            entry = report.artifact_entry(self.cfg.out, dest, artifact)
             state.artifacts.append(entry)
             ctx.bus.emit("artifact", **entry)
 
@@ -572,7 +625,7 @@ class Runner:
         ctx.bus.emit("phase", phase="download",
                      detail=f"checkpoint-{job.resume.step} of {job.resume.run_id} (resuming)")
         data = checkpoints.download(job.callback, job.run_id, job.resume.sha256)
-        dest = ctx.scratch / "swift-out"
+        dest = ctx.tool_dir / "swift-out"  # where ms-swift (confined to the tools' scratch) writes its own
         dest.mkdir(parents=True, exist_ok=True)
         folder = checkpoints.unpack(data, dest, job.resume.step)
         state_step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
@@ -588,12 +641,14 @@ class Runner:
         ctx.bus.emit("phase", phase="train", detail=f"{job.tuner} on {job.model.name}, {length}")
         # The plot helper starts once training is under way: its matplotlib import (about a second of CPU) then
         # overlaps the training steps instead of competing with ms-swift's start-up or adding to the end.
-        png = cfg.out / "loss.png"
-        plotter = Plotter(cfg.python, png, ctx.tool_env(offline=True))
+        # Drawn in the tools' part of the scratch space (a tool never writes --out), then copied by the agent.
+        drawn, png = ctx.tool_dir / "loss.png", cfg.out / "loss.png"
+        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(drawn)]), drawn,
+                          ctx.tool_env(offline=True))
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
-                                     on_first_step=plotter.start, resume_from=resume_from)
+                                     on_first_step=plotter.start, place=self._place(), resume_from=resume_from)
             log = outcome.log
             points = report.loss_points(log.points)
             plotter.send({"title": f"{job.run_id}: {job.tuner} on {job.model.name}", "points": points})
@@ -631,6 +686,7 @@ class Runner:
             ctx.bus.emit("artifact", **args_entry)
             # The loss curve the helper has been drawing meanwhile.
             if plotter.wait():
+                shutil.copyfile(drawn, png)
                 state.loss_png = "loss.png"
                 png_entry = report.artifact_entry(cfg.out, png, "loss_curve")
                 state.artifacts.append(png_entry)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,23 @@ def target_modules(spec: str) -> list[str]:
     return [m for m in re.split(r"[,\s]+", spec.strip()) if m]
 
 
+def tracker(job: JobSpec) -> str:
+    """ms-swift's `--report_to`: the repository's choice, TensorBoard (files in the artifact) by default."""
+    return job.tracking.tool if job.tracking is not None else "tensorboard"
+
+
+# The project name goes to each tracker through its own environment variable; credentials (WANDB_API_KEY,
+# SWANLAB_API_KEY, MLFLOW_TRACKING_URI/…) come from the runner's secrets, passed by the workflow through `env:`.
+_PROJECT_ENV = {"wandb": "WANDB_PROJECT", "swanlab": "SWANLAB_PROJECT", "mlflow": "MLFLOW_EXPERIMENT_NAME"}
+
+
+def tracker_env(job: JobSpec) -> dict[str, str]:
+    tracking = job.tracking
+    if tracking is None or tracking.project is None or tracking.tool not in _PROJECT_ENV:
+        return {}
+    return {_PROJECT_ENV[tracking.tool]: tracking.project}
+
+
 def sft_argv(
     job: JobSpec,
     model: ResolvedModel,
@@ -71,6 +90,7 @@ def sft_argv(
     *,
     gpu: bool,
     resume_from: Path | None = None,
+    logging_dir: Path | None = None,
 ) -> list[str]:
     """The `swift sft` arguments (without the executable): only typed, validated job fields ever reach ms-swift."""
     if job.tuner is None:
@@ -104,10 +124,12 @@ def sft_argv(
         "--output_dir", str(output_dir),
         "--add_version", "false",
         "--check_model", "false",
-        "--report_to", "none",
+        "--report_to", tracker(job),
         "--dataset_num_proc", "1",
         "--dataloader_num_workers", "2" if gpu else "0",
     ]  # fmt: skip
+    if logging_dir is not None and tracker(job) == "tensorboard":
+        argv += ["--logging_dir", str(logging_dir)]
     if h.max_steps is not None:
         argv += ["--max_steps", str(h.max_steps)]
     if resume_from is not None:
@@ -133,7 +155,59 @@ def sft_argv(
     # through the tool environment instead (runner_agent/hub_code.py), in every process ms-swift starts.
     if any(d.source == "huggingface" for d in datasets):
         argv += ["--use_hf", "true"]
+    res = job.resources
+    if res is not None and res.world_size > 1 and not gpu:
+        # torch's default backend is NCCL, which needs GPUs: CPU processes talk over gloo (how CI tests this path).
+        argv += ["--ddp_backend", "gloo"]
+    if res is not None and res.sharding is not None:
+        argv += ["--fsdp", res.sharding] if res.sharding.startswith("fsdp") else ["--deepspeed", res.sharding]
     return argv
+
+
+@dataclass(frozen=True)
+class NodePlace:
+    """Where this agent's processes sit in a distributed job: its node's rank and the rendezvous (node 0's address,
+    e.g. a Kubernetes headless Service name, and a port). Given by the runner (flags/environment), not the job."""
+
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+
+def distributed_env(job: JobSpec, place: NodePlace, *, gpu: bool) -> dict[str, str]:
+    """The variables with which `swift sft` starts torchrun itself (one process per GPU, `nodes` nodes).
+
+    Empty for a one-GPU, one-node job, which then runs exactly as before (one process, no torchrun)."""
+    res = job.resources
+    if res is None or res.world_size <= 1:
+        if place.node_rank:
+            raise AgentError(f"this runner is node {place.node_rank} of a distributed job, but job {job.run_id} "
+                             f"asks for one node")
+        return {}
+    if res.sharding is not None and not gpu:
+        raise AgentError(f"resources.sharding {res.sharding}: DeepSpeed and FSDP need GPUs, and this runner has none")
+    if not 0 <= place.node_rank < res.nodes:
+        raise AgentError(f"node rank {place.node_rank} is outside this job's {res.nodes} node(s)")
+    env = {"NPROC_PER_NODE": str(res.gpus), "NNODES": str(res.nodes), "NODE_RANK": str(place.node_rank)}
+    if res.nodes > 1:
+        if not place.master_addr or not place.master_port:
+            raise AgentError(f"job {job.run_id} trains on {res.nodes} nodes: this runner needs the rendezvous "
+                             f"address and port of node 0 (--master-addr/--master-port, or TUNEBOT_MASTER_ADDR/"
+                             f"TUNEBOT_MASTER_PORT; on Kubernetes the job's headless Service)")
+        env["MASTER_ADDR"] = place.master_addr
+        env["MASTER_PORT"] = str(place.master_port)
+    else:
+        env["MASTER_ADDR"] = "127.0.0.1"
+        env["MASTER_PORT"] = str(place.master_port or _free_port())
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 _TIME = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
@@ -265,6 +339,21 @@ def find_checkpoint(output_dir: Path, final: dict[str, Any]) -> Path:
     return ckpts[-1]
 
 
+def _copy_regular_files(src: Path, dest: Path) -> None:
+    """Copy the regular files under `src` (written by a confined tool) to `dest`; links are left behind, so a tool
+    cannot have the agent copy a file it points at into the artifact."""
+    if not src.is_dir() or src.is_symlink():
+        return
+    for root, _, files in os.walk(src, followlinks=False):  # never descends into a linked directory
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
 def train(
     ctx: RunContext,
     job: JobSpec,
@@ -274,14 +363,21 @@ def train(
     gpu: bool,
     offline: bool,
     on_first_step: Callable[[], None] | None = None,
+    place: NodePlace | None = None,
     resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s), and
-    uploading each checkpoint as soon as it is complete."""
+    uploading each checkpoint as soon as it is complete.
+
+    With several processes only global rank 0 writes logging.jsonl and the checkpoint, so progress is rank 0's."""
     import time
 
-    output_dir = ctx.scratch / "swift-out"
-    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, resume_from=resume_from)]
+    output_dir = ctx.tool_dir / "swift-out"
+    # TensorBoard's event files are written where the tools may write, then copied into the run's outputs (its
+    # artifact) once training ends: the confined tools cannot write the outputs themselves.
+    tensorboard = ctx.tool_dir / "tensorboard"
+    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, logging_dir=tensorboard,
+                                            resume_from=resume_from)]
     uploader = checkpoints.Uploader(output_dir, job.callback if job.tuner != "full" else None, ctx.bus.emit)
     if resume_from is not None:
         uploader.last_step = checkpoints.step_of(resume_from)
@@ -298,15 +394,21 @@ def train(
             on_first_step()
         uploader.poll()
 
-    proc = Supervised(argv, env=ctx.tool_env(offline=offline), log_path=ctx.logs / "swift-sft.log")
+    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
+    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist}),
+                      log_path=ctx.logs / "swift-sft.log")
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0
     if rc == 0:
         uploader.poll(force=True)  # the last checkpoint, written as training ended
+    _copy_regular_files(tensorboard, ctx.config.out / "tensorboard")
     if rc != 0:
         lines = proc.tail()
         raise AgentError(f"ms-swift training failed ({describe_exit(rc)}): {headline(lines)}", detail="\n".join(lines))
+    if dist and int(dist["NODE_RANK"]) > 0:
+        # Another node holds global rank 0: its agent reports progress, the checkpoint and the results.
+        return TrainOutcome(output_dir, output_dir, output_dir / "args.json", log, argv, wall)
     checkpoint = find_checkpoint(output_dir, log.final)
     args_json = output_dir / "args.json"
     if not args_json.is_file():

@@ -84,6 +84,21 @@ class Permission(NamedTuple):
     role_name: str  # admin | maintain | write | triage | read | none | <custom role>
 
 
+class RepoInfo(NamedTuple):
+    """`GET /repos/{o}/{r}`: what the web view needs to know of a repository (public pages need no login)."""
+
+    private: bool
+    default_branch: str
+
+
+class CommitInfo(NamedTuple):
+    """One commit of a branch's history (`GET /repos/{o}/{r}/commits?sha=<branch>`), newest first."""
+
+    sha: str
+    title: str  # the first line of the message
+    date: str  # committer date, ISO 8601
+
+
 class CommentBody(NamedTuple):
     """The two facts needed before editing a comment: its text and who wrote it."""
 
@@ -266,6 +281,14 @@ class GitHubPort(Protocol):
         ...
 
     async def default_branch(self, repo: str) -> str: ...
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        """Whether the repository is private, and its default branch."""
+        ...
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        """The newest `limit` commits of `branch`, newest first (the web view's score history is drawn over them)."""
+        ...
 
     async def whoami(self) -> str:
         """The login the bot's comments carry: `<app slug>[bot]` in App mode, the token's user otherwise."""

@@ -27,12 +27,14 @@ from bot.github.port import (
     Comment,
     CommentBody,
     CommentRef,
+    CommitInfo,
     Conflict,
     DispatchResult,
     GitHubError,
     NotFound,
     Permission,
     PullInfo,
+    RepoInfo,
     RetryPolicy,
     ValidationFailed,
     WorkflowRun,
@@ -81,11 +83,11 @@ class PyGithubPort:
     def __init__(self, *, base_url: str = DEFAULT_API_URL, token: str | None = None,
                  app: AppTokenProvider | None = None, retry: RetryPolicy | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Clock = utcnow, max_workers: int = 8,
-                 timeout: int = 15, min_write_interval: float = 1.0, per_page: int = 100,
+                 timeout: int = 15, writes_per_minute: float = 80, writes_per_hour: float = 500, per_page: int = 100,
                  default_branch_ttl: timedelta = timedelta(minutes=10)) -> None:
         self._t = Transport(base_url=base_url, token=token, app=app, retry=retry or RetryPolicy(), sleep=sleep,
-                            max_workers=max_workers, timeout=timeout, min_write_interval=min_write_interval,
-                            per_page=per_page)
+                            max_workers=max_workers, timeout=timeout, writes_per_minute=writes_per_minute,
+                            writes_per_hour=writes_per_hour, per_page=per_page)
         self.base_url = self._t.base_url
         self._call = self._t.call
         self._raw = raw_request
@@ -168,11 +170,11 @@ class PyGithubPort:
                     return CommentRef(c.id, c.html_url)
             return None
 
-        return await self._call(repo, go, idempotent=False, landed=landed)
+        return await self._call(repo, go, idempotent=False, write=True, landed=landed)
 
     async def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
         url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
-        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input={"body": body}))
+        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input={"body": body}), write=True)
 
     async def get_comment(self, repo: str, comment_id: int) -> CommentBody:
         url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}"
@@ -199,7 +201,7 @@ class PyGithubPort:
             raise ValueError(f"unknown reaction {content!r}; GitHub accepts {sorted(REACTIONS)}")
         url = f"{repo_path(repo)}/issues/comments/{int(comment_id)}/reactions"
         # Idempotent on GitHub's side: re-adding the same reaction answers 200 instead of 201.
-        await self._call(repo, lambda g: self._raw(g, "POST", url, input={"content": content}))
+        await self._call(repo, lambda g: self._raw(g, "POST", url, input={"content": content}), write=True)
 
     async def dispatch_workflow(self, repo: str, workflow_file: str, ref: str,
                                 inputs: dict[str, str]) -> DispatchResult:
@@ -227,7 +229,7 @@ class PyGithubPort:
             run = await self.find_run_by_name(repo, workflow_file, token, started)
             return None if run is None else DispatchResult(run.id, run.html_url, None)
 
-        return await self._call(repo, go, idempotent=False, landed=landed if token else None)
+        return await self._call(repo, go, idempotent=False, write=True, landed=landed if token else None)
 
     async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
                                created_after: datetime, *, max_runs: int = 300) -> WorkflowRun | None:
@@ -301,7 +303,7 @@ class PyGithubPort:
         """True when GitHub accepted the cancel (202); False when the run had already completed (409)."""
         url = f"{repo_path(repo)}/actions/runs/{int(run_id)}/cancel"
         try:
-            await self._call(repo, lambda g: self._raw(g, "POST", url))
+            await self._call(repo, lambda g: self._raw(g, "POST", url), write=True)
         except Conflict:
             return False
         return True
@@ -324,7 +326,7 @@ class PyGithubPort:
             return CheckRunRef(int(data["id"]), str(data.get("html_url") or ""))
 
         # A duplicate check run is harmless (GitHub shows the latest one per name), so retrying is fine.
-        return await self._call(repo, go)
+        return await self._call(repo, go, write=True)
 
     async def update_check_run(self, repo: str, check_run_id: int, *, status: str | None = None,
                                conclusion: str | None = None, output: CheckOutput | None = None,
@@ -333,7 +335,7 @@ class PyGithubPort:
         if status is not None:
             body["status"] = status
         url = f"{repo_path(repo)}/check-runs/{int(check_run_id)}"
-        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input=body))
+        await self._call(repo, lambda g: self._raw(g, "PATCH", url, input=body), write=True)
 
     @staticmethod
     def _check_fields(conclusion: str | None, output: CheckOutput | None, details_url: str | None,
@@ -416,8 +418,8 @@ class PyGithubPort:
         app = self._t.app
         if app is not None:
             return f"{await self._t.outside_repo(app.slug)}[bot]"
-        client = self._t.client(None)
-        data = await self._t.outside_repo(lambda: raw_request(client, "GET", "/user")[1])
+        # The client is taken in the worker thread that uses it (clients are per thread).
+        data = await self._t.outside_repo(lambda: raw_request(self._t.client(None), "GET", "/user")[1])
         return str(data["login"])
 
     async def default_branch(self, repo: str) -> str:
@@ -433,3 +435,25 @@ class PyGithubPort:
         branch = await self._call(repo, go)
         self._default_branches[key] = (branch, self._clock() + self._default_branch_ttl)
         return branch
+
+    async def repo_info(self, repo: str) -> RepoInfo:
+        def go(g: github.Github) -> RepoInfo:
+            _, data = self._raw(g, "GET", repo_path(repo))
+            return RepoInfo(private=bool(data.get("private", True)), default_branch=str(data["default_branch"]))
+
+        return await self._call(repo, go)
+
+    async def branch_commits(self, repo: str, branch: str, limit: int = 100) -> list[CommitInfo]:
+        url = f"{repo_path(repo)}/commits"
+
+        def go(g: github.Github) -> list[CommitInfo]:
+            _, data = self._raw(g, "GET", url, parameters={"sha": branch, "per_page": max(1, min(100, limit))})
+            out = []
+            for c in data if isinstance(data, list) else []:
+                commit = c.get("commit") or {}
+                date = ((commit.get("committer") or {}).get("date")) or ""
+                out.append(CommitInfo(sha=str(c["sha"]), title=str(commit.get("message") or "").split("\n", 1)[0],
+                                      date=str(date)))
+            return out
+
+        return await self._call(repo, go)

@@ -1,9 +1,12 @@
-"""How the PyGithub port talks to GitHub: one client per installation, a bounded thread pool, typed errors and retries.
+"""How the PyGithub port talks to GitHub: one client per installation and thread, a bounded thread pool, paced
+writes, typed errors and retries.
 
 PyGithub is blocking, so every call runs in a small executor; its own urllib3 retry is switched off because it
 would blindly re-POST on 5xx (a second comment, a second GPU run). Retries live here instead: 5xx and secondary
 rate limits are retried a bounded number of times, waits honour `Retry-After` / `x-ratelimit-reset`, and the
 two non-idempotent writes (create comment, dispatch) first look whether the failed attempt landed anyway.
+Content-creating requests are paced below GitHub's secondary limits (80 a minute, 500 an hour) instead of finding
+them through 403s: https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, TypeVar
 
 import github
 import requests
+from aiolimiter import AsyncLimiter
 from github import Auth, GithubException
 
 from bot.github.app_auth import AppTokenProvider, InstallationAuth
@@ -102,11 +106,35 @@ class _Retryable(Exception):
         self.wait = wait
 
 
+def _bucket(per_window: float, window_s: float) -> AsyncLimiter:
+    """A leaky bucket that lets at most `per_window` acquisitions through in ANY `window_s` seconds: a small burst
+    (a single command's writes go out at once) plus a steady leak, together exactly the limit."""
+    burst = max(1.0, min(8.0, per_window // 4))
+    return AsyncLimiter(burst, burst * window_s / (per_window - burst))
+
+
+class WritePacer:
+    """GitHub's secondary limits on content-creating requests, per installation (token mode: one for all)."""
+
+    def __init__(self, per_minute: float, per_hour: float) -> None:
+        self.per_minute, self.per_hour = per_minute, per_hour
+        self._buckets: dict[str | None, list[AsyncLimiter]] = {}
+
+    async def acquire(self, key: str | None) -> None:
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            buckets = self._buckets[key] = [_bucket(n, s) for n, s in ((self.per_minute, 60.0),
+                                                                       (self.per_hour, 3600.0)) if n > 0]
+        for bucket in buckets:
+            await bucket.acquire()
+
+
 class Transport:
     """Runs blocking PyGithub calls for the port: per-installation clients, executor threads, bounded retries."""
 
     def __init__(self, *, base_url: str, token: str | None, app: AppTokenProvider | None, retry: RetryPolicy,
-                 sleep: Sleep, max_workers: int, timeout: int, min_write_interval: float, per_page: int) -> None:
+                 sleep: Sleep, max_workers: int, timeout: int, writes_per_minute: float, writes_per_hour: float,
+                 per_page: int) -> None:
         if (token is None) == (app is None):
             raise ValueError("give exactly one of token (GITHUB_TOKEN mode) or app (GitHub App mode)")
         self.base_url = base_url.rstrip("/")
@@ -115,11 +143,15 @@ class Transport:
         self.retry = retry
         self._sleep = sleep
         self._timeout = timeout
-        # GitHub's best practices: about one second between content-creating requests per installation.
-        self._write_interval = min_write_interval or None
+        # Shared by every thread (PyGithub's own `seconds_between_writes` is per client, so per thread here).
+        self.pacer = WritePacer(writes_per_minute, writes_per_hour)
         self._per_page = per_page
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github")
-        self._clients: dict[int | None, github.Github] = {}
+        # PyGithub is not thread-safe: a Requester keeps one connection whose method, URL and body live on a shared
+        # object between request() and getresponse(), so two threads on one client swap answers (PyGithub PR
+        # #2052, still open). Every worker thread gets its own client per installation; `_all` is for close().
+        self._local = threading.local()
+        self._all: list[github.Github] = []
         self._clients_lock = threading.Lock()
         self._installations: dict[str, int] = {}
         self.waits: list[float] = []  # every retry wait, in order (for logs and tests)
@@ -129,8 +161,7 @@ class Transport:
 
     async def close(self) -> None:
         with self._clients_lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
+            clients, self._all = self._all, []
         for client in clients:
             client.close()
         if self.app is not None:
@@ -138,21 +169,26 @@ class Transport:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def client(self, installation_id: int | None) -> github.Github:
-        with self._clients_lock:
-            client = self._clients.get(installation_id)
-            if client is None:
-                auth: Auth.Auth
-                if self.app is not None:
-                    assert installation_id is not None
-                    auth = InstallationAuth(self.app, installation_id)
-                else:
-                    assert self._token is not None
-                    auth = Auth.Token(self._token)
-                client = github.Github(base_url=self.base_url, auth=auth, timeout=self._timeout, retry=None,
-                                       per_page=self._per_page, seconds_between_requests=None,
-                                       seconds_between_writes=self._write_interval, lazy=True)
-                self._clients[installation_id] = client
-            return client
+        """This thread's client for the installation (made on first use; never shared with another thread)."""
+        clients: dict[int | None, github.Github] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        client = clients.get(installation_id)
+        if client is None:
+            auth: Auth.Auth
+            if self.app is not None:
+                assert installation_id is not None
+                auth = InstallationAuth(self.app, installation_id)
+            else:
+                assert self._token is not None
+                auth = Auth.Token(self._token)
+            client = github.Github(base_url=self.base_url, auth=auth, timeout=self._timeout, retry=None,
+                                   per_page=self._per_page, seconds_between_requests=None,
+                                   seconds_between_writes=None, lazy=True)
+            clients[installation_id] = client
+            with self._clients_lock:
+                self._all.append(client)
+        return client
 
     def _installation_sync(self, repo: str) -> int | None:
         if self.app is None:
@@ -188,14 +224,17 @@ class Transport:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retryable(ServerError(0, f"connection to {self.base_url} failed: {exc}"), -1.0) from exc
 
-    async def call(self, repo: str, fn: Callable[[github.Github], T], *, idempotent: bool = True,
+    async def call(self, repo: str, fn: Callable[[github.Github], T], *, idempotent: bool = True, write: bool = False,
                    landed: Callable[[], Awaitable[T | None]] | None = None) -> T:
-        """Run `fn` with bounded retries. For non-idempotent writes `landed` checks whether a failed attempt
-        was applied anyway (then its result is returned instead of writing twice)."""
+        """Run `fn` with bounded retries. `write`: a content-creating request, paced (every attempt). For
+        non-idempotent writes `landed` checks whether a failed attempt was applied anyway (then its result is
+        returned instead of writing twice)."""
         loop = asyncio.get_running_loop()
         policy = self.retry
         unauthorized_retried = False
         for attempt in range(1, policy.max_attempts + 1):
+            if write:  # waits here, on the event loop, not in a worker thread
+                await self.pacer.acquire(repo.split("/", 1)[0].lower() if self.app is not None else None)
             try:
                 return await loop.run_in_executor(self._executor, self._attempt, repo, fn)
             except _Retryable as r:

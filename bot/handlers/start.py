@@ -67,7 +67,9 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
         key = f"{inv.key}.{j}"
         started = await parts.jobs.launch(conv, pull, cmd, pj, key)
         if isinstance(started, Reused):
-            await parts.comparisons.answer_reused(conv, pull, pj, started, key)
+            seeds = cmd.args.get("seeds")
+            await parts.comparisons.answer_reused(conv, pull, pj, started, key,
+                                                  seeds if isinstance(seeds, int) else None)
 
 
 async def held_for_approval(parts: Parts, conv: Conversation, pull: PullInfo, planned: list[PlannedJob],

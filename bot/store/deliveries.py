@@ -1,12 +1,13 @@
-"""Webhook deliveries: recorded once per (source, delivery id) on the hot path, then claimed and worked off."""
+"""Webhook deliveries: recorded once per (source, delivery id) on the hot path, then leased by one replica at a time
+and worked off; a lease that runs out (its replica died) is anybody's to take, a failed attempt waits for its retry."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, and_, delete, or_, select, update
 
 from .base import Access, clip_error, non_empty, utc
 from .errors import StoreError
@@ -15,6 +16,7 @@ from .schema import deliveries as t
 from .schema import delivery_bodies as b
 
 _MARK_CHUNK = 500  # ids per UPDATE: far below SQLite's bound-parameter limit
+DEFAULT_LEASE = timedelta(seconds=60)
 
 
 def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
@@ -22,7 +24,8 @@ def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
     return Delivery(id=m["id"], source=m["source"], delivery_id=m["delivery_id"], event=m["event"],
                     action=m["action"], body=bytes(m["body"]) if body is None else body, received_at=m["received_at"],
                     state=cast(DeliveryState, m["state"]), attempts=m["attempts"], error=m["error"],
-                    updated_at=m["updated_at"])
+                    updated_at=m["updated_at"], claimed_by=m["claimed_by"], leased_until=m["leased_until"],
+                    next_attempt_at=m["next_attempt_at"])
 
 
 class DeliveryStore(Access):
@@ -68,19 +71,27 @@ class DeliveryStore(Access):
             row = (await conn.execute(_with_body().where(t.c.source == source, t.c.delivery_id == delivery_id))).first()
         return _delivery(row) if row is not None else None
 
-    async def claim_pending(self, limit: int, *, now: datetime) -> list[Delivery]:
-        """Atomically move up to `limit` pending deliveries (oldest first) to processing and return them.
+    async def claim_pending(self, limit: int, *, now: datetime, owner: str = "",
+                            lease: timedelta = DEFAULT_LEASE) -> list[Delivery]:
+        """Lease up to `limit` deliveries (oldest first) to replica `owner` until `now + lease` and return them.
 
-        Two workers (or two processes) never claim the same delivery: PostgreSQL skips rows another claimer holds
-        (`FOR UPDATE SKIP LOCKED`); SQLite runs the whole statement under its single write lock.
+        Offered: pending deliveries whose retry time has come, and `processing` ones whose lease ran out (the
+        replica holding them died; a lease from before leases existed counts as run out). Two claimers (or
+        processes) never get the same delivery: PostgreSQL skips rows another claimer holds (`FOR UPDATE SKIP
+        LOCKED`); SQLite runs the whole statement under its single write lock. Every claim counts an attempt.
         """
         now = utc(now)
         if limit <= 0:
             return []
-        ids = (select(t.c.id).where(t.c.state == "pending").order_by(t.c.id).limit(limit)
+        if lease <= timedelta(0):
+            raise StoreError("claim_pending: lease must be positive")
+        cond = or_(and_(t.c.state == "pending", or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now)),
+                   and_(t.c.state == "processing", or_(t.c.leased_until.is_(None), t.c.leased_until <= now)))
+        ids = (select(t.c.id).where(cond).order_by(t.c.id).limit(limit)
                .with_for_update(skip_locked=True).scalar_subquery())
         stmt = (update(t).where(t.c.id.in_(ids))
-                .values(state="processing", attempts=t.c.attempts + 1, updated_at=now).returning(t))
+                .values(state="processing", attempts=t.c.attempts + 1, updated_at=now, claimed_by=owner,
+                        leased_until=now + lease, next_attempt_at=None).returning(t))
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
             found = await self._bodies(conn, [r._mapping["id"] for r in rows])
@@ -92,13 +103,57 @@ class DeliveryStore(Access):
         return {r[0]: bytes(r[1]) for r in (await conn.execute(select(b.c.delivery, b.c.body)
                                                                .where(b.c.delivery.in_(ids)))).all()}
 
+    async def renew_leases(self, ids: Collection[int], *, owner: str, now: datetime,
+                           lease: timedelta = DEFAULT_LEASE) -> set[int]:
+        """Extend `owner`'s leases on these deliveries to `now + lease`; returns the ids it still holds (a lease
+        that ran out and was taken over by another replica is not renewed)."""
+        wanted = sorted(set(ids))
+        now = utc(now)
+        held: set[int] = set()
+        async with self._write() as conn:
+            for start in range(0, len(wanted), _MARK_CHUNK):
+                stmt = (update(t).where(t.c.id.in_(wanted[start:start + _MARK_CHUNK]), t.c.state == "processing",
+                                        t.c.claimed_by == owner)
+                        .values(leased_until=now + lease).returning(t.c.id))
+                held.update((await conn.execute(stmt)).scalars())
+        return held
+
+    async def release_deliveries(self, ids: Collection[int], *, owner: str, now: datetime) -> int:
+        """Give back leased deliveries that were never started (a replica shutting down): pending again at once,
+        for any replica, without counting the attempt. Returns how many were given back."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return 0
+        changed = 0
+        async with self._write() as conn:
+            for start in range(0, len(wanted), _MARK_CHUNK):
+                result = await conn.execute(
+                    update(t).where(t.c.id.in_(wanted[start:start + _MARK_CHUNK]), t.c.state == "processing",
+                                    t.c.claimed_by == owner)
+                    .values(state="pending", attempts=t.c.attempts - 1, claimed_by=None, leased_until=None,
+                            updated_at=utc(now)))
+                changed += int(result.rowcount)
+        return changed
+
+    async def retry_delivery(self, id: int, error: str, *, retry_at: datetime, now: datetime) -> Delivery:
+        """A failed attempt that will be tried again: pending, not before `retry_at`, with the error kept."""
+        stmt = (update(t).where(t.c.id == id)
+                .values(state="pending", error=clip_error(error), next_attempt_at=utc(retry_at, "retry_at"),
+                        claimed_by=None, leased_until=None, updated_at=utc(now)).returning(t))
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                raise StoreError(f"unknown delivery id {id}")
+            found = await self._bodies(conn, [id])
+        return _delivery(row, found.get(id, b""))
+
     async def mark_delivery(self, id: int, state: DeliveryState, error: str | None = None, *,
                             now: datetime) -> Delivery:
         """Set a delivery's state (and error text, cleared when None); raises if the id is unknown."""
         if state not in DELIVERY_STATES:
             raise StoreError(f"delivery state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
         stmt = (update(t).where(t.c.id == id)
-                .values(state=state, error=clip_error(error), updated_at=utc(now)).returning(t))
+                .values(state=state, error=clip_error(error), updated_at=utc(now), leased_until=None).returning(t))
         async with self._write() as conn:
             row = (await conn.execute(stmt)).first()
             if row is None:
@@ -125,7 +180,7 @@ class DeliveryStore(Access):
             for start in range(0, len(wanted), _MARK_CHUNK):
                 chunk = wanted[start:start + _MARK_CHUNK]
                 result = await conn.execute(update(t).where(t.c.id.in_(chunk))
-                                            .values(state=state, error=error, updated_at=now))
+                                            .values(state=state, error=error, updated_at=now, leased_until=None))
                 changed += int(result.rowcount)
             if changed != len(wanted):
                 known = set((await conn.execute(select(t.c.id).where(t.c.id.in_(wanted)))).scalars())
@@ -146,14 +201,20 @@ class DeliveryStore(Access):
             rows = (await conn.execute(stmt)).all()
         return [_delivery(r) for r in rows]
 
-    async def requeue_processing(self, *, now: datetime, claimed_before: datetime | None = None) -> int:
-        """Move `processing` deliveries (claimed before `claimed_before`, or all) back to pending; returns how many."""
+    async def requeue_processing(self, *, now: datetime, claimed_before: datetime | None = None,
+                                 owner: str | None = None) -> int:
+        """Move `processing` deliveries back to pending (only `owner`'s leases when given: a restarting replica
+        takes back its own, never a live replica's; and only those claimed before `claimed_before`, when given);
+        returns how many."""
         now = utc(now)
         stmt = update(t).where(t.c.state == "processing")
+        if owner is not None:
+            stmt = stmt.where(t.c.claimed_by == owner)
         if claimed_before is not None:
             stmt = stmt.where(t.c.updated_at < utc(claimed_before, "claimed_before"))
         async with self._write() as conn:
-            result = await conn.execute(stmt.values(state="pending", updated_at=now))
+            result = await conn.execute(stmt.values(state="pending", updated_at=now, claimed_by=None,
+                                                    leased_until=None))
         return int(result.rowcount)
 
     async def prune_deliveries(self, *, before: datetime) -> int:

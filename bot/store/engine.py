@@ -139,20 +139,22 @@ def ensure_wal(path: str, busy_timeout_s: float) -> None:
         delay = min(delay * 2, 0.25)
 
 
+WRITER_AUTOCHECKPOINT = 4096  # WAL frames (pages; 16 MB at 4 KB) after which the writer itself checkpoints
+
+
 class WalCheckpointer:
     """Copies a SQLite WAL back into the database file every `interval_s`, on its own connection and thread.
 
     PASSIVE copies without waiting for (or blocking) the writer. But under steady writes there are always new frames
-    by the time it ends, so SQLite never starts the WAL over and the file would grow without bound
-    (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files): once the WAL holds `restart_frames`, a
-    RESTART follows, which holds writers back only while it copies the few frames PASSIVE left.
+    by the time it ends, so SQLite would never start the WAL over and the file would grow without bound
+    (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files). The writer therefore keeps an automatic
+    checkpoint at `WRITER_AUTOCHECKPOINT` frames: run by the writer between two writes, it lets the next write start
+    the WAL over, and it is short because this thread has already copied nearly every frame.
     """
 
-    def __init__(self, path: str, interval_s: float = 0.2, restart_frames: int = 4096) -> None:
+    def __init__(self, path: str, *, interval_s: float = 0.2) -> None:
         self._path = path
         self._interval_s = interval_s
-        self._restart_frames = restart_frames
-        self._no_restart_until = 0.0
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -162,21 +164,13 @@ class WalCheckpointer:
         self._stop = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="sqlite-checkpointer")
 
-    def _checkpoint(self) -> None:
+    def _passive(self) -> None:
         with self._lock:
-            self._checkpoint_locked()
-
-    def _checkpoint_locked(self) -> None:
-        if self._conn is None:
-            # mode=rw: never create an empty database where the store's file was removed.
-            # timeout: how long RESTART may wait for the writer and readers, holding writers back meanwhile.
-            self._conn = sqlite3.connect(f"file:{quote(self._path)}?mode=rw", uri=True, isolation_level=None,
-                                         check_same_thread=False, timeout=0.05)
-        _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if frames >= self._restart_frames and time.monotonic() >= self._no_restart_until:
-            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            if busy:  # a reader holds an old snapshot: leave the writer alone for a while
-                self._no_restart_until = time.monotonic() + 5.0
+            if self._conn is None:
+                # mode=rw: never create an empty database where the store's file was removed.
+                self._conn = sqlite3.connect(f"file:{quote(self._path)}?mode=rw", uri=True, isolation_level=None,
+                                             check_same_thread=False)
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -185,7 +179,7 @@ class WalCheckpointer:
                 return
             try:
                 # Shielded: a cancelled await would leave the thread using the connection that stop() closes.
-                await asyncio.shield(asyncio.to_thread(self._checkpoint))
+                await asyncio.shield(asyncio.to_thread(self._passive))
             except sqlite3.Error as exc:  # busy or locked: the next round tries again
                 log.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
 
@@ -222,9 +216,9 @@ def _sqlite_engine(url: URL, *, busy_timeout_s: float, immediate: bool, pool_siz
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             if immediate:
-                # Checkpoints run beside the writer (`WalCheckpointer`), not inside a commit: a commit that also
-                # copies the WAL into the database and fsyncs it stalls every webhook waiting on that group commit.
-                cursor.execute("PRAGMA wal_autocheckpoint = 0")
+                # Checkpoints mostly run beside the writer (`WalCheckpointer`), not inside a commit: a commit that
+                # also copies megabytes of WAL into the database stalls every webhook waiting on that group commit.
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
                 cursor.execute(f"PRAGMA journal_size_limit = {64 << 20}")
             else:
                 cursor.execute("PRAGMA query_only = ON")

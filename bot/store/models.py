@@ -53,6 +53,9 @@ class Delivery:
     attempts: int
     error: str | None
     updated_at: datetime
+    claimed_by: str | None = None  # the replica whose lease it is (or was, once finished)
+    leased_until: datetime | None = None  # while `processing`: after this, any replica may take it over
+    next_attempt_at: datetime | None = None  # while `pending` after a failed attempt: not before this
 
     def payload(self) -> Any:
         """The body parsed as JSON (the raw bytes stay the source of truth; signatures were checked over them).

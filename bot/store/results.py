@@ -149,6 +149,19 @@ class ResultStore(Access):
         async with self._read() as conn:
             return [_stored(r) for r in (await conn.execute(stmt)).all()]
 
+    async def results_for_repo(self, repo: str, *, run_ids: Sequence[str] | None = None,
+                               shas: Sequence[str] | None = None, limit: int = 5000) -> list[StoredResult]:
+        """A repository's stored results (without per-question rows), oldest first, optionally only those of some
+        runs or commits: what the web view's runs list and score history show. Always one repository."""
+        stmt = (select(tr, runs.c.model).join(runs, runs.c.run_id == tr.c.run_id).where(tr.c.repo == repo)
+                .order_by(tr.c.created_at, tr.c.id).limit(limit))
+        if run_ids is not None:
+            stmt = stmt.where(tr.c.run_id.in_(list(run_ids)))
+        if shas is not None:
+            stmt = stmt.where(tr.c.sha.in_(list(shas)))
+        async with self._read() as conn:
+            return [_stored(r) for r in (await conn.execute(stmt)).all()]
+
     async def _one(self, stmt: Any) -> tuple[str, BenchmarkResult] | None:
         async with self._read() as conn:
             row = (await conn.execute(stmt)).first()

@@ -25,6 +25,7 @@ from .models import (
     Usage,
     day_bounds,
 )
+from .schema import outbox
 from .schema import runs as t
 
 _RUN_FIELDS = tuple(f.name for f in fields(Run))
@@ -143,6 +144,13 @@ class RunStore(Access):
         async with self._write() as conn:
             row = (await conn.execute(stmt)).first()
             if row is not None:
+                if to in TERMINAL_RUN_STATES:
+                    # A run that ended starts nothing more: its dispatch still waiting for a retry is called off
+                    # in the same transaction, so a late retry can never start a GPU job for an ended run.
+                    await conn.execute(update(outbox).where(outbox.c.run_id == run_id, outbox.c.kind == "dispatch",
+                                                            outbox.c.state == "pending")
+                                       .values(state="failed", leased_until=None, updated_at=now,
+                                               last_error=f"called off: the run ended ({to})"))
                 return _run(row), True
             current = (await conn.execute(select(t).where(t.c.run_id == run_id))).first()
         if current is None:
@@ -225,6 +233,21 @@ class RunStore(Access):
     async def runs_for_pr(self, repo: str, number: int, *, limit: int = 50) -> list[Run]:
         """A PR's (or issue's) runs, newest first."""
         stmt = (select(t).where(t.c.repo == repo, t.c.number == number)
+                .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
+        async with self._read() as conn:
+            return [_run(r) for r in (await conn.execute(stmt)).all()]
+
+    async def runs_comparing_with(self, repo: str, sha: str, *, limit: int = 50) -> list[Run]:
+        """Runs whose comparison is pinned to commit `sha` (`compare_ref` "<ref>@<sha>"), newest first: the PRs a
+        baseline landing (or failing) there answers."""
+        stmt = (select(t).where(t.c.repo == repo, t.c.compare_ref.like(f"%@{sha}"))
+                .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
+        async with self._read() as conn:
+            return [_run(r) for r in (await conn.execute(stmt)).all()]
+
+    async def runs_for_repo(self, repo: str, *, limit: int = 100) -> list[Run]:
+        """A repository's runs, newest first (the web view's runs list): one repository only, never another's."""
+        stmt = (select(t).where(t.c.repo == repo)
                 .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
         async with self._read() as conn:
             return [_run(r) for r in (await conn.execute(stmt)).all()]

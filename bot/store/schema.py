@@ -92,6 +92,11 @@ deliveries = Table(
     Column("attempts", Integer(), nullable=False),
     Column("error", Text(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The lease of a `processing` delivery: which replica holds it until when (renewed while it works; an expired
+    # lease is anybody's to take). A failed attempt waits in `pending` until `next_attempt_at` (NULL: at once).
+    Column("claimed_by", String(100), nullable=True),
+    Column("leased_until", UTCDateTime(), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
     UniqueConstraint("source", "delivery_id"),
     CheckConstraint(_states("state", DELIVERY_STATES), name="state"),
     CheckConstraint("attempts >= 0", name="attempts"),

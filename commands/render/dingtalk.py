@@ -14,7 +14,7 @@ from typing import Any
 from ..compare import Comparison, Conclusion
 from . import fmt
 from .common import CONCLUSION_ICON, STATE_ICON, VERDICT_ICON, colon, state_text
-from .github import explain, headline
+from .github import explain, headline, seed_lines
 from .i18n import Language, normalize_language, t
 from .slack import Milestone, milestone_text
 from .views import ReportLinks, RunView
@@ -160,6 +160,9 @@ def _comparison_text(comparison: Comparison, conclusion: Conclusion, lang: Langu
                              new=fmt.short_sha(comparison.new_sha)).replace("`", "")))
         lines += [f"- {plain(ch)}" for ch in comparison.changes[:10]]
         lines.append("")
+    seeded = seed_lines(comparison, lang)
+    if seeded:
+        lines += [plain(seeded[0].strip("*")), *(f"- {plain(x)}" for x in seeded[1:]), ""]
     sep = "，" if lang == "zh" else ", "
     for b in comparison.benchmarks:
         bits = [f"{fmt.points(b.base_score)} → {fmt.points(b.new_score)}（{fmt.signed(b.delta)}）" if lang == "zh"

@@ -118,8 +118,9 @@ def _benchmark_table(comparison: Comparison, lang: Language) -> str:
             fmt.p_value(b.p_value),
             f"{VERDICT_ICON[b.verdict]} {t(lang, 'verdict.' + b.verdict)}",
         ])
+    p_col = "cmp.col.p_seeds" if any(b.seeds is not None for b in comparison.benchmarks) else "cmp.col.p"
     headers = [t(lang, k) for k in ("cmp.col.benchmark", "cmp.col.n", "cmp.col.base", "cmp.col.new",
-                                    "cmp.col.delta", "cmp.col.ci", "cmp.col.p", "cmp.col.verdict")]
+                                    "cmp.col.delta", "cmp.col.ci", p_col, "cmp.col.verdict")]
     return fmt.table(headers, rows, "lrrrrlrl")
 
 
@@ -316,12 +317,41 @@ def recipe_block(comparison: Comparison, lang: Language) -> str | None:
         return None
     head = t(lang, "cmp.commits", base=fmt.code(fmt.short_sha(comparison.base_sha)),
              new=fmt.code(fmt.short_sha(comparison.new_sha)))
-    # Each side is one training run: McNemar measures the evaluation's noise, not the training's (another seed
-    # could move the score too). Say so rather than let a single seed pass for a measured effect.
-    head += " " + t(lang, "cmp.single_seed")
+    seeded = seed_lines(comparison, lang)
+    if seeded:
+        head += "\n\n" + "\n".join(f"- {line}" for line in seeded)
+    else:
+        # Each side is one training run: McNemar measures the evaluation's noise, not the training's (another seed
+        # could move the score too). Say so rather than let a single seed pass for a measured effect.
+        head += " " + t(lang, "cmp.single_seed")
     if not comparison.changes:
         return head
     return f"{head}\n\n**{t(lang, 'cmp.differs')}**\n" + "\n".join(f"- {fmt.code(c)}" for c in comparison.changes)
+
+
+def seed_stat(scores: Sequence[float]) -> str:
+    """Mean ± sample sd of per-seed scores, in points."""
+    mean = sum(scores) / len(scores)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
+    return f"{fmt.points(mean)} ± {fmt.points(sd)}"
+
+
+def seed_lines(comparison: Comparison, lang: Language) -> list[str]:
+    """A multi-seed comparison's per-seed scores and mean ± sd per benchmark, after the method note ([] with one
+    seed per side)."""
+    seeded = [b for b in comparison.benchmarks if b.seeds is not None]
+    if not seeded:
+        return []
+    first = seeded[0].seeds
+    assert first is not None
+    out = [t(lang, "cmp.seeds", k=len(first.seeds), seeds=", ".join(str(s) for s in first.seeds))]
+    for b in seeded:
+        sc = b.seeds
+        assert sc is not None
+        out.append(t(lang, "cmp.seed_line", bench=fmt.bench_name(b.benchmark),
+                     base=" / ".join(fmt.points(x) for x in sc.base_scores), base_stat=seed_stat(sc.base_scores),
+                     new=" / ".join(fmt.points(x) for x in sc.new_scores), new_stat=seed_stat(sc.new_scores)))
+    return out
 
 
 def _loss_block(loss: Sequence[tuple[int, float]], lang: Language) -> str | None:

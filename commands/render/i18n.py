@@ -62,6 +62,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
     "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
+    "cmp.seeds": ("*{k} seeds per side ({seeds}): scores are means across seeds, and Δ, p and the interval come from "
+                  "Welch's t-test on the per-seed scores, so training noise is measured.*",
+                  "*每侧 {k} 个随机种子（{seeds}）：分数为各种子的均值，Δ、p 值与区间来自对各种子分数的 Welch t 检验，"
+                  "已计入训练噪声。*"),
+    "cmp.seed_line": ("{bench}: baseline {base} ({base_stat}) → this PR {new} ({new_stat})",
+                      "{bench}：基准 {base}（{base_stat}）→ 本 PR {new}（{new_stat}）"),
     "cmp.differs": ("What differs (baseline → this PR):", "差异（基准 → 本 PR）："),
     "cmp.same_recipe": ("🟰 **Same recipe as {ref}**: this PR (at {head}) changed no training data and no setting "
                         "(recipe {recipe}), so it trains what {ref} trains. Nothing to compare.",
@@ -72,6 +78,13 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                      "⏳ 基准 {ref}：正在以运行 {run} 在该提交上训练相同配方；"
                      "完成后发布与 {new} 的对比。差异：{changes}"),
     "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
+    "cmp.baseline_failed": ("{ref}: failed", "{ref}：失败"),
+    "cmp.backfill_failed": ("❌ Baseline {ref} ended {state} (run {run}), so the comparison with {new} will not come. "
+                            "Why: {reason}\n\nFix the cause and `/retry {run_id}`, or compare with "
+                            "`/compare base-model` or a run id.",
+                            "❌ 基准 {ref} 以 {state} 结束（运行 {run}），因此与 {new} 的对比不会发布。"
+                            "原因：{reason}\n\n"
+                            "排除原因后 `/retry {run_id}`，或改用 `/compare base-model` 或某个运行 ID 对比。"),
     "cmp.against": ("Comparing {new} against {base} on the questions both runs answered.",
                     "对比 {new} 与基线 {base}（仅比较两次运行都作答的题目）。"),
     "cmp.check": ("**Check: {conclusion}** — decided by rule `{rule}`: {explanation}",
@@ -84,6 +97,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "cmp.col.delta": ("Δ (points)", "Δ（百分点）"),
     "cmp.col.ci": ("95% CI", "95% 置信区间"),
     "cmp.col.p": ("p (McNemar)", "p（McNemar）"),
+    "cmp.col.p_seeds": ("p (Welch, seeds)", "p（Welch，跨种子）"),
     "cmp.col.p_holm": ("p (Holm)", "p（Holm 校正）"),
     "cmp.col.verdict": ("Verdict", "结论"),
     "cmp.notes": ("Notes", "说明"),
@@ -273,6 +287,32 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                                 "`{path}` 已修改，但未开始训练：{reason}"),
     "reply.autotrain.config_error": ("⚠️ {error}", "⚠️ {error}"),
     "reply.policy_error": ("⚠️ {error}", "⚠️ {error}"),
+    "reply.delivery_failed": (
+        "⚠️ @{actor} your command could not be carried out after {attempts} attempts: {error}. Nothing was "
+        "started. Comment it again in a few minutes (GitHub's status: https://www.githubstatus.com); if it keeps "
+        "failing, ask the bot's operator to look at webhook delivery `{delivery}`.",
+        "⚠️ @{actor} 您的命令在尝试 {attempts} 次后仍未能执行：{error}。没有启动任何任务。请过几分钟再评论一次"
+        "（GitHub 状态：https://www.githubstatus.com）；如果一直失败，"
+        "请联系机器人的运维人员检查 webhook 投递 `{delivery}`。"),
+    "reply.dispatch_failed.workflow_missing": (
+        "❌ `{run}` could not start: GitHub has no workflow `{workflow}` on the default branch `{ref}` of this "
+        "repository ({error}). Add `.github/workflows/{workflow}` (deploy/github/tunebot-run.yml) to `{ref}`, then "
+        "`/retry {run}`.",
+        "❌ `{run}` 无法启动：本仓库默认分支 `{ref}` 上没有工作流 `{workflow}`（{error}）。请把 "
+        "`.github/workflows/{workflow}`（deploy/github/tunebot-run.yml）加入 `{ref}`，然后评论 `/retry {run}`。"),
+    "reply.dispatch_failed.rejected": (
+        "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` on `{ref}` ({error}). Check "
+        "that `.github/workflows/{workflow}` on `{ref}` is tunebot's (deploy/github/tunebot-run.yml) with its "
+        "inputs, then `/retry {run}`.",
+        "❌ `{run}` 无法启动：GitHub 拒绝在 `{ref}` 上触发工作流 `{workflow}`（{error}）。请确认 `{ref}` 上的 "
+        "`.github/workflows/{workflow}` 是 tunebot 的工作流（deploy/github/tunebot-run.yml）并声明了其输入，"
+        "然后评论 `/retry {run}`。"),
+    "reply.dispatch_failed.forbidden": (
+        "❌ `{run}` could not start: GitHub refused to dispatch workflow `{workflow}` ({error}). The App needs the "
+        "`actions: write` permission: an owner of the repository accepts it in the App's installation settings "
+        "(Settings → GitHub Apps → Configure); then `/retry {run}`.",
+        "❌ `{run}` 无法启动：GitHub 拒绝触发工作流 `{workflow}`（{error}）。App 需要 `actions: write` 权限："
+        "请仓库所有者在 App 的安装设置中（Settings → GitHub Apps → Configure）批准该权限，然后评论 `/retry {run}`。"),
     # leaderboard
     "lb.title": ("Leaderboard: {bench}", "排行榜：{bench}"),
     "lb.title_all": ("Leaderboard", "排行榜"),

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from ..compare import Comparison, Conclusion
 from . import fmt
 from .common import CONCLUSION_ICON, STATE_ICON, VERDICT_ICON, phase_text, state_text
-from .github import explain, headline
+from .github import explain, headline, seed_lines
 from .i18n import normalize_language, t
 from .views import ReportLinks, RunView
 
@@ -188,6 +188,10 @@ def slack_comparison_message(
                        new=fmt.short_sha(comparison.new_sha)).replace("`", ""))]
         lines += [f"• {_code(c)}" for c in comparison.changes[:10]]
         blocks.append({"type": "section", "text": _mrkdwn(fmt.shorten("\n".join(lines), 2900))})
+    seeded = seed_lines(comparison, lang)
+    if seeded:
+        text = "\n".join([f"_{esc(seeded[0].strip('*'))}_", *(f"• {esc(x)}" for x in seeded[1:])])
+        blocks.append({"type": "section", "text": _mrkdwn(fmt.shorten(text, 2900))})
     fields = []
     for b in comparison.benchmarks:
         line = (f"*{esc(fmt.bench_name(b.benchmark))}* (n = {fmt.thousands(b.n)})\n"

@@ -243,3 +243,11 @@ def default_datasets(preset: ModelPreset, catalog: Catalog, policy: Policy) -> t
     if preset.source == "builtin":
         return tuple(name for name, entry in catalog.datasets.items() if entry.source == "builtin")
     return ()
+
+
+def check_seeds(args: dict[str, ArgValue], ctx: Context) -> None:
+    """`seeds=N` within the repository's `seeds.max` (each seed is one more training per side: GPU time)."""
+    seeds = args.get("seeds")
+    if isinstance(seeds, int) and seeds > ctx.policy.seeds_max:
+        raise ArgError(f"`seeds={seeds}` is more than this repository allows ({ctx.policy.seeds_max}, `seeds.max` in "
+                       f".tunebot.yml): each seed is one more training on each side")

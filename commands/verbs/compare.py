@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..args import ArgError, ArgSpec
 from ..values import ArgValue
-from .base import Context, RawCommand, VerbSpec, parse_keys, register, resolve_benchmarks, split_args
+from .base import Context, RawCommand, VerbSpec, check_seeds, parse_keys, register, resolve_benchmarks, split_args
 
 COMPARE_KEYS: tuple[ArgSpec, ...] = (
     ArgSpec("ref", "ref", "what to compare against: a branch, tag or commit (the same recipe trained there), "
@@ -13,6 +13,8 @@ COMPARE_KEYS: tuple[ArgSpec, ...] = (
             aliases=("against", "base"), example="main"),
     ArgSpec("limit", "int", "questions per subject", 1, 100_000, example="50"),
     ArgSpec("force", "bool", "re-evaluate even if identical results are stored", example="true"),
+    ArgSpec("seeds", "int", "train with this many seeds (seed, seed+1, …) to measure training noise (default: "
+            "`seeds.default` of .tunebot.yml, at most `seeds.max`)", 1, 16, example="3"),
 )
 
 
@@ -24,6 +26,7 @@ def _is_benchmark(text: str, ctx: Context) -> bool:
 def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
     positionals, keyed = split_args(raw, SPEC, ctx)
     args = parse_keys(keyed)
+    check_seeds(args, ctx)
     benches: list[str] = []
     for text in positionals:
         if _is_benchmark(text, ctx):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import json
 import re
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
+
+from aiohttp import ClientConnectionResetError, web
 
 from commands.events import SIGNATURE_HEADER, event_from_json, verify_body
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass
@@ -26,77 +27,48 @@ class Received:
     event: dict[str, Any] | None
 
 
-class _Quiet(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _LoopbackServer:
-    """A threaded HTTP server on 127.0.0.1, started and stopped as a context manager."""
-
-    def _start_server(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class CallbackServer(_LoopbackServer):
+class CallbackServer(LoopbackServer):
     """The bot's callback endpoint as the agent sees it: checks each body's signature with the run token.
 
     `fail_first` answers the first N requests with 503 (the bot restarting); `reject_bad_signature` answers 401
     to bodies whose signature does not verify, like the real bot must. Events whose signature verifies are kept.
+    `with CallbackServer(token) as server:` serves it from a thread of its own while the (blocking) agent runs.
     """
 
     def __init__(self, token: str, *, fail_first: int = 0, on_event: Any = None) -> None:
+        super().__init__()
         self.token = token
         self.fail_first = fail_first
         self.on_event = on_event
         self.requests: list[Received] = []
         self.lock = threading.Lock()
-        outer = self
 
-        class Handler(_Quiet):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                sig = self.headers.get(SIGNATURE_HEADER)
-                ok = verify_body(outer.token, body, sig)
-                event = None
-                if ok:
-                    try:
-                        event = event_from_json(body).to_dict()
-                    except Exception:
-                        ok = False
-                rec = Received(time.monotonic(), time.time(), body, sig, ok, event)
-                with outer.lock:
-                    outer.requests.append(rec)
-                    failing = len(outer.requests) <= outer.fail_first
-                if failing:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                if not ok:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                if outer.on_event is not None and event is not None:
-                    outer.on_event(event)
-                self.send_response(204)
-                self.end_headers()
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        return app
 
-        self._start_server(Handler)
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        sig = request.headers.get(SIGNATURE_HEADER)
+        ok = verify_body(self.token, body, sig)
+        event = None
+        if ok:
+            try:
+                event = event_from_json(body).to_dict()
+            except Exception:
+                ok = False
+        rec = Received(time.monotonic(), time.time(), body, sig, ok, event)
+        with self.lock:
+            self.requests.append(rec)
+            failing = len(self.requests) <= self.fail_first
+        if failing:
+            return web.Response(status=503)
+        if not ok:
+            return web.Response(status=401)
+        if self.on_event is not None and event is not None:
+            self.on_event(event)
+        return web.Response(status=204)
 
     @property
     def url(self) -> str:
@@ -122,10 +94,11 @@ class HubLog:
     bytes_sent: int = 0
 
 
-class _FakeHub(_LoopbackServer):
+class _FakeHub(LoopbackServer):
     """What the fake hubs share: the files, slow chunked sending, the request log, and the server's life cycle."""
 
-    def __init__(self, repo: str, files: dict[str, Path], *, chunk: int, delay: float) -> None:
+    def __init__(self, repo: str, files: dict[str, Path], *, chunk: int = 65536, delay: float = 0.0) -> None:
+        super().__init__()
         self.repo = repo
         self.files = files
         self.chunk = chunk
@@ -133,23 +106,39 @@ class _FakeHub(_LoopbackServer):
         self.log = HubLog()
         self.lock = threading.Lock()
 
-    def record(self, request: BaseHTTPRequestHandler) -> None:
-        with self.lock:
-            self.log.requests.append((request.command, request.path, request.headers.get("Range")))
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        return app
 
-    def send_chunks(self, request: BaseHTTPRequestHandler, part: bytes) -> None:
-        """Write `part` in `chunk`-byte pieces, `delay` seconds apart (a client may hang up part-way)."""
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def record(self, request: web.Request) -> None:
+        with self.lock:
+            self.log.requests.append((request.method, request.path_qs, request.headers.get("Range")))
+
+    async def send(self, request: web.Request, status: int, headers: dict[str, str], part: bytes | None,
+                   length: int | None = None) -> web.StreamResponse:
+        """Answer with `part` in `chunk`-byte pieces, `delay` seconds apart (a client may hang up part-way);
+        `part=None` answers a HEAD: the headers and `length`, no body."""
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = len(part) if part is not None else length
+        await resp.prepare(request)
+        if part is None:
+            return resp
         try:
             for i in range(0, len(part), self.chunk):
                 piece = part[i : i + self.chunk]
-                request.wfile.write(piece)
-                request.wfile.flush()
+                await resp.write(piece)
                 with self.lock:
                     self.log.bytes_sent += len(piece)
                 if self.delay:
-                    time.sleep(self.delay)
-        except (BrokenPipeError, ConnectionResetError):
+                    await asyncio.sleep(self.delay)
+            await resp.write_eof()
+        except (ConnectionError, ClientConnectionResetError):
             pass
+        return resp
 
     @property
     def url(self) -> str:
@@ -158,18 +147,6 @@ class _FakeHub(_LoopbackServer):
     def reset_log(self) -> None:
         with self.lock:
             self.log = HubLog()
-
-
-class _JsonHandler(_Quiet):
-    protocol_version = "HTTP/1.1"
-
-    def _json(self, obj: Any, code: int = 200) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 class FakeHfHub(_FakeHub):
@@ -188,110 +165,83 @@ class FakeHfHub(_FakeHub):
                    "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
             for name, p in files.items()
         }
-        outer = self
 
-        class Handler(_JsonHandler):
-            def _not_found(self) -> None:
-                body = b'{"error":"Repository not found"}'
-                self.send_response(404)
-                self.send_header("X-Error-Code", "RepoNotFound")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    @staticmethod
+    def _not_found() -> web.Response:
+        return web.json_response({"error": "Repository not found"}, status=404,
+                                 headers={"X-Error-Code": "RepoNotFound"})
 
-            def do_GET(self) -> None:
-                outer.record(self)
-                path = self.path.split("?")[0]
-                m = re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path)
-                if m:
-                    if m.group(1) != outer.repo:
-                        return self._not_found()
-                    return self._json({
-                        "id": outer.repo, "modelId": outer.repo, "sha": outer.commit, "private": False,
-                        "siblings": [{"rfilename": n} for n in sorted(outer.files)],
-                    })
-                m = re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)(/.*)?", path)
-                if m:
-                    if m.group(1) != outer.repo:
-                        return self._not_found()
-                    return self._json([
-                        {"type": "file", "path": n, "size": meta["size"], "oid": meta["oid"],
-                         "lfs": {"oid": meta["sha256"], "size": meta["size"], "pointerSize": 134}}
-                        for n, meta in sorted(outer.meta.items())
-                    ])
-                return self._resolve(send_body=True)
-
-            def do_HEAD(self) -> None:
-                outer.record(self)
-                return self._resolve(send_body=False)
-
-            def _resolve(self, *, send_body: bool) -> None:
-                m = re.fullmatch(r"/(.+?)/resolve/([^/]+)/(.+)", self.path.split("?")[0])
-                if not m or m.group(1) != outer.repo or m.group(3) not in outer.files:
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        self.record(request)
+        path = request.path
+        if request.method == "GET":
+            m = re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path)
+            if m:
+                if m.group(1) != self.repo:
                     return self._not_found()
-                name = m.group(3)
-                data = outer.files[name].read_bytes()
-                meta = outer.meta[name]
-                start = 0
-                rng = self.headers.get("Range")
-                if rng and send_body:
-                    rm = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
-                    if rm:
-                        start = int(rm.group(1))
-                part = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("X-Repo-Commit", outer.commit)
-                self.send_header("ETag", f'"{meta["sha256"]}"')
-                self.send_header("X-Linked-Etag", f'"{meta["sha256"]}"')
-                self.send_header("X-Linked-Size", str(meta["size"]))
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(len(part) if send_body else meta["size"]))
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if send_body:
-                    outer.send_chunks(self, part)
+                return web.json_response({
+                    "id": self.repo, "modelId": self.repo, "sha": self.commit, "private": False,
+                    "siblings": [{"rfilename": n} for n in sorted(self.files)],
+                })
+            m = re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)(/.*)?", path)
+            if m:
+                if m.group(1) != self.repo:
+                    return self._not_found()
+                return web.json_response([
+                    {"type": "file", "path": n, "size": meta["size"], "oid": meta["oid"],
+                     "lfs": {"oid": meta["sha256"], "size": meta["size"], "pointerSize": 134}}
+                    for n, meta in sorted(self.meta.items())
+                ])
+        elif request.method != "HEAD":
+            return web.Response(status=405)
+        return await self._resolve(request, send_body=request.method == "GET")
 
-        self._start_server(Handler)
+    async def _resolve(self, request: web.Request, *, send_body: bool) -> web.StreamResponse:
+        m = re.fullmatch(r"/(.+?)/resolve/([^/]+)/(.+)", request.path)
+        if not m or m.group(1) != self.repo or m.group(3) not in self.files:
+            return self._not_found()
+        name = m.group(3)
+        data = self.files[name].read_bytes()
+        meta = self.meta[name]
+        start = 0
+        rng = request.headers.get("Range")
+        if rng and send_body:
+            rm = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
+            if rm:
+                start = int(rm.group(1))
+        headers = {"X-Repo-Commit": self.commit, "ETag": f'"{meta["sha256"]}"',
+                   "X-Linked-Etag": f'"{meta["sha256"]}"', "X-Linked-Size": str(meta["size"]),
+                   "Accept-Ranges": "bytes"}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return await self.send(request, 206 if start else 200, headers, data[start:] if send_body else None,
+                               length=meta["size"])
 
 
 class FakeModelScope(_FakeHub):
     """Serves one model repo the way ModelScope's v1 API does: the recursive file list (with Sha256) and
     `repo?Revision=..&FilePath=..` downloads that honour `Range`, in slow chunks when asked."""
 
-    def __init__(self, repo: str, files: dict[str, Path], *, chunk: int = 65536, delay: float = 0.0) -> None:
-        super().__init__(repo, files, chunk=chunk, delay=delay)
-        outer = self
-
-        class Handler(_JsonHandler):
-            def do_GET(self) -> None:
-                outer.record(self)
-                url = urllib.parse.urlsplit(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
-                m = re.fullmatch(r"/api/v1/models/(.+?)/repo(/files)?", url.path)
-                if not m or m.group(1) != outer.repo:
-                    return self._json({"Code": 10010205001, "Message": "model not exists", "Success": False}, 404)
-                if m.group(2):
-                    return self._json({"Code": 200, "Success": True, "Data": {"Files": [
-                        {"Name": Path(n).name, "Path": n, "Type": "blob", "Size": p.stat().st_size,
-                         "Sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "Revision": query.get("Revision")}
-                        for n, p in sorted(outer.files.items())
-                    ]}})
-                name = query.get("FilePath", "")
-                if name not in outer.files:
-                    return self._json({"Code": 404, "Message": "file not found"}, 404)
-                data = outer.files[name].read_bytes()
-                start = 0
-                rm = re.fullmatch(r"bytes=(\d+)-", (self.headers.get("Range") or "").strip())
-                if rm:
-                    start = int(rm.group(1))
-                part = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(part)))
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                outer.send_chunks(self, part)
-
-        self._start_server(Handler)
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        self.record(request)
+        query = dict(request.query)
+        m = re.fullmatch(r"/api/v1/models/(.+?)/repo(/files)?", request.path)
+        if request.method != "GET" or not m or m.group(1) != self.repo:
+            return web.json_response({"Code": 10010205001, "Message": "model not exists", "Success": False},
+                                     status=404)
+        if m.group(2):
+            return web.json_response({"Code": 200, "Success": True, "Data": {"Files": [
+                {"Name": Path(n).name, "Path": n, "Type": "blob", "Size": p.stat().st_size,
+                 "Sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "Revision": query.get("Revision")}
+                for n, p in sorted(self.files.items())
+            ]}})
+        name = query.get("FilePath", "")
+        if name not in self.files:
+            return web.json_response({"Code": 404, "Message": "file not found"}, status=404)
+        data = self.files[name].read_bytes()
+        start = 0
+        rm = re.fullmatch(r"bytes=(\d+)-", (request.headers.get("Range") or "").strip())
+        if rm:
+            start = int(rm.group(1))
+        headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start else {}
+        return await self.send(request, 206 if start else 200, headers, data[start:])

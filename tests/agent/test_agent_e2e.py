@@ -75,6 +75,9 @@ def test_train_eval_run_succeeds_with_every_output(lora_run: AgentRun, agent_cac
                  "logs/swift-sft.log", "logs/evalscope.log"):
         assert (out / name).is_file(), name
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # TensorBoard (the default tracker, ms-swift's --report_to) wrote its event files into the outputs: the artifact.
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events), sorted((out / "tensorboard").rglob("*"))
     width, height = struct.unpack(">II", (out / "loss.png").read_bytes()[16:24])
     assert width >= 400 and height >= 200
     # Scratch space is gone; the model cache stays.

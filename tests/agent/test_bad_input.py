@@ -166,3 +166,29 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["run", "--job", "x.json"]) == 2  # --out missing
     assert cli.main(["launch"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_job_planned_for_another_toolchain_is_refused_before_any_work(tmp_path: Path) -> None:
+    """The job names the ms-swift / EvalScope versions its result key assumes (configs/toolchain.yaml); a runner
+    with other versions refuses it, naming both, instead of filing its scores under that key."""
+    code, events, out = run_agent(tmp_path, example(toolchain={"ms_swift": "9.9.9", "evalscope": "1.14.1"}))
+    reason = assert_failed(code, events, out, "toolchain mismatch", "ms-swift 9.9.9 (this runner has 4.6.0)",
+                           "configs/toolchain.yaml")
+    assert "evalscope" not in reason.split("; ")[0]  # only what differs is named
+    assert not any(e["type"] == "phase" for e in events)  # refused before any download or training
+
+
+def test_the_installed_toolchain_matches_the_pinned_one() -> None:
+    """configs/toolchain.yaml is the one source of the versions: the agent extra of pyproject.toml pins the same,
+    and a job planned from the shipped configs passes this runner's check."""
+    import tomllib
+
+    from configs import load_catalog
+    from runner_agent import report
+    from runner_agent.runner import verify_toolchain
+
+    toolchain = load_catalog().toolchain
+    assert toolchain is not None
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert f"ms-swift=={toolchain.ms_swift}" in pins["agent"] and f"evalscope=={toolchain.evalscope}" in pins["agent"]
+    verify_toolchain(toolchain, report.versions())

@@ -10,9 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+from aiohttp import web
+
 from commands.events import event_from_dict, make_event
 from runner_agent.sinks import EventBus, HttpSink, JsonlSink, TerminalSink, read_events
 from tests.agent.helpers import CallbackServer
+from tests.fakes.loopback import LoopbackServer
 
 TOKEN = "per-run-secret"
 
@@ -102,11 +105,7 @@ def test_final_event_is_retried_until_the_bot_comes_up() -> None:
     def start_late() -> None:
         time.sleep(1.5)  # the bot restarts while the agent is closing
         server = CallbackServer(TOKEN)
-        server.httpd.server_close()
-        from http.server import ThreadingHTTPServer
-
-        server.httpd = ThreadingHTTPServer(("127.0.0.1", port), server.httpd.RequestHandlerClass)
-        server.thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+        server.port = port  # the URL the agent was given
         server.__enter__()
         started.append(server)
 
@@ -196,33 +195,26 @@ def test_terminal_plain_lines_and_tty_bar() -> None:
 
 
 def test_a_410_from_the_bot_cancels_the_run_once_and_is_not_retried() -> None:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     hits: list[bytes] = []
 
-    class Gone(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            hits.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(410)
-            self.end_headers()
-            self.wfile.write(b'{"status": "run cancelled"}')
+    class Gone(LoopbackServer):
+        def make_app(self) -> web.Application:
+            app = web.Application()
+            app.router.add_post("/", self.gone)
+            return app
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+        async def gone(self, request: web.Request) -> web.Response:
+            hits.append(await request.read())
+            return web.json_response({"status": "run cancelled"}, status=410)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gone)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     reasons: list[str] = []
-    try:
-        sink = HttpSink(f"http://127.0.0.1:{server.server_address[1]}/", TOKEN, final_deadline_s=5,
-                        on_cancel=reasons.append)
+    with Gone() as server:
+        sink = HttpSink(f"{server.base_url}/", TOKEN, final_deadline_s=5, on_cancel=reasons.append)
         bus = EventBus("run-410", [sink], heartbeat_s=0)
         bus.start()
         bus.emit("progress", phase="train", step=1, total=4, loss=2.5)
         bus.emit("progress", phase="train", step=2, total=4, loss=2.0)
         bus.emit("finished", status="cancelled", reason="x")
         bus.close()
-    finally:
-        server.shutdown()
     assert reasons == ["cancelled on the pull request (/cancel)"]
     assert len(hits) == 3 and sink.cancelled_by_bot  # each event once: a 410 is an answer, not a failure

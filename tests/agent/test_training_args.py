@@ -56,7 +56,7 @@ def test_lora_argv_is_a_list_of_typed_values() -> None:
     assert f["model"] == ["/cache/models/tiny"] and f["model_type"] == ["qwen2"] and f["template"] == ["qwen"]
     assert f["tuner_type"] == ["lora"] and f["lora_rank"] == ["8"] and f["lora_alpha"] == ["32"]
     assert f["max_steps"] == ["60"] and f["learning_rate"] == ["0.002"] and f["seed"] == ["42"]
-    assert f["check_model"] == ["false"] and f["add_version"] == ["false"] and f["report_to"] == ["none"]
+    assert f["check_model"] == ["false"] and f["add_version"] == ["false"] and f["report_to"] == ["tensorboard"]
     assert f["dataset"] == ["/cache/datasets/tiny-mcq.jsonl"] and f["output_dir"] == ["/scratch/out"]
     assert "quant_method" not in f and "train_type" not in f  # v4 renamed --train_type to --tuner_type
 
@@ -141,3 +141,17 @@ def test_log_tail_returns_only_complete_new_lines(tmp_path: Path) -> None:
         fh.write(': 2}\n{"c": 3}\n')
     assert [json.loads(x) for x in tail.read()] == [{"b": 2}, {"c": 3}]
     assert tail.read() == []
+
+
+def test_the_repositorys_tracker_reaches_ms_swift_and_only_the_project_through_env() -> None:
+    from commands.jobspec import Tracking
+    from runner_agent.training import tracker_env
+
+    default = _flags(sft_argv(_job(), MODEL, DATA, Path("/o"), gpu=False, logging_dir=Path("/out/tensorboard")))
+    assert default["report_to"] == ["tensorboard"] and default["logging_dir"] == ["/out/tensorboard"]
+    assert tracker_env(_job()) == {}
+    for tool, var in (("wandb", "WANDB_PROJECT"), ("swanlab", "SWANLAB_PROJECT"), ("mlflow", "MLFLOW_EXPERIMENT_NAME")):
+        job = _job(tracking=Tracking(tool=tool, project="tiny-sft"))
+        f = _flags(sft_argv(job, MODEL, DATA, Path("/o"), gpu=False, logging_dir=Path("/out/tensorboard")))
+        assert f["report_to"] == [tool] and "logging_dir" not in f
+        assert tracker_env(job) == {var: "tiny-sft"}  # credentials are the runner's (workflow `env:`), never the job's

@@ -247,3 +247,17 @@ def test_documented_config_example_is_the_shipped_file(catalog) -> None:
     shipped = (REPO / "configs" / "examples" / "train-config.yaml").read_text(encoding="utf-8")
     strip = [line.split("#")[0].rstrip() for line in shipped.splitlines() if line.split("#")[0].strip()]
     assert doc_example.splitlines() == strip
+
+
+def test_tracking_setting() -> None:
+    from commands.jobspec import Tracking
+    from commands.policy import PolicyError, parse_policy
+
+    assert parse_policy("tracking: wandb\n").tracking == Tracking("wandb")  # type: ignore[union-attr]
+    assert parse_policy("tracking:\n  tool: swanlab\n  project: tiny-sft\n").tracking == \
+        Tracking("swanlab", "tiny-sft")  # type: ignore[union-attr]
+    assert parse_policy("version: 1\n").tracking is None  # type: ignore[union-attr]
+    bad = parse_policy("tracking: neptune\n")
+    assert isinstance(bad, PolicyError) and "tensorboard, swanlab, wandb, mlflow" in bad.message and bad.line == 1
+    bad = parse_policy("tracking:\n  tool: wandb\n  project: ../x\n")
+    assert isinstance(bad, PolicyError) and bad.line == 3

@@ -95,3 +95,25 @@ def test_seed_delta_test_uses_between_seed_variance() -> None:
     # Seeds that disagree more than the delta: not significant.
     _, p_noisy = seed_delta_test([0.2, 0.6], [0.3, 0.7])
     assert p_noisy is not None and p_noisy > 0.5
+
+
+def test_jobs_name_the_pinned_toolchain_and_the_keys_follow_it() -> None:
+    """Every planned job carries configs/toolchain.yaml's versions; the training key names ms-swift's, each eval key
+    EvalScope's: a result made with other versions is not found under these keys."""
+    from dataclasses import replace
+
+    from commands.jobspec import Toolchain
+
+    pj = train({"data/train.jsonl": A}, eval=("cmmlu",))
+    assert pj.job.toolchain == Toolchain(ms_swift="4.6.0", evalscope="1.14.1") == CATALOG.toolchain
+    assert recipe_of(pj.job, CATALOG.models["tiny"]).ms_swift == "4.6.0"
+    other = replace(CATALOG, toolchain=Toolchain(ms_swift="4.6.0", evalscope="1.15.0"))
+    cmd = Command("train", {"model": "tiny", "dataset": ("data/train.jsonl",), "max_steps": 20, "eval": ("cmmlu",)})
+    [moved] = plan(cmd, PRFacts(repo="o/r", head_sha=HEAD, blobs={"data/train.jsonl": A}), DEFAULT_POLICY, other,
+                   ["run-1"])
+    assert moved.result_key == pj.result_key  # same ms-swift: same trained weights
+    assert moved.benchmark_keys["cmmlu"] != pj.benchmark_keys["cmmlu"]  # another EvalScope: another score
+    newer = replace(CATALOG, toolchain=Toolchain(ms_swift="4.7.0", evalscope="1.14.1"))
+    [retrained] = plan(cmd, PRFacts(repo="o/r", head_sha=HEAD, blobs={"data/train.jsonl": A}), DEFAULT_POLICY, newer,
+                       ["run-1"])
+    assert retrained.result_key != pj.result_key

@@ -49,6 +49,10 @@ PORT_NEEDS = {
     "list_pull_files": ("pull_requests", "read"),  # GET /repos/{o}/{r}/pulls/{n}/files
     "default_branch": ("metadata", "read"),  # GET /repos/{o}/{r}
     "whoami": ("metadata", "read"),  # GET /app with the JWT (no installation permission needed), or GET /user
+    "resolve_commit": ("contents", "read"),  # GET /repos/{o}/{r}/commits/{ref}
+    "blob_shas": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}?ref=
+    "repo_info": ("metadata", "read"),  # GET /repos/{o}/{r} (the web view: public or private)
+    "branch_commits": ("contents", "read"),  # GET /repos/{o}/{r}/commits?sha=<branch> (the web view's history)
 }
 
 
@@ -62,6 +66,14 @@ def test_manifest_uses_only_known_parameters(manifest: dict[str, Any]) -> None:
     assert manifest["name"] and len(manifest["name"]) <= 34  # GitHub's limit on App names
     assert set(manifest["hook_attributes"]) <= {"url", "active"}
     assert manifest["hook_attributes"]["active"] is True
+
+
+def test_manifest_has_the_web_views_oauth_callback(manifest: dict[str, Any]) -> None:
+    # The web view's GitHub login (bot/web/auth.py) sends users back to /ui/oauth/callback on the same service.
+    [callback] = manifest["callback_urls"]
+    parsed = urlparse(callback)
+    assert parsed.scheme == "https" and parsed.path == "/ui/oauth/callback"
+    assert parsed.netloc == urlparse(manifest["hook_attributes"]["url"]).netloc
 
 
 def test_manifest_urls_are_https(manifest: dict[str, Any]) -> None:

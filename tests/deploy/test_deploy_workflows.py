@@ -33,7 +33,7 @@ from tests.deploy.workflow_policy import check_workflow
 from tests.paths import REPO
 
 ALL_WORKFLOWS = [RUN_WORKFLOW, LEADERBOARD_WORKFLOW]
-RUN_INPUTS = {"run_id", "sha", "job", "job_sig", "callback_url"}
+RUN_INPUTS = {"run_id", "sha", "job", "job_sig", "callback_url", "runs_on"}
 EXAMPLE_JOB = REPO / "configs" / "examples" / "tiny-train-eval.json"
 
 
@@ -151,8 +151,15 @@ def test_run_workflow_inputs_are_the_agreed_strings(run_wf: dict[str, Any]) -> N
     inputs = run_wf["on"]["workflow_dispatch"]["inputs"]
     assert set(inputs) == RUN_INPUTS
     assert all(spec["type"] == "string" for spec in inputs.values())
-    assert {name for name, spec in inputs.items() if spec.get("required")} == RUN_INPUTS - {"callback_url"}
+    assert {name for name, spec in inputs.items() if spec.get("required")} == RUN_INPUTS - {"callback_url", "runs_on"}
     assert set(run_wf["on"]) == {"workflow_dispatch"}
+
+
+def test_a_multi_gpu_job_picks_its_runner_labels_from_the_dispatch(run_wf: dict[str, Any]) -> None:
+    # bot/jobs.py sends `runs_on` (the policy's labels for the job's GPU count) only for multi-GPU jobs; every other
+    # job keeps the repository's TUNEBOT_RUNS_ON or the classic labels.
+    runs_on = run_wf["jobs"]["run"]["runs-on"]
+    assert runs_on.startswith("${{ fromJSON(inputs.runs_on != '' && inputs.runs_on || vars.TUNEBOT_RUNS_ON")
 
 
 def test_run_is_named_and_grouped_by_run_id(run_wf: dict[str, Any]) -> None:
@@ -226,9 +233,20 @@ def test_adapter_artifact_is_downloaded_only_when_the_signed_job_names_it(
         download["with"]["name"]
 
 
+TRACKER_SECRETS = {"WANDB_API_KEY", "SWANLAB_API_KEY", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                   "MLFLOW_TRACKING_PASSWORD"}
+
+
 def test_signing_key_reaches_only_the_verify_step(run_wf: dict[str, Any]) -> None:
     holders = [s["name"] for s in steps_of(run_wf, "run") if "secrets." in json.dumps(s)]
-    assert holders == ["Verify the job signature"]
+    assert holders == ["Verify the job signature", "Run the agent"]
+    assert "TUNEBOT_JOB_SIGNING_KEY" not in json.dumps(step_named(run_wf, "run", "Run the agent"))
+    # The agent step holds only the experiment trackers' credentials (issue 15), each under its own name, via env:.
+    agent_env = step_named(run_wf, "run", "Run the agent")["env"]
+    secret_env = {k: v for k, v in agent_env.items() if "secrets." in str(v)}
+    assert set(secret_env) == TRACKER_SECRETS
+    assert all(v == f"${{{{ secrets.{k} }}}}" for k, v in secret_env.items())
+    assert "secrets." not in step_named(run_wf, "run", "Run the agent")["run"]
     verify = step_named(run_wf, "run", "Verify the job signature")
     assert verify["env"]["TUNEBOT_JOB_SIGNING_KEY"] == "${{ secrets.TUNEBOT_JOB_SIGNING_KEY }}"
 

@@ -17,16 +17,26 @@ from bot.github.sansio import (
 )
 from tests.fakes.deliveries import deliver, load_payload
 from tests.fakes.github import FakeGitHub
+from tests.fakes.loopback import LoopbackServer
 
 SECRET = b"It's a Secret to Everybody"
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A minimal webhook endpoint that does what the service must: verify, then parse."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.got: list[tuple[dict[str, str], bytes]] = []
-        self.url = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/webhook"
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/webhook", self.handle)
+        return app
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -39,17 +49,8 @@ class Receiver:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/webhook", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/webhook"  # type: ignore[attr-defined]
-    yield rec
-    await runner.cleanup()
+    async with Receiver() as rec:
+        yield rec
 
 
 def test_load_payload_overrides() -> None:

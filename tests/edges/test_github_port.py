@@ -50,7 +50,7 @@ def _port(gh: FakeGitHub, sleeps: list[float], **kw: Any) -> PyGithubPort:
         sleeps.append(s)
 
     kw.setdefault("retry", RetryPolicy(max_attempts=4, base_delay=0.01))
-    return PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, sleep=fake_sleep, **kw)
+    return PyGithubPort.with_token(gh.url, gh.token, writes_per_minute=0, writes_per_hour=0, sleep=fake_sleep, **kw)
 
 
 def test_the_port_satisfies_the_protocol(github_port: PyGithubPort) -> None:
@@ -290,7 +290,7 @@ async def test_secondary_rate_limit_waits_retry_after(fake_github: FakeGitHub, g
 async def test_secondary_rate_limit_real_wait(fake_github: FakeGitHub) -> None:
     """With the real asyncio.sleep: a 429 + Retry-After: 1 delays the retry by at least one second."""
     _setup(fake_github)
-    port = PyGithubPort.with_token(fake_github.url, fake_github.token, min_write_interval=0)
+    port = PyGithubPort.with_token(fake_github.url, fake_github.token, writes_per_minute=0, writes_per_hour=0)
     fake_github.rate_limit_next("GET", "/repos/*/collaborators/*/permission", retry_after=1, status=429)
     try:
         t0 = time.monotonic()
@@ -357,15 +357,7 @@ async def test_dispatch_502_after_apply_never_starts_two_runs(fake_github: FakeG
 
 def test_pygithub_githubretry_honours_retry_after_but_reposts_on_502() -> None:
     """Why the port does its own retries: PyGithub's GithubRetry waits Retry-After, but re-POSTs blindly."""
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    gh = FakeGitHub()
-    loop.run_until_complete(gh.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with FakeGitHub() as gh:  # served from its own thread: PyGithub blocks
         _setup(gh)
         client = github.Github(base_url=gh.url, auth=github.Auth.Token(gh.token), retry=GithubRetry(total=3),
                                seconds_between_requests=None, seconds_between_writes=None, lazy=True)
@@ -377,11 +369,6 @@ def test_pygithub_githubretry_honours_retry_after_but_reposts_on_502() -> None:
         client.get_repo(REPO).get_issue(7).create_comment("once?")
         assert [c.body for c in gh.comments_on(REPO, 7)] == ["once?", "once?"]
         client.close()
-    finally:
-        asyncio.run_coroutine_threadsafe(gh.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 # ----------------------------------------------------------------------------- GitHub App auth
@@ -402,7 +389,7 @@ async def test_app_auth_mints_caches_and_refreshes(app_key: str) -> None:
     clock = _Clock()
     async with FakeGitHub(app_id=4242, app_public_key=public_key_of(app_key)) as gh:
         _setup(gh, installation_id=77)
-        port = PyGithubPort.with_app(gh.url, 4242, app_key, clock=clock, min_write_interval=0)
+        port = PyGithubPort.with_app(gh.url, 4242, app_key, clock=clock, writes_per_minute=0, writes_per_hour=0)
         try:
             await port.get_pull(REPO, 7)
             await port.create_comment(REPO, 7, "as the app")
@@ -427,7 +414,7 @@ async def test_app_auth_mints_caches_and_refreshes(app_key: str) -> None:
 async def test_app_auth_uses_remembered_installation_and_survives_revocation(app_key: str) -> None:
     async with FakeGitHub(app_id=4242, app_public_key=public_key_of(app_key)) as gh:
         _setup(gh, installation_id=5)
-        port = PyGithubPort.with_app(gh.url, "4242", app_key, min_write_interval=0)
+        port = PyGithubPort.with_app(gh.url, "4242", app_key, writes_per_minute=0, writes_per_hour=0)
         port.remember_installation(REPO, 5)
         try:
             await port.get_permission(REPO, "alice")
@@ -443,9 +430,9 @@ async def test_app_auth_errors_are_clear(app_key: str) -> None:
     other_key = generate_app_key()
     async with FakeGitHub(app_id=4242, app_public_key=public_key_of(app_key)) as gh:
         _setup(gh)
-        bad = PyGithubPort.with_app(gh.url, 4242, other_key, min_write_interval=0)
-        wrong_id = PyGithubPort.with_app(gh.url, 1, app_key, min_write_interval=0)
-        good = PyGithubPort.with_app(gh.url, 4242, app_key, min_write_interval=0)
+        bad = PyGithubPort.with_app(gh.url, 4242, other_key, writes_per_minute=0, writes_per_hour=0)
+        wrong_id = PyGithubPort.with_app(gh.url, 1, app_key, writes_per_minute=0, writes_per_hour=0)
+        good = PyGithubPort.with_app(gh.url, 4242, app_key, writes_per_minute=0, writes_per_hour=0)
         try:
             with pytest.raises(Unauthorized):
                 await bad.get_pull(REPO, 7)

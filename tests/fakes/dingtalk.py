@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 DEFAULT_TOKEN = "robot-token-1"
 DEFAULT_SECRET = "SECtest-secret-0123456789"
 MSGTYPES = {"text": "text", "markdown": "markdown", "link": "link", "actionCard": "actionCard",
@@ -44,11 +46,12 @@ class DingCall:
     at: float
 
 
-class FakeDingTalk:
+class FakeDingTalk(LoopbackServer):
     """`async with FakeDingTalk() as ding:`; `ding.webhook_url()` is a robot URL, `ding.secret` its SEC secret."""
 
     def __init__(self, *, clock: Callable[[], float] | None = None, limit: int = 20, window: float = 60.0,
                  throttle: float = 600.0) -> None:
+        super().__init__()
         self.clock = clock or time.time
         self.limit = limit
         self.window = window
@@ -56,8 +59,6 @@ class FakeDingTalk:
         self.robots: dict[str, Robot] = {}
         self.calls: list[DingCall] = []
         self._forced: list[list[Any]] = []  # [remaining, errcode, errmsg]
-        self._runner: web.AppRunner | None = None
-        self.port = 0
         self.add_robot(DEFAULT_TOKEN, DEFAULT_SECRET)
 
     @property
@@ -78,20 +79,10 @@ class FakeDingTalk:
     def fail_next(self, errcode: int, errmsg: str, times: int = 1) -> None:
         self._forced.append([times, errcode, errmsg])
 
-    async def __aenter__(self) -> FakeDingTalk:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/robot/send", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def _answer(self, token: str | None, query: dict[str, str], body: Any, errcode: int,
                 errmsg: str) -> web.Response:

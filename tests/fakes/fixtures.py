@@ -35,8 +35,8 @@ async def github_port(fake_github: FakeGitHub, recorded_sleeps: list[float]) -> 
     async def no_sleep(seconds: float) -> None:
         recorded_sleeps.append(seconds)
 
-    port = PyGithubPort.with_token(fake_github.url, fake_github.token, min_write_interval=0, sleep=no_sleep,
-                                   retry=RetryPolicy(max_attempts=4, base_delay=0.01))
+    port = PyGithubPort.with_token(fake_github.url, fake_github.token, writes_per_minute=0, writes_per_hour=0,
+                                   sleep=no_sleep, retry=RetryPolicy(max_attempts=4, base_delay=0.01))
     try:
         yield port
     finally:

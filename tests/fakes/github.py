@@ -17,6 +17,7 @@ import base64
 import copy
 import fnmatch
 import hashlib
+import html
 import io
 import itertools
 import json
@@ -28,13 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import jwt
 from aiohttp import web
 
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload
+from tests.fakes.loopback import LoopbackServer
 from tests.paths import FIXTURES
 
 _BLOBS = "/_blobs/artifacts"  # where artifact downloads redirect to (signed, unauthenticated)
@@ -206,6 +208,8 @@ class FakeRepo:
     issues: set[int] = field(default_factory=set)
     workflows: dict[str, str] = field(default_factory=dict)  # file -> workflow name
     workflow_inputs: dict[str, set[str]] = field(default_factory=dict)  # file -> declared inputs (optional)
+    history: dict[str, list[str]] = field(default_factory=dict)  # branch -> its commits, oldest first
+    messages: dict[str, str] = field(default_factory=dict)  # sha -> commit message
 
     def __post_init__(self) -> None:
         self.branches.setdefault(self.default_branch, _sha(f"{self.full_name}@{self.default_branch}"))
@@ -227,11 +231,14 @@ class FakeRepo:
         self.files.setdefault(ref or self.default_branch, {})[path] = text
 
     def add_commit(self, sha: str, files: dict[str, str | bytes], *, branch: str | None = None,
-                   tags: tuple[str, ...] = ()) -> str:
-        """A commit with these files (the whole tree this fake knows of), optionally the head of a branch or tagged."""
+                   tags: tuple[str, ...] = (), message: str | None = None) -> str:
+        """A commit with these files (the whole tree this fake knows of), optionally the head of a branch (appended
+        to its history, which `GET /repos/{o}/{r}/commits?sha=<branch>` lists) or tagged."""
         self.files[sha] = dict(files)
+        self.messages[sha] = message or f"commit {sha[:7]}"
         if branch is not None:
             self.branches[branch] = sha
+            self.history.setdefault(branch, []).append(sha)
         for tag in tags:
             self.tags[tag] = sha
         return sha
@@ -297,7 +304,7 @@ _IDENTITY = web.RequestKey("identity", Identity)
 _ROUTE = web.RequestKey("route", str)
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """The fake GitHub server. Use as `async with FakeGitHub() as gh:`; `gh.url` is the API base URL."""
 
     def __init__(self, *, api_prefix: str = "", dispatch_mode: str = "details", clock: Clock | None = None,
@@ -309,6 +316,7 @@ class FakeGitHub:
                  run_name_input: str = "run_id", run_name_template: str = "tunebot {run_id}") -> None:
         if dispatch_mode not in ("details", "no_content"):
             raise ValueError("dispatch_mode is 'details' (200 with return_run_details) or 'no_content' (GHES 204)")
+        super().__init__()
         self.api_prefix = api_prefix.rstrip("/")
         self.dispatch_mode = dispatch_mode
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -335,12 +343,18 @@ class FakeGitHub:
         self.issued_tokens: list[tuple[int, str, datetime]] = []  # (installation id, token, expires_at)
         self.deliveries: list[DeliveryResult] = []
         self.hook_errors: list[BaseException] = []
+        self.oauth_apps: dict[str, tuple[str, str]] = {}  # client id -> (client secret, callback URL)
+        self.oauth_codes: dict[str, tuple[str, str, str, datetime]] = {}  # code -> (client, login, redirect, expiry)
+        self.user_tokens: list[tuple[str, str]] = []  # (login, token) issued by the web flow
         self._faults: list[_Fault] = []
+        # GitHub's secondary limit on content-creating requests, when set: (at most N, per window in seconds);
+        # one more answers 403 "secondary rate limit" like GitHub (bench/command_burst.py checks it never does).
+        self.secondary_limit: tuple[int, float] | None = None
+        self._writes: list[float] = []
+        self.secondary_403s = 0
         self._ids = itertools.count(1000)
         self._run_numbers: dict[tuple[str, str], itertools.count[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -348,29 +362,14 @@ class FakeGitHub:
         """The API base URL to give a client (`http://127.0.0.1:<port>[/api/v3]`)."""
         return f"http://127.0.0.1:{self.port}{self.api_prefix}"
 
-    async def start(self) -> FakeGitHub:
+    def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self
+        return app
 
     async def close(self) -> None:
         await self.drain()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGitHub:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await super().close()
 
     async def drain(self) -> None:
         """Wait for the on_dispatch / on_cancel hooks still running; re-raise the first hook error."""
@@ -511,6 +510,10 @@ class FakeGitHub:
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         path = request.path
+        if path.startswith("/login/oauth/"):  # the browser's side of the web flow: forms, no API token
+            self.requests.append(RecordedRequest(request.method, path, dict(request.query), None,
+                                                 request.headers.get("Authorization"), path))
+            return await handler(request)
         if self.api_prefix and path.startswith(self.api_prefix):
             path = path[len(self.api_prefix):]
         route = ""
@@ -528,6 +531,18 @@ class FakeGitHub:
                 return self._error(400, "Problems parsing JSON")
         self.requests.append(RecordedRequest(request.method, path, dict(request.query), payload,
                                              request.headers.get("Authorization"), route))
+        if self.secondary_limit is not None and request.method in ("POST", "PATCH", "PUT", "DELETE") \
+                and not route.startswith("/app"):
+            most, window = self.secondary_limit
+            now_s = asyncio.get_running_loop().time()
+            self._writes = [w for w in self._writes if w > now_s - window]
+            if len(self._writes) >= most:
+                self.secondary_403s += 1
+                return web.json_response({"message": "You have exceeded a secondary rate limit. Please wait a few "
+                                                     "minutes before you try again.",
+                                          "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"},
+                                         status=403, headers={"Retry-After": str(int(window))})
+            self._writes.append(now_s)
         late: _Fault | None = None
         for fault in self._faults:
             if fault.remaining > 0 and fault.method == request.method and self._matches(fault.pattern, path, route):
@@ -652,7 +667,12 @@ class FakeGitHub:
         r.add_post(p + "/repos/{owner}/{repo}/check-runs", self._h_create_check)
         r.add_patch(p + "/repos/{owner}/{repo}/check-runs/{check_run_id}", self._h_update_check)
         r.add_get(p + "/repos/{owner}/{repo}/contents/{path:.+}", self._h_contents)
+        r.add_get(p + "/repos/{owner}/{repo}/commits", self._h_list_commits)
         r.add_get(p + "/repos/{owner}/{repo}/commits/{ref}", self._h_commit)
+        # The OAuth web flow lives on the web host (github.com), not under the API prefix.
+        r.add_get("/login/oauth/authorize", self._h_oauth_authorize)
+        r.add_post("/login/oauth/authorize", self._h_oauth_approve)
+        r.add_post("/login/oauth/access_token", self._h_oauth_token)
         r.add_post(p + "/repos/{owner}/{repo}/statuses/{sha}", self._h_status)
 
     @staticmethod
@@ -738,7 +758,8 @@ class FakeGitHub:
     async def _h_permission(self, request: web.Request) -> web.Response:
         repo = self._repo_or_raise(self._repo_name(request))
         login = request.match_info["username"]
-        perm, role = repo.permissions.get(login, repo.default_permission)
+        # Outsiders read a public repository; a private one's outsiders have no permission at all.
+        perm, role = repo.permissions.get(login, ("none", "none") if repo.private else repo.default_permission)
         body = _example("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", "200")
         body.update({"permission": perm, "role_name": role, "user": self._user(login)})
         return web.json_response(body)
@@ -1079,6 +1100,29 @@ class FakeGitHub:
             "download_url": f"https://raw.githubusercontent.com/{repo.full_name}/{ref}/{path}",
             "_links": {"self": api, "git": git, "html": html}})
 
+    def _commit_json(self, repo: FakeRepo, sha: str) -> dict[str, Any]:
+        when = _iso(self.clock())
+        person = {"name": "Octo Cat", "email": "octocat@github.com", "date": when}
+        return {"sha": sha, "node_id": "C_" + sha[:16], "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}",
+                "html_url": f"https://github.com/{repo.full_name}/commit/{sha}",
+                "commit": {"message": repo.messages.get(sha, f"commit {sha[:7]}"), "author": person,
+                           "committer": person, "tree": {"sha": _sha(f"tree {sha}")}},
+                "parents": []}
+
+    async def _h_list_commits(self, request: web.Request) -> web.Response:
+        """`GET /repos/{owner}/{repo}/commits?sha=<branch or sha>`: the branch's history, newest first (paginated).
+        A branch this fake has no history for lists its head alone."""
+        repo = self._repo_or_raise(self._repo_name(request))
+        ref = request.query.get("sha") or repo.default_branch
+        if ref in repo.history:
+            shas = list(reversed(repo.history[ref]))
+        else:
+            head = repo.resolve(ref)
+            if head is None:
+                return self._error(404, "Not Found")
+            shas = [head]
+        return self._paginate(request, [self._commit_json(repo, sha) for sha in shas])
+
     async def _h_commit(self, request: web.Request) -> web.Response:
         """`GET /repos/{owner}/{repo}/commits/{ref}`: the commit a branch, tag or (short) SHA names; GitHub answers
         422 "No commit found for SHA: <ref>" for a ref that names nothing."""
@@ -1091,6 +1135,93 @@ class FakeGitHub:
             "sha": sha, "node_id": "C_" + sha[:16], "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}",
             "html_url": f"https://github.com/{repo.full_name}/commit/{sha}",
             "commit": {"message": f"commit {sha[:7]}", "tree": {"sha": _sha(f"tree {sha}")}}, "parents": []})
+
+    # ---------------------------------------------------------------- OAuth web flow
+    # GitHub's documented flow for a GitHub App's user access tokens: GET /login/oauth/authorize (the user approves),
+    # a redirect to the callback with ?code&state, POST /login/oauth/access_token (code -> token; errors come as
+    # HTTP 200 with `error`), then the API with `Authorization: Bearer <token>`.
+    @property
+    def web_url(self) -> str:
+        """The web host (github.com's part: /login/oauth/...), which is never under the API prefix."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def add_oauth_app(self, client_id: str, client_secret: str, callback_url: str) -> None:
+        self.oauth_apps[client_id] = (client_secret, callback_url)
+
+    @staticmethod
+    def _redirect_ok(registered: str, given: str) -> bool:
+        # GitHub: host and port must match the callback URL exactly; the path must be the same or below it.
+        a, b = urlsplit(registered), urlsplit(given)
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc) and (b.path + "/").startswith(a.path.rstrip("/") + "/")
+
+    async def _h_oauth_authorize(self, request: web.Request) -> web.Response:
+        """The page where the user (signed in to GitHub, here: typing a login) approves the App."""
+        q = request.query
+        app = self.oauth_apps.get(q.get("client_id", ""))
+        if app is None:
+            return web.Response(status=404, text="<h1>404 — not found</h1>", content_type="text/html")
+        redirect_uri = q.get("redirect_uri") or app[1]
+        if not self._redirect_ok(app[1], redirect_uri):
+            target = app[1] + "?" + urlencode({
+                "error": "redirect_uri_mismatch", "state": q.get("state", ""),
+                "error_description": "The redirect_uri MUST match the registered callback URL for this application.",
+                "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-authorization-request-"
+                             "errors/#redirect-uri-mismatch"})
+            raise web.HTTPFound(target)
+        hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v)}">'
+                         for k, v in (("client_id", q["client_id"]), ("redirect_uri", redirect_uri),
+                                      ("state", q.get("state", ""))))
+        page = ("<!doctype html><title>Authorize application</title><h1>Sign in to GitHub to continue</h1>"
+                f'<form method="post" action="/login/oauth/authorize">{hidden}'
+                '<label>Username <input id="login_field" name="login" autofocus></label> '
+                '<button id="authorize" type="submit">Authorize</button></form>')
+        return web.Response(text=page, content_type="text/html")
+
+    async def _h_oauth_approve(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        login, client_id = str(form.get("login", "")).strip(), str(form.get("client_id", ""))
+        app = self.oauth_apps.get(client_id)
+        if app is None or not login:
+            return web.Response(status=422, text="unknown application or no user", content_type="text/html")
+        code = secrets.token_hex(10)
+        redirect_uri = str(form.get("redirect_uri") or app[1])
+        self.oauth_codes[code] = (client_id, login, redirect_uri, self.clock() + timedelta(minutes=10))
+        raise web.HTTPFound(redirect_uri + ("&" if "?" in redirect_uri else "?") +
+                            urlencode({"code": code, "state": str(form.get("state", ""))}))
+
+    async def _h_oauth_token(self, request: web.Request) -> web.Response:
+        """Exchange a code for a user-to-server token (`ghu_`, expiring in 8 hours, with a refresh token)."""
+        params: dict[str, str] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update({k: str(v) for k, v in (await request.json()).items()})
+        else:
+            params.update({k: str(v) for k, v in (await request.post()).items()})
+        as_json = "application/json" in request.headers.get("Accept", "")
+
+        def answer(body: dict[str, Any]) -> web.Response:
+            if as_json:
+                return web.json_response(body)
+            return web.Response(text=urlencode(body), content_type="application/x-www-form-urlencoded")
+
+        def error(code: str, description: str) -> web.Response:
+            return answer({"error": code, "error_description": description,
+                           "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-"
+                                        f"access-token-request-errors/#{code.replace('_', '-')}"})
+
+        app = self.oauth_apps.get(params.get("client_id", ""))
+        if app is None or not secrets.compare_digest(app[0], params.get("client_secret", "")):
+            return error("incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.")
+        grant = self.oauth_codes.pop(params.get("code", ""), None)  # a code works once
+        if grant is None or grant[0] != params["client_id"] or grant[3] <= self.clock():
+            return error("bad_verification_code", "The code passed is incorrect or expired.")
+        if params.get("redirect_uri") and params["redirect_uri"] != grant[2]:
+            return error("redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this "
+                                                  "application.")
+        token = "ghu_" + secrets.token_hex(18)
+        self.tokens[token] = Identity(grant[1], "User", None, self.clock() + timedelta(hours=8))
+        self.user_tokens.append((grant[1], token))
+        return answer({"access_token": token, "expires_in": 28800, "refresh_token": "ghr_" + secrets.token_hex(30),
+                       "refresh_token_expires_in": 15897600, "scope": "", "token_type": "bearer"})
 
     # ---------------------------------------------------------------- artifacts
     def add_artifact(self, run_id: int, name: str, files: dict[str, bytes]) -> FakeArtifact:

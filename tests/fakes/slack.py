@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 DEFAULT_TOKEN = "xoxb-test-token"
 MAX_TEXT = 40_000
 
@@ -51,10 +53,11 @@ class SlackCall:
     answer: dict[str, Any]
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """`async with FakeSlack() as slack:`; give clients `slack.base_url` (ends with /api/) and `slack.token`."""
 
     def __init__(self, *, token: str = DEFAULT_TOKEN, channels: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.token = token
         # name -> ID; posting to "#name" or "name" answers the ID, like Slack.
         self.channels: dict[str, str] = dict(channels or {"tunebot": "C0TUNEBOT1", "general": "C0GENERAL1"})
@@ -63,8 +66,6 @@ class FakeSlack:
         self._rate_limits: list[tuple[str, int, int]] = []  # (method, remaining, retry_after)
         self._errors: list[tuple[str, int, str]] = []  # (method, remaining, error)
         self._counter = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
         self.ephemeral: list[SlackMessage] = []  # chat.postEphemeral, kept apart: nobody else sees these
         self.responses: list[SlackResponse] = []  # bodies POSTed to response_urls handed out by new_response_url
         self._response_urls: set[str] = set()
@@ -77,21 +78,11 @@ class FakeSlack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
 
-    async def __aenter__(self) -> FakeSlack:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_post("/commands/{team}/{id}/{secret}", self._handle_response_url)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     # ------------------------------------------------------------------ test controls
     def rate_limit_next(self, method: str = "*", times: int = 1, retry_after: int = 1) -> None:

@@ -140,11 +140,12 @@ def test_the_workflow_step_emits_a_valid_job_for_every_model(tmp_path: Path) -> 
     repo_root = Path(__file__).resolve().parents[2]
     for model in models:
         temp = tmp_path / model
+        # GitHub sets the workflow's env for every step: the step reads it (models, benchmarks, trusted presets).
         temp.mkdir()
         env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
                "PYTHONPATH": str(repo_root), "RUNNER_TEMP": str(temp), "GITHUB_RUN_ID": "12345",
                "GITHUB_RUN_ATTEMPT": "2", "GITHUB_SHA": SHA, "GITHUB_REPOSITORY": REPO_NAME,
-               "TUNEBOT_MODEL": model, "TUNEBOT_BENCHMARKS": wf["env"]["TUNEBOT_BENCHMARKS"]}
+               "TUNEBOT_MODEL": model, **{k: str(v) for k, v in wf["env"].items()}}
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=temp,
                               env=env, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stderr
@@ -152,4 +153,8 @@ def test_the_workflow_step_emits_a_valid_job_for_every_model(tmp_path: Path) -> 
         job = job_from_json(text)
         assert job.run_id == f"leaderboard-12345-2-{model}" and job.model.name == model
         assert sorted(b.name for b in job.benchmarks) == sorted(names)
-        assert text.strip() == planned(f"/eval {wf['env']['TUNEBOT_BENCHMARKS']} model={model}", job.run_id)
+        policy = parse_policy((temp / "tunebot" / "policy.yml").read_text(encoding="utf-8"))
+        assert isinstance(policy, Policy)
+        trusted = wf["env"]["TUNEBOT_TRUST_REMOTE_CODE"].split()
+        assert trusted and set(policy.trust_remote_code) == set(trusted)  # the step's policy opts in to those only
+        assert text.strip() == planned(f"/eval {wf['env']['TUNEBOT_BENCHMARKS']} model={model}", job.run_id, policy)

@@ -113,7 +113,7 @@ async def test_a_copied_marker_in_someone_elses_comment_is_never_edited(gh: Fake
 
 
 async def test_unchanged_ranking_is_not_rewritten_and_duplicates_pick_the_oldest(gh: FakeGitHub) -> None:
-    port = PyGithubPort.with_token(gh.url, ACTIONS_TOKEN, min_write_interval=0)
+    port = PyGithubPort.with_token(gh.url, ACTIONS_TOKEN, writes_per_minute=0, writes_per_hour=0)
     try:
         body = f"{MARKER}\nranking v1\n"
         first = await upsert_comment(port, "octo/lb", ISSUE, body, author=ACTIONS)
@@ -165,7 +165,7 @@ async def test_a_slack_error_does_not_stop_the_comment(gh: FakeGitHub, slack: Fa
     root = _night(tmp_path / "n1", DAY1, {"qwen3-8b": (700, 1000)})
     got = collect(root)
     markdown = leaderboard_markdown(got, now=DAY1)
-    port = PyGithubPort.with_token(gh.url, ACTIONS_TOKEN, min_write_interval=0)
+    port = PyGithubPort.with_token(gh.url, ACTIONS_TOKEN, writes_per_minute=0, writes_per_hour=0)
     settings = PostSettings(repo="octo/lb", issue=ISSUE, github_token=ACTIONS_TOKEN, github_api_url=gh.url,
                             slack_channel="#no-such-channel", slack_token=slack.token, slack_api_url=slack.base_url)
     try:

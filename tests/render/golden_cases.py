@@ -61,6 +61,29 @@ def _recipe_comparison() -> Any:
                    changes=("learning_rate: 0.0001 → 0.0002", "data/train.jsonl: blob 1a2b3c4 → blob 9f8e7d6"))
 
 
+def _seeded_comparison() -> Any:
+    """The `/compare main seeds=2` report: the recipe comparison judged across two seeds per side (per-seed scores
+    of each benchmark; Δ, p and the interval from Welch's t-test on them)."""
+    from commands.compare import with_seeds
+    from commands.results import BenchmarkResult, Results, SubsetScore
+
+    def side(run: str, scores: dict[str, int]) -> Results:
+        return Results(run, "succeeded", {b: BenchmarkResult(b, {"all": SubsetScore(200, c)}, {})
+                                          for b, c in scores.items()})
+
+    base = [side("tb-base-42", {"cmmlu": 100, "ceval": 90}), side("tb-base-43", {"cmmlu": 104, "ceval": 97})]
+    new = [side("tb-new-42", {"cmmlu": 110, "ceval": 92}), side("tb-new-43", {"cmmlu": 113, "ceval": 90})]
+    return with_seeds(_recipe_comparison(), (42, 43), base, new)
+
+
+def seeded_conclusion() -> Any:
+    from commands.compare import decide
+
+    from .fixtures import RULES
+
+    return decide(_seeded_comparison(), RULES)
+
+
 def _views() -> list[Any]:
     return [run_view("running"), run_view("succeeded", run_id="tb-20250114-0031", started_at=NOW - 90000,
                                           finished_at=NOW - 88000), run_view("queued", run_id="tb-20250115-0050"),
@@ -85,6 +108,12 @@ CASES: dict[str, tuple[str, Callable[[str], Any]]] = {
                                                                               lang, LINKS)),
     "dingtalk_comparison_recipe": ("json", lambda lang: dingtalk_comparison_markdown(_recipe_comparison(),
                                                                                      conclusion(), lang, LINKS)),
+    "comparison_seeds": ("md", lambda lang: _parts(render_comparison(_seeded_comparison(), seeded_conclusion(), lang,
+                                                                     LINKS, key="pr-42-vs-main"))),
+    "slack_comparison_seeds": ("json", lambda lang: slack_comparison_message(_seeded_comparison(),
+                                                                             seeded_conclusion(), lang, LINKS)),
+    "dingtalk_comparison_seeds": ("json", lambda lang: dingtalk_comparison_markdown(_seeded_comparison(),
+                                                                                    seeded_conclusion(), lang, LINKS)),
     "status": ("md", lambda lang: render_status_list(_views(), lang)),
     "status_empty": ("md", lambda lang: render_status_list([], lang)),
     "cached_reply": ("md", lambda lang: render_cached_reply(

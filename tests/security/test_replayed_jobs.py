@@ -39,8 +39,8 @@ def _finished(out: Path) -> dict[str, Any]:
     return dict(events[0])
 
 
-async def test_the_bot_signs_not_after_from_its_configured_ttl(make_bot: Any) -> None:
-    bot = await make_bot(job_ttl_s=600)
+async def test_the_bot_signs_not_after_from_its_configured_ttl(memory_bot: Any) -> None:
+    bot = await memory_bot(job_ttl_s=600)
     before = time.time()
     await bot.start_run()
     job = job_of(bot.dispatches()[-1])

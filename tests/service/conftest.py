@@ -24,6 +24,7 @@ from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
 from tests.fakes.deliveries import DeliveryResult, deliver, load_payload, pr_comment_payload
 from tests.fakes.github import FakeGitHub, FakeRepo, generate_app_key, public_key_of
+from tests.service.memory import memory_bot, migrated_db  # noqa: F401  (the in-memory service, for pytest)
 
 SECRET = "webhook-secret-for-tests"
 SIGNING_KEY = "job-signing-key-for-tests"
@@ -139,8 +140,9 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
                           database_url=f"sqlite:///{db or tmp_path / 'bot.db'}",
                           **{"card_edit_interval_s": 0.0, "checkpoint_dir": str(tmp_path / "checkpoints"), **config})
         retry = RetryPolicy(max_attempts=3, base_delay=0.01)
-        port = PyGithubPort.with_app(gh.url, gh.app_id, key, min_write_interval=0, retry=retry) if key else \
-            PyGithubPort.with_token(gh.url, gh.token, min_write_interval=0, retry=retry)
+        unpaced: dict[str, Any] = {"writes_per_minute": 0, "writes_per_hour": 0, "retry": retry}
+        port = PyGithubPort.with_app(gh.url, gh.app_id, key, **unpaced) if key else \
+            PyGithubPort.with_token(gh.url, gh.token, **unpaced)
         chat_session = aiohttp.ClientSession() if (cfg.slack_token or cfg.dingtalk_robots) else None
         if chat_session is not None:
             sessions.append(chat_session)

@@ -21,9 +21,9 @@ async def finish(bot: Any, run_id: str) -> None:
     await bot.settle()
 
 
-async def test_adapter_eval_names_the_training_workflow_run(make_bot) -> None:
+async def test_adapter_eval_names_the_training_workflow_run(memory_bot) -> None:
     seen: dict[str, int] = {}
-    bot = await make_bot(on_dispatch=recorder(seen))
+    bot = await memory_bot(on_dispatch=recorder(seen))
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     train = job_of(bot.dispatches()[0])
@@ -50,8 +50,8 @@ async def test_adapter_eval_names_the_training_workflow_run(make_bot) -> None:
     assert all(seen[job.run_id] != seen[train.run_id] for job in evals)
 
 
-async def test_the_adapter_hash_the_training_run_reported_rides_in_the_signed_eval_job(make_bot) -> None:
-    bot = await make_bot()
+async def test_the_adapter_hash_the_training_run_reported_rides_in_the_signed_eval_job(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     train = job_of(bot.dispatches()[0])

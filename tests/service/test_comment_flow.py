@@ -1,16 +1,15 @@
 """The comment flow end to end inside the service: signed webhook → parse → authorize → dispatch → run card,
 and agent callbacks → card, check run and results. The agent side is scripted here; tests/e2e runs the real one."""
 
-import asyncio
-
 import pytest
 
 from commands.events import verify_body
+from tests.fakes.deliveries import load_payload
 from tests.service.conftest import REPO, SIGNING_KEY, job_of
 
 
-async def test_train_comment_dispatches_signed_job_on_default_branch(make_bot) -> None:
-    bot = await make_bot()
+async def test_train_comment_dispatches_signed_job_on_default_branch(memory_bot) -> None:
+    bot = await memory_bot()
     res = await bot.comment("Looks good.\n/train tiny max_steps=20")
     assert res.status == 202
     await bot.settle()
@@ -27,12 +26,23 @@ async def test_train_comment_dispatches_signed_job_on_default_branch(make_bot) -
     assert run is not None and run.state == "dispatched" and run.workflow_run_id is not None
     [card] = bot.bot_comments()
     assert f"<!-- tunebot:run:{job.run_id} -->" in card
-    reactions = bot.github.requests_to("POST", "*/reactions")
-    assert [r.json["content"] for r in reactions] == ["eyes"]
+    reactions = bot.github.calls_to("POST", "*/reactions")
+    assert [r.body["content"] for r in reactions] == ["eyes"]
+    # Exactly what reached GitHub: the permission of the commenter and the PR were read; then the 👀 on the
+    # comment, the dispatch (on the default branch, asking for the run's id) and the card, in that order.
+    assert ("GET", f"/repos/{REPO}/collaborators/Codertocat/permission", None) in bot.github.calls
+    assert ("GET", f"/repos/{REPO}/pulls/1", None) in bot.github.calls
+    assert [c for c in bot.github.calls if c.method != "GET"] == [
+        ("POST", f"/repos/{REPO}/issues/comments/{res.comment_id}/reactions", {"content": "eyes"}),
+        ("POST", f"/repos/{REPO}/actions/workflows/tunebot-run.yml/dispatches",
+         {"ref": "main", "inputs": inputs, "return_run_details": True}),
+        ("POST", f"/repos/{REPO}/issues/1/comments", {"body": card}),
+    ]
+    assert set(inputs) == {"run_id", "job", "job_sig", "sha", "callback_url"} and inputs["run_id"] == job.run_id
 
 
-async def test_callbacks_drive_the_card_to_final_scores(make_bot) -> None:
-    bot = await make_bot()
+async def test_callbacks_drive_the_card_to_final_scores(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     job = job_of(bot.dispatches()[0])
@@ -65,8 +75,8 @@ async def test_callbacks_drive_the_card_to_final_scores(make_bot) -> None:
     assert "75" in card and "cmmlu" in card.lower()
 
 
-async def test_forged_and_wrong_run_callbacks_are_refused(make_bot) -> None:
-    bot = await make_bot()
+async def test_forged_and_wrong_run_callbacks_are_refused(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     run = await bot.service.store.get_run(job_of(bot.dispatches()[0]).run_id)
@@ -91,28 +101,33 @@ async def test_forged_signature_and_duplicate_delivery(make_bot) -> None:
     assert 'tunebot_webhook_requests_total{outcome="duplicate"} 1' in text
 
 
-async def test_unauthorized_commenter_gets_a_reason_and_nothing_runs(make_bot) -> None:
-    bot = await make_bot()
+async def test_unauthorized_commenter_gets_a_reason_and_nothing_runs(memory_bot) -> None:
+    bot = await memory_bot()
     bot.repo.set_permission("mallory", "read")
     await bot.comment("/train tiny", login="mallory", association="CONTRIBUTOR")
     await bot.settle()
     assert bot.dispatches() == []
     [reply] = bot.bot_comments()
     assert "@mallory" in reply and "write" in reply
+    # The answer is a reply and nothing else: no dispatch, no card, no check run.
+    assert [(c.method, c.url) for c in bot.github.calls if c.method != "GET"] == [
+        ("POST", f"/repos/{REPO}/issues/comments/{bot.github.comments_on(REPO, 1)[0].id}/reactions"),
+        ("POST", f"/repos/{REPO}/issues/1/comments")]
 
 
-async def test_bots_edits_and_plain_comments_cost_no_github_call(make_bot) -> None:
-    bot = await make_bot()
-    before = len(bot.github.requests)
+async def test_bots_edits_and_plain_comments_cost_no_github_call(memory_bot) -> None:
+    bot = await memory_bot()
+    before = len(bot.github.calls)
+    assert bot.github.calls == [("GET", "/user", None)]  # at start-up, who the bot is
     await bot.comment("just a normal review comment")
     await bot.comment("/train tiny", login="dependabot[bot]", user_type="Bot")
     await bot.comment("/train tiny", action="edited")
     await bot.settle()
-    assert len(bot.github.requests) == before and bot.dispatches() == []
+    assert len(bot.github.calls) == before and bot.dispatches() == []
 
 
-async def test_status_and_cancel(make_bot) -> None:
-    bot = await make_bot()
+async def test_status_and_cancel(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     rid = job_of(bot.dispatches()[0]).run_id
@@ -123,14 +138,19 @@ async def test_status_and_cancel(make_bot) -> None:
     await bot.settle()
     run = await bot.service.store.get_run(rid)
     assert run.state == "cancelled" and "Codertocat" in (run.reason or "")
-    assert bot.github.requests_to("POST", f"*/actions/runs/{run.workflow_run_id}/cancel")
+    assert bot.github.calls_to("POST", f"*/actions/runs/{run.workflow_run_id}/cancel") == [
+        ("POST", f"/repos/{REPO}/actions/runs/{run.workflow_run_id}/cancel", None)]
+    assert bot.github.runs[run.workflow_run_id].conclusion == "cancelled"
+    # The card is edited in place to say so (one card, never a second one).
+    [card] = [c for c in bot.github.comments_on(REPO, 1) if f"tunebot:run:{rid}" in c.body]
+    assert bot.github.calls_to("PATCH", f"*/issues/comments/{card.id}")[-1].body == {"body": card.body}
     # The agent learns it was cancelled from the answer to its next event.
     status, _ = await bot.post_event(rid, run.run_token, 0, "heartbeat")
     assert status == 410
 
 
-async def test_retry_dispatches_a_failed_run_again_with_the_same_job(make_bot) -> None:
-    bot = await make_bot()
+async def test_retry_dispatches_a_failed_run_again_with_the_same_job(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     first = job_of(bot.dispatches()[0])
@@ -145,9 +165,9 @@ async def test_retry_dispatches_a_failed_run_again_with_the_same_job(make_bot) -
     assert (await bot.service.store.get_run(second.run_id)).retry_of == first.run_id
 
 
-async def test_retry_refuses_runs_that_did_not_fail(make_bot) -> None:
+async def test_retry_refuses_runs_that_did_not_fail(memory_bot) -> None:
     """`/help retry` promises "a failed or cancelled run": a succeeded or still-running one is not paid for twice."""
-    bot = await make_bot()
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     rid = job_of(bot.dispatches()[0]).run_id
@@ -171,8 +191,8 @@ async def test_retry_refuses_runs_that_did_not_fail(make_bot) -> None:
     assert "has no run `tb-000000000000`" in bot.bot_comments()[-1] and len(bot.dispatches()) == 1
 
 
-async def test_status_with_a_run_id_shows_that_run(make_bot) -> None:
-    bot = await make_bot()
+async def test_status_with_a_run_id_shows_that_run(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     first = job_of(bot.dispatches()[0]).run_id
@@ -189,16 +209,13 @@ async def test_status_with_a_run_id_shows_that_run(make_bot) -> None:
     assert "has no run `tb-000000000000`" in bot.bot_comments()[-1]
 
 
-async def test_workflow_failure_before_agent_spoke_is_reconciled(make_bot) -> None:
-    bot = await make_bot()
-    bot.github.webhook_url = f"{bot.url}/webhook"
-    bot.github.webhook_secret = "webhook-secret-for-tests"
+async def test_workflow_failure_before_agent_spoke_is_reconciled(memory_bot) -> None:
+    bot = await memory_bot()
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     run = await bot.service.store.get_run(job_of(bot.dispatches()[0]).run_id)
     bot.github.set_run_status(run.workflow_run_id, "completed", "failure")
-    await bot.github.emit_workflow_run(run.workflow_run_id, "completed")
-    await asyncio.sleep(0.05)
+    await bot.workflow_run(run.workflow_run_id, "completed")
     await bot.settle()
     run = await bot.service.store.get_run(run.run_id)
     assert run.state == "failed" and "before the agent reported" in run.reason
@@ -206,8 +223,8 @@ async def test_workflow_failure_before_agent_spoke_is_reconciled(make_bot) -> No
     assert any("failed" in c.lower() for c in bot.bot_comments())
 
 
-async def test_fork_pr_needs_a_grant_bound_to_the_head_sha(make_bot) -> None:
-    bot = await make_bot()
+async def test_fork_pr_needs_a_grant_bound_to_the_head_sha(memory_bot) -> None:
+    bot = await memory_bot()
     bot.repo.add_pull(2, head_repo="eve/Hello-World", author="eve")
     bot.repo.set_permission("eve", "write")
     await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
@@ -220,15 +237,12 @@ async def test_fork_pr_needs_a_grant_bound_to_the_head_sha(make_bot) -> None:
     await bot.settle()
     assert len(bot.dispatches()) == 1
     # A new push voids the approval: the next /train needs a new one.
-    from tests.fakes.deliveries import deliver, load_payload
-
     new_sha = "f" * 40
     bot.repo.pulls[2].head_sha = new_sha
     payload = load_payload("pull_request.synchronize", number=2, pull_request__number=2,
                            pull_request__head__sha=new_sha)
     payload["repository"]["full_name"] = "Codertocat/Hello-World"
-    res = await deliver(f"{bot.url}/webhook", "pull_request", payload, "webhook-secret-for-tests",
-                        session=bot.session)
+    res = await bot.deliver("pull_request", payload)
     assert res.status == 202
     await bot.settle()
     await bot.comment("/train tiny max_steps=20", number=2, login="eve", association="CONTRIBUTOR")
@@ -291,18 +305,43 @@ async def test_app_mode_creates_and_completes_a_check_run(make_bot) -> None:
     assert "CUDA out of memory" in next(c for c in bot.bot_comments() if rid in c)
 
 
-async def test_progress_bursts_become_one_card_edit_per_interval(make_bot) -> None:
+async def test_the_check_run_requests_follow_the_run(memory_bot) -> None:
+    """What the App sends for a run's check: one check run on the PR's head, then edits of that one (never a second
+    check run), linking the workflow run and ending with the agent's reason."""
+    bot = await memory_bot(app=True)
+    run = await bot.start_run()
+    rid = run.run_id
+    await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")
+    await bot.settle()
+    await bot.post_event(rid, run.run_token, 1, "finished", status="failed", reason="CUDA out of memory")
+    await bot.settle()
+    run = await bot.service.store.get_run(rid)
+    [create] = bot.github.calls_to("POST", "*/check-runs")
+    assert create.url == f"/repos/{REPO}/check-runs"
+    assert {k: create.body[k] for k in ("name", "head_sha", "status", "external_id")} == {
+        "name": "tunebot (train)", "head_sha": run.head_sha, "status": "queued", "external_id": rid}
+    updates = bot.github.calls_to("PATCH", "*/check-runs/*")
+    assert {c.url for c in updates} == {f"/repos/{REPO}/check-runs/{run.check_run_id}"}
+    assert [c.body.get("status") for c in updates] == ["in_progress", "completed"]
+    final = updates[-1].body
+    assert final["conclusion"] == "failure" and "CUDA out of memory" in final["output"]["summary"]
+    assert final["details_url"] == f"https://github.com/{REPO}/actions/runs/{run.workflow_run_id}"
+    check = bot.github.check_runs[run.check_run_id]
+    assert (check.status, check.conclusion, check.head_sha) == ("completed", "failure", run.head_sha)
+
+
+async def test_progress_bursts_become_one_card_edit_per_interval(memory_bot) -> None:
     # The interval is long enough that a loaded CI machine cannot post the burst across two intervals; the timer
     # itself is tested in test_coalesce.py. Here: the burst is one edit, and the latest state is not lost.
-    bot = await make_bot(card_edit_interval_s=30.0)
+    bot = await memory_bot(card_edit_interval_s=30.0)
     await bot.comment("/train tiny max_steps=200")
     await bot.settle()
     rid = job_of(bot.dispatches()[0]).run_id
     run = await bot.service.store.get_run(rid)
-    before = len(bot.github.requests_to("PATCH", "*/issues/comments/*"))
+    before = len(bot.github.calls_to("PATCH", "*/issues/comments/*"))
     for seq in range(20):
         await bot.post_event(rid, run.run_token, seq, "progress", step=seq + 1, total=200, loss=3.0 - seq / 10)
-    edits = len(bot.github.requests_to("PATCH", "*/issues/comments/*")) - before
+    edits = len(bot.github.calls_to("PATCH", "*/issues/comments/*")) - before
     assert edits <= 2  # 20 progress events inside one interval: the first edit goes out, the rest wait
     assert "20/200" not in next(c for c in bot.bot_comments() if f"tunebot:run:{rid}" in c)
     await bot.settle()  # shutdown writes what is waiting for its interval

@@ -25,8 +25,8 @@ async def run_to_end(bot, run_id: str, result: dict) -> None:
     await bot.settle()
 
 
-async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_store(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_store(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     train = job_of(bot.dispatches()[0])
@@ -51,6 +51,9 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     reports = [c for c in bot.github.comments_on("Codertocat/Hello-World", 1) if "tunebot:compare:" in c.body]
     assert len(reports) == 1 and reports[0].edits >= 1
     assert "`base-model`" in reports[0].body
+    # Refreshed in place: the last write to the report is the edit that holds its current text.
+    [*_, last] = bot.github.calls_to("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{reports[0].id}")
+    assert last.body == {"body": reports[0].body}
 
     # /compare main: the PR trained on built-in data with the same settings main would use: the same recipe, so
     # there is nothing to compare, and no delta is posted.
@@ -70,8 +73,8 @@ async def test_pr_eval_backfills_the_baseline_then_compare_answers_from_the_stor
     assert len(bot.dispatches()) == 3
 
 
-async def test_compare_against_a_run_id_uses_that_runs_results(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_compare_against_a_run_id_uses_that_runs_results(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     first = job_of(bot.dispatches()[0])
@@ -95,3 +98,27 @@ async def test_compare_against_a_run_id_uses_that_runs_results(make_bot) -> None
     await bot.settle()
     assert any("has no run `tb-000000000000`" in c for c in bot.bot_comments())
     assert len(bot.dispatches()) == 3
+
+
+async def test_a_served_train_scores_the_base_model_in_the_same_run_so_compare_needs_no_second_dispatch(
+        make_bot) -> None:
+    """Issue 14: `/train … backend=served` asks the runner for the base model too (one server start); the bot
+    compares with those scores and dispatches no baseline eval."""
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/train tiny max_steps=20 backend=served")
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    train = job_of(dispatch)
+    assert train.kind == "train+eval" and train.eval_backend == "served" and train.eval_base is True
+    run = await bot.service.store.get_run(train.run_id)
+    await bot.post_event(train.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(train.run_id, run.run_token, 1, "eval_result", **outcomes(1, 0.9))
+    await bot.post_event(train.run_id, run.run_token, 2, "eval_result", **outcomes(2, 0.3), model="base")
+    await bot.post_event(train.run_id, run.run_token, 3, "finished", status="succeeded")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1  # no baseline run: the base model was scored in the same server start
+    [report] = [c for c in bot.bot_comments() if "tunebot:compare:" in c]
+    assert "`base-model`" in report and "significant" in report.lower()
+    # The run's own card shows the adapter's score, not the base model's.
+    view = await bot.service.store.get_run(train.run_id)
+    assert view is not None and view.state == "succeeded"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 from tests.fakes.github import _sha
-from tests.service.conftest import job_of
+from tests.service.conftest import REPO, job_of
 from tests.service.test_compare_flow import outcomes, run_to_end
 
 POLICY = "version: 1\nbenchmarks:\n  default: [cmmlu]\n"
@@ -53,8 +53,8 @@ async def train_and_finish(bot, number: int, score: float, seed: int) -> str:
     return job.run_id
 
 
-async def test_compare_main_backfills_the_recipe_at_main_and_later_prs_reuse_it(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_compare_main_backfills_the_recipe_at_main_and_later_prs_reuse_it(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     shas = setup_repo(bot)
     head_run = await train_and_finish(bot, 1, 0.9, 1)
     head_job = job_of(bot.dispatches()[0])
@@ -99,8 +99,8 @@ async def test_compare_main_backfills_the_recipe_at_main_and_later_prs_reuse_it(
     assert not any("tunebot:compare:" in c and "CMMLU" in c and "-vs-main" in c for c in texts)
 
 
-async def test_compare_resolves_tags_and_short_shas_and_refuses_unknown_refs(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_compare_resolves_tags_and_short_shas_and_refuses_unknown_refs(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     shas = setup_repo(bot)
     await train_and_finish(bot, 1, 0.9, 1)
     n = len(bot.dispatches())
@@ -110,21 +110,34 @@ async def test_compare_resolves_tags_and_short_shas_and_refuses_unknown_refs(mak
     assert len(bot.dispatches()) == n + 1
     tagged = job_of(bot.dispatches()[-1])
     assert tagged.sha == shas["old"] and tagged.datasets[0].blob == blob(OLD_DATA)
+    # The tag is resolved once, and the data is read at the commit it named, not at the (movable) tag; the
+    # workflow itself still comes from the default branch.
+    calls = bot.github.calls
+    assert calls.count(("GET", f"/repos/{REPO}/commits/v1", None)) == 1
+    assert ("GET", f"/repos/{REPO}/contents/data/train.jsonl?ref={shas['old']}", None) in calls
+    assert not any(c.url.endswith("?ref=v1") for c in calls)
+    assert bot.dispatches()[-1]["ref"] == "main" and bot.dispatches()[-1]["inputs"]["sha"] == shas["old"]
 
     await bot.comment(f"/compare {shas['main'][:8]}")
     await bot.settle()
     assert len(bot.dispatches()) == n + 2
     assert job_of(bot.dispatches()[-1]).sha == shas["main"]
 
-    await bot.comment("/compare no-such-branch")
+    before = len(bot.github.calls)
+    res = await bot.comment("/compare no-such-branch")
     await bot.settle()
     assert len(bot.dispatches()) == n + 2
+    # Asked once, then only the 👀 and the reply were written.
+    assert ("GET", f"/repos/{REPO}/commits/no-such-branch", None) in bot.github.calls[before:]
+    assert [(c.method, c.url) for c in bot.github.calls[before:] if c.method != "GET"] == [
+        ("POST", f"/repos/{REPO}/issues/comments/{res.comment_id}/reactions"),
+        ("POST", f"/repos/{REPO}/issues/1/comments")]
     assert any("`no-such-branch` is not a branch, tag or commit" in c and "nothing was started" in c
                for c in bot.bot_comments())
 
 
-async def test_compare_before_training_says_what_to_do(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_compare_before_training_says_what_to_do(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     setup_repo(bot)
     await bot.comment("/compare main", number=3)
     await bot.settle()
@@ -132,8 +145,8 @@ async def test_compare_before_training_says_what_to_do(make_bot) -> None:
     assert any("nothing trained on this PR" in c for c in bot.bot_comments(3))
 
 
-async def test_a_dataset_missing_at_the_ref_is_a_clear_reply(make_bot) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_a_dataset_missing_at_the_ref_is_a_clear_reply(memory_bot) -> None:
+    bot = await memory_bot(policy=POLICY)
     shas = setup_repo(bot)
     bot.repo.add_commit(_sha("bare"), {"README.md": "no data yet"}, branch="bare")
     await train_and_finish(bot, 1, 0.9, 1)

@@ -188,8 +188,10 @@ async def test_every_comment_is_processed_once_and_marked_in_batches(make_bot: A
     assert bot.bot_comments() == []  # plain comments: no answer, no GitHub write
 
 
-async def test_a_failing_delivery_is_marked_failed_and_the_rest_done(make_bot: Any) -> None:
-    bot: Bot = await make_bot()
+async def test_a_failing_delivery_is_retried_then_marked_failed_and_the_commenter_told(make_bot: Any) -> None:
+    """Issue 12: a delivery whose processing fails (GitHub 5xx after the client's own retries) is tried again with
+    backoff; after the last attempt it is marked failed and the commenter hears what failed and what to do."""
+    bot: Bot = await make_bot(delivery_max_attempts=3, delivery_retry_base_s=0.05)
     bot.github.fail_next("GET", "/repos/*/pulls/*", times=100, status=500)  # /status on a PR needs the PR
     plain = await asyncio.gather(*(bot.comment(f"plain {i}") for i in range(5)))
     command = await bot.comment("/status")
@@ -197,20 +199,44 @@ async def test_a_failing_delivery_is_marked_failed_and_the_rest_done(make_bot: A
     store = bot.service.store
     failed = await store.get_delivery("29310", command.delivery_id)
     assert failed is not None and failed.state == "failed" and failed.error and "500" in failed.error
+    assert failed.attempts == 3
+    assert len(bot.github.requests_to("GET", "/repos/*/pulls/*")) == 3 * 3  # 3 attempts, each retried 3 times
     for r in plain:
         d = await store.get_delivery("29310", r.delivery_id)
-        assert d is not None and d.state == "done"
+        assert d is not None and d.state == "done" and d.attempts == 1
+    (reply,) = bot.bot_comments()
+    assert reply.startswith("⚠️ @Codertocat your command could not be carried out after 3 attempts: ServerError")
+    assert "500" in reply and "Comment it again" in reply and command.delivery_id in reply
+
+
+async def test_a_delivery_that_fails_once_succeeds_on_its_retry(make_bot: Any) -> None:
+    bot: Bot = await make_bot(delivery_max_attempts=3, delivery_retry_base_s=0.05)
+    bot.github.fail_next("GET", "/repos/*/pulls/*", times=4, status=502)  # the first attempt's 3 tries, and one
+    command = await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    d = await bot.service.store.get_delivery("29310", command.delivery_id)
+    assert d is not None and (d.state, d.attempts) == ("done", 2)
+    assert len(bot.dispatches()) == 1
+    assert not any("could not be carried out" in c for c in bot.bot_comments())
 
 
 async def test_shutdown_marks_what_was_processed(make_bot: Any, tmp_path: Path) -> None:
     bot: Bot = await make_bot(db=tmp_path / "shutdown.db")
     results = await asyncio.gather(*(bot.comment(f"plain {i}") for i in range(30)))
+    for _ in range(200):  # shut down once the work has begun
+        first = await bot.service.store.get_delivery("29310", results[0].delivery_id)
+        if first is not None and first.state == "done":
+            break
+        await asyncio.sleep(0.01)
     await bot.runner.cleanup()  # SIGTERM's path: stop intake, drain the workers, flush the marks
     after = await Store.open(tmp_path / "shutdown.db")
     try:
-        for r in results:
-            d = await after.get_delivery("29310", r.delivery_id)
-            assert d is not None and d.state == "done" and d.attempts == 1
+        # What was processed is marked done; what was claimed but not started is given back (pending, the attempt
+        # not counted) for another replica or the next start: nothing is left leased to a replica that is gone.
+        got = [await after.get_delivery("29310", r.delivery_id) for r in results]
+        states = [(d.state, d.attempts, d.claimed_by if d.state == "pending" else "-") for d in got if d is not None]
+        assert len(states) == 30 and set(states) <= {("done", 1, "-"), ("pending", 0, None)}, states
+        assert ("done", 1, "-") in states
     finally:
         await after.close()
 

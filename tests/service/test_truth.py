@@ -12,8 +12,8 @@ benchmarks: none
 """
 
 
-async def test_sweep_fails_a_run_whose_runner_died_silently(make_bot) -> None:
-    bot = await make_bot(stale_run_after_s=60.0)
+async def test_sweep_fails_a_run_whose_runner_died_silently(memory_bot) -> None:
+    bot = await memory_bot(stale_run_after_s=60.0)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     rid = job_of(bot.dispatches()[0]).run_id
@@ -30,8 +30,8 @@ async def test_sweep_fails_a_run_whose_runner_died_silently(make_bot) -> None:
     assert any("failed" in c.lower() for c in bot.bot_comments() if rid in c)
 
 
-async def test_a_pr_touching_a_training_config_trains_when_the_policy_says_so(make_bot) -> None:
-    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+async def test_a_pr_touching_a_training_config_trains_when_the_policy_says_so(memory_bot) -> None:
+    bot = await memory_bot(policy="version: 1\nauto_train: true\n")
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml", "README.md"])
     bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
     res = await bot.pull_request("opened", 3, pull.head_sha)
@@ -43,8 +43,8 @@ async def test_a_pr_touching_a_training_config_trains_when_the_policy_says_so(ma
     assert job.kind == "train"
 
 
-async def test_auto_train_is_off_by_default(make_bot) -> None:
-    bot = await make_bot()
+async def test_auto_train_is_off_by_default(memory_bot) -> None:
+    bot = await memory_bot()
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
     bot.repo.add_file("configs/tiny.yaml", CONFIG, ref=pull.head_sha)
     await bot.pull_request("opened", 3, pull.head_sha)
@@ -54,10 +54,10 @@ async def test_auto_train_is_off_by_default(make_bot) -> None:
 
 
 
-async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_still_trains(make_bot) -> None:
+async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_still_trains(memory_bot) -> None:
     """Other tools' YAML under configs/ (no `tunebot: train`) is not ours: it must neither crash the delivery nor
     stop the PR's real training config, whichever order the files come in."""
-    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+    bot = await memory_bot(policy="version: 1\nauto_train: true\n")
     files = ["configs/lint.yaml", "configs/tiny.yaml"]
     pull = bot.repo.add_pull(3, author="Codertocat", files=files)
     bot.repo.add_file("configs/lint.yaml", "rules:\n  line-length: 120\n", ref=pull.head_sha)
@@ -72,9 +72,9 @@ async def test_ordinary_yaml_beside_a_training_config_is_ignored_and_the_config_
     assert not any("lint.yaml" in c for c in bot.bot_comments(3))
 
 
-async def test_performed_outbox_writes_are_pruned_after_the_retention(make_bot) -> None:
+async def test_performed_outbox_writes_are_pruned_after_the_retention(memory_bot) -> None:
     """The outbox keeps what it performed only as long as deliveries are kept: it must not grow forever."""
-    bot = await make_bot(delivery_retention_days=7)
+    bot = await memory_bot(delivery_retention_days=7)
     await bot.comment("/help")
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
@@ -113,7 +113,6 @@ _EVAL = {"benchmark": "cmmlu", "score": 0.5, "n": 4, "correct": 2, "config_hash"
 
 
 async def _eval_run_whose_last_callback_was_lost(bot, tmp_path, *, tamper: bool = False):
-    bot.send_workflow_webhooks()
     run = await bot.start_run("/eval cmmlu model=tiny")
     rid = run.run_id
     events = [("accepted", {"kind": "eval", "model": "tiny"}), ("phase", {"phase": "eval"}),
@@ -125,13 +124,13 @@ async def _eval_run_whose_last_callback_was_lost(bot, tmp_path, *, tamper: bool 
         files["events.jsonl"] = files["events.jsonl"].replace(b'"correct": 2', b'"correct": 3', 1)
     bot.github.add_artifact(run.workflow_run_id, f"tunebot-{rid}-events", files)
     bot.github.set_run_status(run.workflow_run_id, "completed", "success")
-    await bot.github.emit_workflow_run(run.workflow_run_id, "completed")
+    await bot.workflow_run(run.workflow_run_id, "completed")
     await bot.settle()
     return rid
 
 
-async def test_a_run_whose_final_callback_was_lost_finishes_from_its_signed_event_log(make_bot, tmp_path) -> None:
-    bot = await make_bot()
+async def test_a_run_whose_final_callback_was_lost_finishes_from_its_signed_event_log(memory_bot, tmp_path) -> None:
+    bot = await memory_bot()
     rid = await _eval_run_whose_last_callback_was_lost(bot, tmp_path)
     run = await bot.service.store.get_run(rid)
     assert run.state == "succeeded", run.reason
@@ -141,8 +140,8 @@ async def test_a_run_whose_final_callback_was_lost_finishes_from_its_signed_even
     assert "succeeded" in card and "CMMLU" in card and "50.0" in card
 
 
-async def test_a_tampered_event_log_is_refused_and_the_run_fails_saying_why(make_bot, tmp_path) -> None:
-    bot = await make_bot()
+async def test_a_tampered_event_log_is_refused_and_the_run_fails_saying_why(memory_bot, tmp_path) -> None:
+    bot = await memory_bot()
     rid = await _eval_run_whose_last_callback_was_lost(bot, tmp_path, tamper=True)
     run = await bot.service.store.get_run(rid)
     assert run.state == "failed"

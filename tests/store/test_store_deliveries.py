@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import pytest
 
@@ -122,3 +123,45 @@ async def test_batch_in_a_rolled_back_transaction_leaves_nothing(store: Store) -
             assert await tx.record_deliveries([delivery("g1")]) == [True]
             raise RuntimeError("crash before commit")
     assert await store.record_deliveries([delivery("g1")]) == [True]
+
+
+async def test_a_claim_is_a_lease_that_another_replica_takes_over_when_it_runs_out(store: Store) -> None:
+    """Issue 17, item 2: a dead replica's deliveries are not stranded until a restart; a live one's are untouched."""
+    await store.record_deliveries([delivery(f"g{i}", seconds=i) for i in range(3)])
+    lease = timedelta(seconds=30)
+    a0, a1 = await store.claim_pending(2, now=at(10), owner="replica-a", lease=lease)
+    assert (a0.claimed_by, a0.leased_until, a0.attempts) == ("replica-a", at(40), 1)
+    # Replica b, within a's lease, gets only what nobody holds.
+    (b2,) = await store.claim_pending(10, now=at(20), owner="replica-b", lease=lease)
+    assert b2.delivery_id == "g2"
+    # a renews one lease while it works on it; the other runs out (a died while holding it).
+    assert await store.renew_leases([a0.id], owner="replica-a", now=at(35), lease=lease) == {a0.id}
+    assert await store.claim_pending(10, now=at(39), owner="replica-b", lease=lease) == []
+    (taken,) = await store.claim_pending(10, now=at(41), owner="replica-b", lease=lease)
+    assert (taken.id, taken.claimed_by, taken.attempts, taken.leased_until) == (a1.id, "replica-b", 2, at(71))
+    # a, come back, cannot renew what b took over; b's start-up requeue touches only b's own leases.
+    assert await store.renew_leases([a0.id, a1.id], owner="replica-a", now=at(42), lease=lease) == {a0.id}
+    assert await store.requeue_processing(now=at(43), owner="replica-c") == 0
+    assert await store.requeue_processing(now=at(43), owner="replica-b") == 2
+    states = {d.delivery_id: (d.state, d.claimed_by) for d in await store.unfinished_deliveries()}
+    assert states == {"g0": ("processing", "replica-a"), "g1": ("pending", None), "g2": ("pending", None)}
+
+
+async def test_released_deliveries_go_back_at_once_and_failed_attempts_wait_for_their_retry(store: Store) -> None:
+    await store.record_deliveries([delivery(f"g{i}", seconds=i) for i in range(2)])
+    d0, d1 = await store.claim_pending(2, now=at(10), owner="a")
+    # A replica shutting down gives back what it never started: anybody's at once, the attempt not counted.
+    assert await store.release_deliveries([d1.id], owner="b", now=at(11)) == 0  # not b's to give
+    assert await store.release_deliveries([d1.id], owner="a", now=at(11)) == 1
+    # A failed attempt waits in pending until its retry time, keeping the error.
+    failed = await store.retry_delivery(d0.id, "GitHub 502", retry_at=at(50), now=at(12))
+    assert (failed.state, failed.error, failed.next_attempt_at, failed.claimed_by) == ("pending", "GitHub 502", at(50),
+                                                                                       None)
+    (again,) = await store.claim_pending(10, now=at(13), owner="b")
+    assert (again.id, again.attempts) == (d1.id, 1)
+    (retried,) = await store.claim_pending(10, now=at(50), owner="b")
+    assert (retried.id, retried.attempts, retried.next_attempt_at) == (d0.id, 2, None)
+    done = await store.mark_delivery(retried.id, "done", now=at(51))
+    assert (done.leased_until, done.claimed_by) == (None, "b")
+    with pytest.raises(StoreError, match="unknown delivery id"):
+        await store.retry_delivery(999_999, "x", retry_at=at(60), now=at(60))

@@ -1,8 +1,8 @@
 """Plans waiting for `/approve`: a /train estimated above `approval.above_gpu_hours` is kept here, bound to the head
 commit and its content hash, until a maintainer approves it (then exactly these jobs start).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 
 Frozen history: later changes go in new revisions, never here (a test checks migrations == bot/store/schema.py).
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
