@@ -123,3 +123,21 @@ def test_policy_declares_the_gpu_and_the_approval_limit() -> None:
     assert (policy.gpu_type, policy.gpu_count, policy.approval_above_gpu_hours) == ("h100-80g", 8, 12.5)
     bad = parse_policy("gpu: {type: tpu-v5}\n")
     assert isinstance(bad, PolicyError) and bad.line == 1 and "a100-80g" in bad.message
+
+
+def test_the_jobs_gpus_and_sharding_reach_the_estimate(catalog) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from commands.costplan import shape_of
+    from commands.decision import Command
+    from commands.jobspec import Resources
+    from commands.plan import PRFacts, plan
+    from commands.policy import Policy
+
+    policy = Policy(gpu_count=2)
+    cmd = Command("train", {"model": "qwen2.5-7b-instruct", "dataset": ("alpaca-zh",), "max_steps": 100,
+                            "tuner": "full"})
+    [pj] = plan(cmd, PRFacts(repo="o/r", head_sha="a" * 40), policy, catalog, iter(["r-1"]))
+    assert (shape_of(pj.job, policy).gpus, shape_of(pj.job, policy).zero) == (2, 0)  # the policy's count
+    sharded = replace(pj.job, resources=Resources(gpus=4, nodes=2, sharding="zero3"))
+    assert (shape_of(sharded, policy).gpus, shape_of(sharded, policy).zero) == (8, 3)
