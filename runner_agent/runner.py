@@ -37,6 +37,10 @@ from .sinks import EventBus, HttpSink, JsonlSink, Sink, TerminalSink
 from .verify_job import expired, replayed
 
 SCRATCH_OWNER = ".tunebot-owner"
+# What a checkpoint holds besides the adapter (or model): the trainer's own state, kept for resuming (and uploaded
+# as the checkpoint), never part of the adapter artifact, whose hash would otherwise change with the optimizer.
+TRAINER_STATE_FILES = ("training_args.bin", "trainer_state.json", "README.md", "optimizer.pt", "scheduler.pt",
+                       "scaler.pt", "rng_state.pth")
 _GIB = 1 << 30
 
 
@@ -672,7 +676,7 @@ class Runner:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             for item in outcome.checkpoint.iterdir():
-                if item.is_file() and item.name not in ("training_args.bin", "trainer_state.json", "README.md"):
+                if item.is_file() and item.name not in TRAINER_STATE_FILES and not item.name.startswith("rng_state"):
                     shutil.copy2(item, dest / item.name)
             args_dest = cfg.out / "args.json"
             shutil.copy2(outcome.args_json, args_dest)
