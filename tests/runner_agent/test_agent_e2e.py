@@ -75,6 +75,8 @@ def test_train_eval_run_succeeds_with_every_output(lora_run: AgentRun, agent_cac
                  "logs/swift-sft.log", "logs/evalscope.log"):
         assert (out / name).is_file(), name
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The checkpoint's trainer state (kept there for resuming) is not part of the adapter artifact.
+    assert not [p.name for p in (out / "adapter").iterdir() if p.name.startswith(("optimizer", "scheduler", "rng_"))]
     # TensorBoard (the default tracker, ms-swift's --report_to) wrote its event files into the outputs: the artifact.
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events), sorted((out / "tensorboard").rglob("*"))

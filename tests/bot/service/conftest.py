@@ -138,7 +138,7 @@ async def make_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]
         cfg = load_config(environ={}, webhook_secret=Secret(SECRET),
                           github_api_url=gh.url, job_signing_key=Secret(SIGNING_KEY),
                           database_url=f"sqlite:///{db or tmp_path / 'bot.db'}",
-                          **{"card_edit_interval_s": 0.0, **config})
+                          **{"card_edit_interval_s": 0.0, "checkpoint_dir": str(tmp_path / "checkpoints"), **config})
         retry = RetryPolicy(max_attempts=3, base_delay=0.01)
         unpaced: dict[str, Any] = {"writes_per_minute": 0, "writes_per_hour": 0, "retry": retry}
         port = PyGithubPort.with_app(gh.url, gh.app_id, key, **unpaced) if key else \
