@@ -13,7 +13,6 @@ from bot.cards import Cards
 from bot.checkpoints import Checkpoint, Checkpoints
 from bot.core import Conversation, Core
 from bot.github.port import RUN_NAME_INPUT, PullInfo
-from bot.outbox import GITHUB_KINDS
 from bot.store import NewRun, Run
 from bot.store.models import OutboxItem
 from commands.decision import Command
@@ -201,8 +200,7 @@ class Jobs:
         await self.cards.create(run)
         if self.core.chat is not None:
             await self.core.chat.run_changed(run, await self.cards.view(run), final=False)
-        if self.core.outbox is not None:
-            await self.core.outbox.pump(kinds=GITHUB_KINDS)
+        await self.core.flush_writes()
 
     async def on_outbox_done(self, item: OutboxItem, result: Mapping[str, Any]) -> None:
         """What a performed write tells us about its run: the workflow run it started, the card's comment id."""

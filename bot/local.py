@@ -416,7 +416,7 @@ class LocalSession:
             await self.service.settle()
             await self.service.outbox.pump()
             active = await store.active_runs()
-            if not active and not await store.due(self.service.now(), 1):
+            if not active and not self.service.outbox.busy and not await store.due(self.service.now(), 1):
                 break
             await asyncio.sleep(0.2)
         # Let the last callbacks and the final card edits land.

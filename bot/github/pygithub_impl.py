@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +39,7 @@ from bot.github.port import (
     RetryPolicy,
     ValidationFailed,
     WorkflowRun,
+    run_id_from_name,
     run_name,
 )
 from bot.github.transport import Sleep, Transport
@@ -47,6 +49,20 @@ log = logging.getLogger(__name__)
 
 # GitHub's clock and ours drift; a run created "before" our dispatch by a few seconds is still ours.
 CLOCK_SKEW = timedelta(seconds=60)
+# How long one listing of a workflow's runs answers `find_run_by_name` (see there).
+RUN_INDEX_TTL = timedelta(minutes=10)
+# A run shows in "list workflow runs" a moment after it is created; a later listing looks back this far.
+RUN_LIST_LAG = timedelta(seconds=30)
+
+
+@dataclass
+class _RunIndex:
+    """The bot's runs of one workflow as listed: every one created since `since`, as of `listed_at`."""
+
+    since: datetime
+    listed_at: datetime
+    by_name: dict[str, WorkflowRun] = field(default_factory=dict)
+    newest: datetime | None = None  # the latest `created_at` listed (GitHub's clock)
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -95,6 +111,8 @@ class PyGithubPort:
         self._per_page = per_page
         self._default_branch_ttl = default_branch_ttl
         self._default_branches: dict[str, tuple[str, datetime]] = {}
+        self._run_index: dict[tuple[str, str], _RunIndex] = {}
+        self._run_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     @classmethod
     def with_token(cls, base_url: str, token: str, **kw: Any) -> PyGithubPort:
@@ -232,26 +250,69 @@ class PyGithubPort:
         return await self._call(repo, go, idempotent=False, write=True, landed=landed if token else None)
 
     async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
-                               created_after: datetime, *, max_runs: int = 300) -> WorkflowRun | None:
+                               created_after: datetime, *, max_runs: int = 1000) -> WorkflowRun | None:
         """The dispatched run named exactly `run_name(run_name_token)`, among this workflow's dispatches created
-        since `created_after` (one listing request per 100 runs: the listing's JSON already holds the names)."""
+        since `created_after`.
+
+        One listing answers many lookups: after a crash the outbox asks this once per dispatch it cannot tell
+        landed, so the runs the listing (`event=workflow_dispatch&created>=…`, 100 a page, the JSON already holds
+        the names) brought back are kept for `RUN_INDEX_TTL`. A name found there costs no request; one not found
+        lists only the runs created since the newest one listed (less `RUN_LIST_LAG`), usually one short page.
+        A kept run's status is as of its listing (callers need its id and URL)."""
         if not run_name_token:
             raise ValueError("run_name_token is empty")
-        since = _iso((_aware(created_after) or created_after) - CLOCK_SKEW)
-        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
         wanted = run_name(run_name_token)
+        since = (_aware(created_after) or created_after) - CLOCK_SKEW
+        key = (repo.lower(), workflow_file)
+        lock = self._run_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # lookups at the same time share one listing
+            now = self._clock()
+            index = self._run_index.get(key)
+            if index is not None and (now - index.listed_at > RUN_INDEX_TTL or index.since > since):
+                index = None  # too old, or it does not reach back far enough
+            if index is not None:
+                found = index.by_name.get(wanted)
+                if found is not None:
+                    return found if found.created_at is None or found.created_at >= since else None
+                # Only a run created since the last listing can be new: by GitHub's clock, since the newest run it
+                # showed (less the time a new run may take to show in listings), else since ours less the skew.
+                start = (index.newest - RUN_LIST_LAG if index.newest is not None
+                         else index.listed_at - CLOCK_SKEW)
+            else:
+                start = since
+                index = self._run_index[key] = _RunIndex(since=since, listed_at=now)
+            runs, oldest = await self._list_dispatched_runs(repo, workflow_file, start, max_runs)
+            index.listed_at = now
+            if oldest is not None:  # the listing stopped at max_runs: older runs are not known
+                index.since = max(index.since, oldest)
+            for run in runs:
+                index.by_name[run.display_title] = run
+                if run.created_at is not None and (index.newest is None or run.created_at > index.newest):
+                    index.newest = run.created_at
+            found = index.by_name.get(wanted)
+            return found if found is not None and (found.created_at is None or found.created_at >= since) else None
 
-        def go(g: github.Github) -> WorkflowRun | None:
+    async def _list_dispatched_runs(self, repo: str, workflow_file: str, since: datetime,
+                                    max_runs: int) -> tuple[list[WorkflowRun], datetime | None]:
+        """This workflow's dispatched runs created since `since` whose name is one the bot gives, newest first;
+        and, when more than `max_runs` were there, the creation time down to which they were listed."""
+        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
+        params = {"event": "workflow_dispatch", "created": f">={_iso(since)}", "per_page": self._per_page}
+
+        def go(g: github.Github) -> tuple[list[WorkflowRun], datetime | None]:
+            out: list[WorkflowRun] = []
+            seen = 0
             for page in range(1, max_runs // self._per_page + 2):
-                _, data = self._raw(g, "GET", url, parameters={"event": "workflow_dispatch", "created": f">={since}",
-                                                               "per_page": self._per_page, "page": page})
+                _, data = self._raw(g, "GET", url, parameters={**params, "page": page})
                 runs = data.get("workflow_runs") or []
-                for raw in runs:
-                    if raw.get("display_title") == wanted:
-                        return _run_from(raw)
+                seen += len(runs)
+                out.extend(_run_from(raw) for raw in runs
+                           if run_id_from_name(str(raw.get("display_title") or "")) is not None)
                 if len(runs) < self._per_page:
-                    break
-            return None
+                    return out, None
+                if seen >= max_runs:
+                    return out, _parse_time(runs[-1].get("created_at"))
+            return out, None
 
         return await self._call(repo, go)
 

@@ -90,7 +90,7 @@ class Bot:
             due = await store.due(self.service.now(), 1)
             for item in due:  # perform what is due now rather than waiting for the loop
                 await self.service.outbox.perform(item)
-            if not pending and not busy and not due:
+            if not pending and not busy and not due and not self.service.outbox.busy:
                 return
             await asyncio.sleep(0.05)
         raise AssertionError("service did not settle")

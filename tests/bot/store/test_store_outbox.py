@@ -40,6 +40,23 @@ async def test_due_leases_items_and_a_crashed_performer_gets_them_back(store: St
         await store.due(at(100), lease=timedelta(0))
 
 
+async def test_due_hands_out_the_kinds_named_first_before_older_items(store: Store) -> None:
+    # Under a burst the dispatches go to GitHub before the reactions and cards decided earlier (issue 17, item 4).
+    for i in range(3):
+        await store.enqueue(f"react:{i}", "reaction", {"i": i}, at(i))
+        await store.enqueue(f"card:{i}", "comment_create", {"i": i}, at(i))
+        await store.enqueue(f"dispatch:{i}", "dispatch", {"i": i}, at(i))
+    first = ("dispatch", "comment_create")
+    assert [i.key for i in await store.due(at(10), 4, lease=LEASE, first=first)] == [
+        "dispatch:0", "dispatch:1", "dispatch:2", "card:0"]
+    assert [i.key for i in await store.due(at(10), 4, lease=LEASE, first=first)] == [
+        "card:1", "card:2", "react:0", "react:1"]
+    # Without `first`: oldest first, whatever the kind.
+    await store.enqueue("late-dispatch", "dispatch", {}, at(20))
+    await store.enqueue("early-react", "reaction", {}, at(5))
+    assert [i.key for i in await store.due(at(30), 3, lease=LEASE)] == ["react:2", "early-react", "late-dispatch"]
+
+
 async def test_complete_records_the_result_and_retires_the_item(store: Store) -> None:
     await store.enqueue("c", "comment_create", {"body": "hello"}, at(0))
     (c,) = await store.due(at(0), lease=LEASE)
