@@ -174,6 +174,11 @@ async def test_the_same_answers_and_errors_as_pygithub_on_the_loopback_fake_and_
     i = 0
     for call in memory.calls:
         url = urlsplit(call.url)
+        if call.method == "GET" and url.path.endswith("/runs") and "/actions/workflows/" in url.path \
+                and any(r.path == url.path for r in sent):
+            # Run lookups: the real port answers repeated ones from its last listing (or lists only the newest
+            # runs), so it may send fewer or shorter listings than one per call; the answers are compared above.
+            continue
         while i < len(sent):
             req = sent[i]
             i += 1
