@@ -11,14 +11,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import aiohttp_session
 import jinja2
 from aiohttp import web
 
 from bot.github.port import CommitInfo, GitHubError, RepoInfo
 from bot.service import Service
 
-from .auth import Access, OAuth, session_storage, viewer
+from .auth import Access, OAuth, get_session, session_middleware, session_storage, viewer
 from .data import WebData
 
 log = logging.getLogger(__name__)
@@ -185,14 +184,14 @@ async def _callback(request: web.Request) -> web.Response:
 
 
 async def _logout(request: web.Request) -> web.Response:
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session.invalidate()
     raise web.HTTPFound("/ui/")
 
 
 def build_ui(service: Service) -> web.Application:
     ui = web.Application()
-    aiohttp_session.setup(ui, session_storage(service.config))
+    ui.middlewares.append(session_middleware(session_storage(service.config)))
     ui[SERVICE] = service
     ui[ACCESS] = Access(service.github)
     ui[DATA] = WebData(service)
