@@ -150,7 +150,7 @@ class WebData:
         backfills = tuple(await self.store.backfills_for(repo, run.run_id))
         return RunPage(run=run, view=view, recipe=recipe_of_spec(run.job_spec), subjects=subjects,
                        comparison=comparison, baseline_run=base_id, baseline_label=base_label,
-                       baseline_loss=baseline_loss, backfills=backfills)
+                       baseline_loss=baseline_loss, backfills=backfills, tracker_url=view.tracker_url)
 
     async def _baseline(self, run: Run, results: Results | None) -> tuple[str | None, str, Results | None]:
         """What the PR compared this run with: the run `/compare` named, the backfilled recipe at a ref, or the

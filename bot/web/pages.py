@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.github.port import CommitInfo, GitHubError, RepoInfo
 from bot.service import Service
+from commands.render.github import TRACKER_NAMES
 
 from .auth import Access, OAuth, get_session, session_middleware, session_storage, viewer
 from .data import WebData
@@ -55,6 +56,7 @@ def _templates() -> jinja2.Environment:
     env.filters["short"] = lambda sha: (sha or "")[:7]
     env.filters["pts"] = lambda v: "" if v is None else f"{v:.1f}"
     env.filters["signed"] = lambda v: "" if v is None else f"{v:+.1f}"
+    env.globals["tracker_names"] = TRACKER_NAMES
     return env
 
 
