@@ -118,3 +118,16 @@ def test_the_page_must_be_a_run_of_the_jobs_project_when_it_names_one() -> None:
     assert feed(swan, ["swanlab: 🚀 View run r at https://swanlab.cn/@m/else/runs/1",
                        "swanlab: 🚀 View run r at https://swanlab.cn/@acme/tiny-sft/runs/2"]) == \
         ["https://swanlab.cn/@acme/tiny-sft/runs/2"]
+
+
+def test_the_tracker_event_is_kept_when_the_bot_is_unreachable_and_said_on_the_terminal() -> None:
+    from commands.events import make_event
+    from runner_agent.sinks import HttpSink, describe
+
+    sink = HttpSink("http://127.0.0.1:9/unreachable", "token", max_buffer=2)
+    link = make_event("tb-1", 1, 0.0, "tracker", tool="wandb", url="https://wandb.ai/acme/tiny-sft/runs/3kq9x2ab")
+    for event in [make_event("tb-1", 0, 0.0, "accepted", kind="train", model="tiny"), link,
+                  *(make_event("tb-1", i, 0.0, "progress", step=i, total=9) for i in range(2, 6))]:
+        sink._push(event)  # what the sink's thread does while the bot cannot be reached
+    assert link in sink._buf  # superseded progress lines go first; the link is not superseded by anything
+    assert describe(link).startswith("wandb run page: ")
