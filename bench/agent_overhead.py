@@ -33,7 +33,7 @@ from runner_agent.context import AgentConfig, RunContext  # noqa: E402
 from runner_agent.datasets import build_tiny_mcq  # noqa: E402
 from runner_agent.models import ResolvedModel  # noqa: E402
 from runner_agent.training import sft_argv  # noqa: E402
-from tests.agent.helpers import CallbackServer  # noqa: E402
+from tests.runner_agent.helpers import CallbackServer  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -62,7 +62,7 @@ class LogWatcher(threading.Thread):
     def run(self) -> None:
         path = None
         while path is None and not self.stop.is_set():
-            path = next(iter(self.root.glob("*/swift-out/logging.jsonl")), None) or next(
+            path = next(iter(self.root.glob("*/tool/swift-out/logging.jsonl")), None) or next(
                 iter(self.root.glob("swift-out/logging.jsonl")), None)
             if path is None:
                 time.sleep(0.05)

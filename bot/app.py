@@ -316,11 +316,30 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
                             headers={"X-Content-Type-Options": "nosniff"})
 
     app.router.add_post("/webhook", intake.handle)
+    async def checkpoint_upload(request: web.Request) -> web.Response:
+        step = request.match_info["step"]
+        if not step.isdigit() or not 0 < int(step) < 10**9:
+            return web.json_response({"status": "bad step"}, status=400)
+        # Streamed to disk (the app's body limit is for webhooks); the size cap is the checkpoint limit.
+        status, text = await service.jobs.checkpoints.receive(
+            request.match_info["run_id"], int(step), request.content.iter_chunked(1 << 20),
+            request.headers.get("X-Tunebot-Signature-256"))
+        return web.json_response({"status": text}, status=status)
+
+    async def checkpoint_download(request: web.Request) -> web.StreamResponse:
+        status, found = await service.jobs.checkpoints.for_resume(request.match_info["run_id"],
+                                                                  request.headers.get("X-Tunebot-Signature-256"))
+        if isinstance(found, str):
+            return web.json_response({"status": found}, status=status)
+        return web.FileResponse(found, headers={"Content-Type": "application/gzip"})
+
     app.router.add_post("/api/runs/{run_id}/events", callback)
+    app.router.add_put("/api/runs/{run_id}/checkpoints/{step}", checkpoint_upload)
+    app.router.add_get("/api/runs/{run_id}/resume-checkpoint", checkpoint_download)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     if config.web_ui:  # the read-only web view (bot/web/): /ui/…
-        from bot.web import mount_web
+        from bot.web import mount_web  # lazily: Jinja2 and the sessions are only imported when the view is on
 
         mount_web(app, service)
 

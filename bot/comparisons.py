@@ -42,7 +42,7 @@ from commands.render import ReportLinks, ScoreView, render_cached_reply, render_
 from commands.render.fmt import code as fmt_code
 from commands.render.github import compare_marker
 from commands.render.i18n import t
-from commands.results import Results
+from commands.results import Results, results_from_events
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class Comparisons:
         store = self.core.store
         pr = PRFacts(repo=repo, head_sha=job.sha, base_ref=BASE_MODEL, number=number)
         base_pj = plan_baseline(job, pr, self.core.catalog, self.core.new_run_id())
+        if new.benchmarks and set(new.benchmarks) <= set(new.base_benchmarks):
+            # The run scored the base model itself, in the same served evaluation (job.eval_base): same questions,
+            # same engine, one server start; no second run to wait for.
+            base = Results(run_id=new_run_id, status="succeeded",
+                           benchmarks={b: new.base_benchmarks[b] for b in new.benchmarks})
+            await self.post(repo, number, new_run_id, base, new, policy, BASE_MODEL)
+            return True
         stored = await self.jobs.stored(repo, base_pj.benchmark_keys)
         if stored is not None:
             await self.post(repo, number, new_run_id, stored.results, new, policy, BASE_MODEL)
@@ -369,6 +376,12 @@ class Comparisons:
         policy = await self.core.policy_for(run.repo)
         policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
         job = job_from_dict(run.job_spec)
+        if job.eval_base:
+            # The base model's scores from the same served evaluation live in the run's events (model="base"),
+            # not in the stored results, which are the run's own.
+            events = await store.events_after(run.run_id, -1)
+            results = replace(results, base_benchmarks=results_from_events(run.run_id, run.state, events)
+                              .base_benchmarks)
         # An adapter evaluated on a PR is a change someone wants measured: compare it with the base model, running
         # the baseline eval if none is stored (it is content-addressed, so every later PR reuses it). A base-model
         # eval is itself a baseline and is only compared when asked.

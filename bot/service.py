@@ -49,6 +49,7 @@ class Service:
         self.jobs = Jobs(core, self.cards)
         self.comparisons = Comparisons(core, self.cards, self.jobs)
         self.lifecycle = Lifecycle(core, self.cards, self.comparisons)
+        self.lifecycle.on_runner_lost = self.jobs.resume_lost
         parts = Parts(core, self.cards, self.jobs, self.comparisons, self.lifecycle)
         self.comments = Comments(parts)
         self.autotrain = AutoTrain(parts, self.comments)

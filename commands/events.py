@@ -53,6 +53,8 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "questions": ((dict,), False),
         "config_hash": ((str,), False),
         "manifest": ((dict,), False),
+        # "base": the untuned base model's score from the same served evaluation (job.eval_base), not the run's own.
+        "model": ((str,), False),
     },
     "artifact": {
         "name": ((str,), True),

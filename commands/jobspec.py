@@ -110,8 +110,43 @@ class AdapterRef:
 
 
 @dataclass(frozen=True)
+class ResumeRef:
+    """Continue training from a checkpoint an earlier run of the same recipe uploaded (ms-swift
+    `--resume_from_checkpoint`: weights, optimizer, scheduler, RNG and the step count). `sha256` is the archive's,
+    as that run's signed `artifact` event reported it; the runner refuses an archive that hashes otherwise. `auto`:
+    started by the bot after the runner died (it does that once per run, never for an automatic resume)."""
+
+    run_id: str
+    step: int
+    sha256: str
+    auto: bool = False
+
+
+@dataclass(frozen=True)
 class Limits:
     wall_clock_s: int = 6 * 3600
+
+
+SHARDINGS: tuple[str, ...] = ("zero2", "zero3", "zero2_offload", "zero3_offload", "fsdp2")
+MAX_GPUS_PER_NODE = 16
+MAX_NODES = 16
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a training job runs on: GPUs per node, nodes, and how the model is sharded across them (ms-swift's
+    `--deepspeed zero2|zero3[_offload]` or `--fsdp fsdp2`; None: plain data parallel)."""
+
+    gpus: int = 1
+    nodes: int = 1
+    sharding: str | None = field(default=None, metadata={"omit_if_none": True})
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus * self.nodes
+
+
+EVAL_BACKENDS: tuple[str, ...] = ("native", "served")
 
 
 @dataclass(frozen=True)
@@ -161,8 +196,16 @@ class JobSpec:
     toolchain: Toolchain | None = field(default=None, metadata={"omit_if_none": True})
     # Seconds since the epoch after which a runner must not start this job (a signed job is not valid forever).
     not_after: float | None = field(default=None, metadata={"omit_if_none": True})
+    resume: ResumeRef | None = field(default=None, metadata={"omit_if_none": True})
     # The repository's `tracking:` choice; None: TensorBoard into the artifact. Not part of any result key.
     tracking: Tracking | None = field(default=None, metadata={"omit_if_none": True})
+    # Written only when set (older runners refuse unknown fields): GPUs and nodes of a distributed training job.
+    resources: Resources | None = field(default=None, metadata={"omit_if_none": True})
+    # How scores are produced: "native" (EvalScope loads the model; the default) or "served" (one `swift deploy` per
+    # job, EvalScope over its API). Part of every score's identity.
+    eval_backend: str | None = field(default=None, metadata={"omit_if_none": True})
+    # An adapter eval that also scores the untuned base model in the same server start (a /compare base-model).
+    eval_base: bool | None = field(default=None, metadata={"omit_if_none": True})
 
     @property
     def trains(self) -> bool:
@@ -198,7 +241,9 @@ _NESTED: dict[str, type] = {
     "limits": Limits,
     "callback": Callback,
     "toolchain": Toolchain,
+    "resume": ResumeRef,
     "tracking": Tracking,
+    "resources": Resources,
 }
 _NESTED_LISTS: dict[str, type] = {"datasets": DatasetRef, "benchmarks": BenchmarkSpec}
 _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
@@ -207,6 +252,8 @@ _LITERALS: dict[tuple[type, str], tuple[str, ...]] = {
     (ModelRef, "source"): MODEL_SOURCES,
     (DatasetRef, "source"): DATASET_SOURCES,
     (Tracking, "tool"): TRACKERS,
+    (Resources, "sharding"): SHARDINGS,
+    (JobSpec, "eval_backend"): EVAL_BACKENDS,
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -322,6 +369,11 @@ def validate_job(job: JobSpec) -> None:
             raise SpecError(f"benchmarks: {bench.name!r} content_hash must be 64 hex digits")
     if job.adapter is not None and job.adapter.sha256 is not None and not _SHA256.fullmatch(job.adapter.sha256):
         raise SpecError("adapter.sha256: must be 64 hex digits")
+    if job.resume is not None:
+        if not job.trains:
+            raise SpecError("resume: only a training job resumes from a checkpoint")
+        if job.resume.step < 1 or not _SHA256.fullmatch(job.resume.sha256) or not job.resume.run_id:
+            raise SpecError("resume: needs the run id, a step >= 1 and the archive's sha256 (64 hex digits)")
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")
@@ -330,6 +382,26 @@ def validate_job(job: JobSpec) -> None:
         raise SpecError("tracking.project: letters, digits, '-', '_' and '.' (at most 100)")
     if job.limits.wall_clock_s <= 0:
         raise SpecError("limits.wall_clock_s: must be positive")
+    if job.resources is not None:
+        problem = resources_problem(job.resources.gpus, job.resources.nodes, MAX_GPUS_PER_NODE, MAX_NODES)
+        if problem is not None:
+            raise SpecError(f"resources: {problem}")
+        if job.resources.world_size > 1 and not job.trains:
+            raise SpecError("resources: only a training job runs on several GPUs or nodes")
+    if job.eval_base:
+        with_adapter = job.adapter is not None or (job.trains and job.tuner in ("lora", "qlora"))
+        if not job.evaluates or not with_adapter:
+            raise SpecError("eval_base: only a job that evaluates an adapter can also score the base model")
+
+
+def resources_problem(gpus: int, nodes: int, max_gpus: int, max_nodes: int) -> str | None:
+    """Why a GPU/node count is refused: GPUs per node a power of two up to `max_gpus`, nodes 1..`max_nodes`."""
+    if gpus < 1 or gpus > max_gpus or gpus & (gpus - 1):
+        allowed = ", ".join(str(1 << i) for i in range(max_gpus.bit_length()) if 1 << i <= max_gpus)
+        return f"gpus must be a power of two up to {max_gpus} ({allowed}), got {gpus}"
+    if nodes < 1 or nodes > max_nodes:
+        return f"nodes must be between 1 and {max_nodes}, got {nodes}"
+    return None
 
 
 _GIT_OBJECT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

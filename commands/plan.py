@@ -24,10 +24,12 @@ from .jobspec import (
     JobSpec,
     Limits,
     ModelRef,
+    Resources,
     SpecError,
     Toolchain,
     Tuner,
     content_hash,
+    resources_problem,
     validate_job,
 )
 from .packs import FILE_PACKS, pack_content_hash, subject_files
@@ -279,13 +281,13 @@ def train_key(job: JobSpec, preset: ModelPreset, head_sha: str = "") -> str:
 
 
 def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: BenchmarkSpec,
-             local_at: str | None = None, evalscope: str | None = None) -> str:
+             local_at: str | None = None, evalscope: str | None = None, backend: str | None = None) -> str:
     """What determines one benchmark score: model, adapter, benchmark, subjects, limit, shots, max_tokens.
 
     `local_at` is the commit for packs whose questions come from the repository (general_mcq): the planner cannot
     read the files, so it keys on the commit and folder that fix them (the runner reports their content hash).
     """
-    return _eval_key(model, adapter, eval_identity(bench, local_at, evalscope))
+    return _eval_key(model, adapter, eval_identity(bench, local_at, evalscope, backend=backend))
 
 
 def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None:
@@ -294,9 +296,30 @@ def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None
 
 
 def _bench_keys(benches: tuple[BenchmarkSpec, ...], model: dict[str, Any], adapter: dict[str, Any] | None,
-                catalog: Catalog, pr: PRFacts, toolchain: Toolchain | None = None) -> dict[str, str]:
+                catalog: Catalog, pr: PRFacts, toolchain: Toolchain | None = None,
+                backend: str | None = None) -> dict[str, str]:
     evalscope = toolchain.evalscope if toolchain is not None else None
-    return {b.name: eval_key(model, adapter, b, _local_at(b, catalog, pr), evalscope) for b in benches}
+    return {b.name: eval_key(model, adapter, b, _local_at(b, catalog, pr), evalscope, backend) for b in benches}
+
+
+def _resources(command: Command, policy: Policy) -> Resources | None:
+    """`gpus=` / `nodes=` / `deepspeed=` / `fsdp=` as the job's resources (None: one GPU, as before)."""
+    gpus, nodes = command.args.get("gpus", 1), command.args.get("nodes", 1)
+    sharding = command.args.get("deepspeed") or command.args.get("fsdp")
+    if not isinstance(gpus, int) or not isinstance(nodes, int):
+        raise PlanError("gpus and nodes are whole numbers")
+    if gpus == 1 and nodes == 1 and sharding is None:
+        return None
+    problem = resources_problem(gpus, nodes, policy.runners.max_gpus, policy.runners.max_nodes)
+    if problem is not None:
+        raise PlanError(f"{problem} (this repository's `runners` in .tunebot.yml: max_gpus "
+                        f"{policy.runners.max_gpus}, max_nodes {policy.runners.max_nodes})")
+    return Resources(gpus=gpus, nodes=nodes, sharding=str(sharding) if sharding else None)
+
+
+def _eval_backend(command: Command) -> str | None:
+    backend = command.args.get("backend")
+    return "served" if backend == "served" else None
 
 
 def _limits(policy: Policy) -> Limits:
@@ -314,14 +337,19 @@ def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog,
     kind: JobKind = "train+eval" if benches else "train"
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind=kind, model=model, tuner=cast(Tuner, tuner),
                   hyper=hyper, datasets=datasets, benchmarks=benches, limits=_limits(policy),
-                  toolchain=catalog.toolchain)
+                  toolchain=catalog.toolchain, resources=_resources(command, policy),
+                  eval_backend=_eval_backend(command) if benches else None)
+    if job.eval_backend == "served" and job.tuner in ("lora", "qlora"):
+        # The base model rides along in the same server start: the automatic base-model comparison needs no run.
+        job = replace(job, eval_base=True)
     validate_job(job)
     key = train_key(job, preset, pr.head_sha)
     # Where the curves are reported changes no result: the tracker is set after the key.
     job = replace(job, tracking=policy.tracking)
     ident = _model_identity(model, preset)
     return PlannedJob(job=job, result_key=key,
-                      benchmark_keys=_bench_keys(benches, ident, {"train": key}, catalog, pr, job.toolchain))
+                      benchmark_keys=_bench_keys(benches, ident, {"train": key}, catalog, pr, job.toolchain,
+                                                 job.eval_backend))
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------------
@@ -360,14 +388,17 @@ def _eval_job(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, r
                            command.args.get("few_shot"))
     adapter = AdapterRef(run_id=adapter_run) if adapter_run is not None else None
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind="eval", model=model, benchmarks=benches,
-                  adapter=adapter, limits=_limits(policy), toolchain=catalog.toolchain)
+                  adapter=adapter, limits=_limits(policy), toolchain=catalog.toolchain,
+                  eval_backend=_eval_backend(command))
+    if job.eval_backend == "served" and adapter is not None:
+        job = replace(job, eval_base=True)
     validate_job(job)
     ident = _model_identity(model, preset)
     adapter_ident: dict[str, Any] | None = None
     if adapter_run is not None:
         adapter_ident = {"train": trained.result_key} if trained is not None and trained.result_key \
             else {"run": adapter_run}
-    keys = _bench_keys(benches, ident, adapter_ident, catalog, pr, job.toolchain)
+    keys = _bench_keys(benches, ident, adapter_ident, catalog, pr, job.toolchain, job.eval_backend)
     return PlannedJob(job=job, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys, force=force,
                       compare_ref=compare_ref)
 
@@ -416,9 +447,10 @@ def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> P
     if not job.benchmarks:
         raise PlanError("nothing to compare: the run evaluated no benchmark")
     base = replace(job, run_id=run_id, kind="eval", tuner=None, datasets=(), adapter=None, sha=pr.head_sha,
-                   callback=None)
+                   callback=None, resources=None, eval_base=None)
     validate_job(base)
-    keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr, base.toolchain)
+    keys = _bench_keys(job.benchmarks, _model_identity(job.model, preset), None, catalog, pr, base.toolchain,
+                       job.eval_backend)
     return PlannedJob(job=base, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from .args import did_you_mean
 from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
+from .estimate import GPUS
 from .jobspec import TRACKER_PROJECT, TRACKERS, Tracking
 from .safeyaml import Document, Path, YamlError, load
 
@@ -62,6 +63,21 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Runners:
+    """How big a training job may be here, and which runners (`runs-on` labels) each GPU count goes to."""
+
+    max_gpus: int = 1  # GPUs per node; a power of two
+    max_nodes: int = 1
+    # GPU count -> runner labels. A job goes to the smallest entry with at least its GPU count; none: the workflow's
+    # default labels (the repository variable TUNEBOT_RUNS_ON).
+    labels: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def runs_on(self, gpus: int) -> tuple[str, ...] | None:
+        fits = sorted(n for n in self.labels if n >= gpus)
+        return self.labels[fits[0]] if fits else None
+
+
+@dataclass(frozen=True)
 class Policy:
     language: Language = "en"
     allowed_models: tuple[str, ...] = ()  # empty: every preset in the catalog
@@ -84,11 +100,17 @@ class Policy:
     auto_train_paths: tuple[str, ...] = DEFAULT_AUTO_TRAIN_PATHS
     notify: Notify = field(default_factory=Notify)
     regression: tuple[RegressionRule, ...] = ()
+    # What the runners have, for `/plan`'s estimate (commands/estimate.py): the GPU type and how many per job.
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    # A training job estimated above this many GPU-hours (or whose cost cannot be estimated) waits for `/approve`.
+    approval_above_gpu_hours: float | None = None
     # Seeds per side for `/train … seeds=N` and `/compare … seeds=N`: N trainings (each a run) per side, so the verdict
     # can measure training noise. `seeds.default` applies when none is asked for; `seeds.max` caps the GPU cost.
     seeds_default: int = 1
     seeds_max: int = 4
     tracking: Tracking | None = None  # None: TensorBoard event files in the run's artifact
+    runners: Runners = field(default_factory=Runners)
 
     def model_allowed(self, name: str) -> bool:
         return not self.allowed_models or name in self.allowed_models
@@ -142,9 +164,13 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "auto_train": ("enabled", "paths"),
     "notify": ("slack", "dingtalk"),
     "regression": None,
+    "gpu": ("type", "count"),
+    "approval": ("above_gpu_hours",),
     "seeds": ("default", "max"),
     "tracking": ("tool", "project"),
+    "runners": ("max_gpus", "max_nodes", "labels"),
 }
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def parse_policy(text: str | None, *, catalog: Catalog | None = None) -> Policy | PolicyError:
@@ -282,8 +308,21 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
         kw["notify"] = Notify(slack_channel=slack, dingtalk_robot=robot)
     if "regression" in raw:
         kw["regression"] = _regression(raw["regression"], catalog)
+    gpu = _section(raw, "gpu")
+    if gpu.get("type") is not None:
+        kw["gpu_type"] = _choice(str(gpu["type"]).lower().replace("_", "-") if isinstance(gpu["type"], str)
+                                 else gpu["type"], ("gpu", "type"), tuple(GPUS))
+    if "count" in gpu:
+        kw["gpu_count"] = int(_number(gpu["count"], ("gpu", "count"), 1, 1024, whole=True))
+    approval = _section(raw, "approval")
+    if approval.get("above_gpu_hours") is not None:
+        kw["approval_above_gpu_hours"] = _number(approval["above_gpu_hours"], ("approval", "above_gpu_hours"),
+                                                 0, 1_000_000)
     if "tracking" in raw:
         kw["tracking"] = _tracking(raw["tracking"])
+    runners = _section(raw, "runners")
+    if runners:
+        kw["runners"] = _runners(runners)
     return Policy(**kw)
 
 
@@ -301,6 +340,32 @@ def _tracking(value: Any) -> Tracking:
         raise _Invalid(("tracking", "project"), "TensorBoard files go into the run's artifact; `project` is for "
                                                 "swanlab, wandb and mlflow")
     return Tracking(tool=tool, project=project)
+
+
+def _runners(sec: dict[str, Any]) -> Runners:
+    max_gpus = int(_number(sec.get("max_gpus", 1), ("runners", "max_gpus"), 1, 16, whole=True))
+    if max_gpus & (max_gpus - 1):
+        raise _Invalid(("runners", "max_gpus"), f"`runners.max_gpus` must be a power of two (1, 2, 4, 8 or 16), "
+                                                f"not {max_gpus}")
+    max_nodes = int(_number(sec.get("max_nodes", 1), ("runners", "max_nodes"), 1, 16, whole=True))
+    labels: dict[int, tuple[str, ...]] = {}
+    raw_labels = sec.get("labels") or {}
+    if not isinstance(raw_labels, dict):
+        raise _Invalid(("runners", "labels"), "`runners.labels` maps a GPU count to runner labels, e.g. "
+                                              "`4: [self-hosted, gpu-4]`")
+    for key, value in raw_labels.items():
+        count = int(key) if isinstance(key, int) or (isinstance(key, str) and key.isdigit()) else 0
+        if count < 1 or count > max_gpus or count & (count - 1):
+            raise _Invalid(("runners", "labels", key), f"`runners.labels` keys are GPU counts (powers of two up to "
+                                                       f"runners.max_gpus = {max_gpus}), not `{key}`")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and _LABEL.match(v)
+                                                               for v in value):
+            raise _Invalid(("runners", "labels", key), "runner labels are a list of names like "
+                                                       "[self-hosted, gpu-4]")
+        labels[count] = tuple(value)
+    return Runners(max_gpus=max_gpus, max_nodes=max_nodes, labels=labels)
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -449,5 +514,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
              "require_significance": r.require_significance}
             for r in policy.regression
         ],
+        "gpu": {"type": policy.gpu_type, "count": policy.gpu_count},
+        "approval": {"above_gpu_hours": policy.approval_above_gpu_hours},
         "seeds": {"default": policy.seeds_default, "max": policy.seeds_max},
     }

@@ -82,6 +82,10 @@ class EvalIdentity:
     data_at: str | None = None  # the commit of a repository's own questions (general_mcq)
     data_dir: str | None = None
     evalscope: str | None = None
+    # How the model is run for the score: "transformers" is the native path (EvalScope loads it; omitted from the key
+    # so older keys stay valid), "served" one `swift deploy` per job (jobspec.eval_backend). Scores of different
+    # backends never share a key; the engine that answered (served-transformers / served-vllm) is in the runner's
+    # config hash as well.
     backend: str = "transformers"
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,15 +121,26 @@ def recipe_of(job: JobSpec, preset: ModelPreset) -> Recipe:
         hyper = {k: v for k, v in hyper.items() if k not in LORA_FIELDS}
     if job.tuner != "qlora":
         hyper.pop("quant_bits", None)
+    if job.resources is not None and job.resources.world_size > 1:
+        # Data-parallel processes multiply the batch each step sees: other weights (written only when > 1, so every
+        # single-GPU key stays as it was). Sharding (ZeRO, FSDP) changes where the weights live, not the maths.
+        hyper["world_size"] = job.resources.world_size
     return Recipe(model=model_identity(job.model.revision, preset, job.model.model_type, job.model.template),
                   tuner=str(job.tuner), hyper=hyper, datasets=tuple(data_identity(d, job.sha) for d in job.datasets),
                   ms_swift=job.toolchain.ms_swift if job.toolchain is not None else None)
 
 
-def eval_identity(bench: BenchmarkSpec, data_at: str | None, evalscope: str | None = None) -> EvalIdentity:
+def eval_identity(bench: BenchmarkSpec, data_at: str | None, evalscope: str | None = None,
+                  backend: str | None = None) -> EvalIdentity:
     return EvalIdentity(benchmark=bench.name, subsets=tuple(bench.subsets), limit=bench.limit,
                         few_shot=bench.few_shot, max_tokens=bench.max_tokens, content_hash=bench.content_hash,
-                        data_at=data_at, data_dir=bench.data_dir, evalscope=evalscope)
+                        data_at=data_at, data_dir=bench.data_dir, evalscope=evalscope,
+                        backend=eval_backend_identity(backend))
+
+
+def eval_backend_identity(eval_backend: str | None) -> str:
+    """The identity's backend for a job's `eval_backend` (None and "native": the native transformers path)."""
+    return "served" if eval_backend == "served" else "transformers"
 
 
 def eval_key(model: Mapping[str, Any], adapter: Mapping[str, Any] | None, ident: EvalIdentity) -> str:

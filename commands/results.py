@@ -65,6 +65,8 @@ class Results:
     train: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
     artifacts: tuple[Mapping[str, Any], ...] = ()
+    # The untuned base model's scores on the same questions, when the job asked for them (`eval_base`).
+    base_benchmarks: Mapping[str, BenchmarkResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,8 @@ class Results:
             "train": dict(self.train),
             "manifest": dict(self.manifest),
             "artifacts": [dict(a) for a in self.artifacts],
+            **({"base_scores": {k: v.to_dict() for k, v in sorted(self.base_benchmarks.items())}}
+               if self.base_benchmarks else {}),
         }
 
     def to_json(self) -> str:
@@ -106,26 +110,31 @@ def results_from_dict(raw: Any) -> Results:
         train=dict(raw.get("train", {})),
         manifest=dict(raw.get("manifest", {})),
         artifacts=tuple(raw.get("artifacts", [])),
+        base_benchmarks={str(k): benchmark_from_dict(v) for k, v in (raw.get("base_scores") or {}).items()},
     )
 
 
 def results_from_events(run_id: str, status: str, events: Sequence[Event]) -> Results:
     """The results a run reported through its `eval_result` events (the agent's per-benchmark answer sheets)."""
     benches: dict[str, BenchmarkResult] = {}
+    base: dict[str, BenchmarkResult] = {}
     manifest: dict[str, Any] = {}
     for ev in events:
         if ev.type != "eval_result":
             continue
         d = ev.data
+        into = base if d.get("model") == "base" else benches
         subsets = {str(k): SubsetScore(n=int(v["n"]), correct=int(v["correct"]))
                    for k, v in (d.get("subsets") or {}).items() if isinstance(v, Mapping)}
         if not subsets:
             subsets = {"all": SubsetScore(n=int(d["n"]), correct=int(d.get("correct", round(d["score"] * d["n"]))))}
         questions = {str(k): bool(v) for k, v in (d.get("questions") or {}).items()}
-        benches[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
-                                                       str(d.get("config_hash", "")))
+        into[str(d["benchmark"])] = BenchmarkResult(str(d["benchmark"]), subsets, questions,
+                                                    str(d.get("config_hash", "")))
+        if into is base:
+            continue
         for key, value in (d.get("manifest") or {}).items():
             # Per-benchmark records (`benchmark_data`: what each benchmark evaluated) arrive one event at a time.
             prev = manifest.get(key)
             manifest[key] = {**prev, **value} if isinstance(prev, Mapping) and isinstance(value, Mapping) else value
-    return Results(run_id, status, benches, manifest=manifest)
+    return Results(run_id, status, benches, manifest=manifest, base_benchmarks=base)

@@ -83,7 +83,7 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
                                     learning_rate=d.get("learning_rate"), eta_s=d.get("eta_s"),
                                     samples_per_s=d.get("samples_per_s"), epoch=d.get("epoch"),
                                     phase=d.get("phase"))
-        elif ev.type == "eval_result":
+        elif ev.type == "eval_result" and d.get("model") != "base":  # the base model's score is the baseline's
             scores[str(d["benchmark"])] = ScoreView(score=float(d["score"]), n=int(d["n"]))
         elif ev.type == "tracker" and tracker_url is None and d["tool"] == tracker:
             tracker_url = str(d["url"])

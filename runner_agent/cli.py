@@ -2,7 +2,7 @@
 
     tunebot agent run --job JOB.json --out DIR [--cache DIR] [--bench-data DIR] [--repo-dir DIR] [--offline]
                       [--hub modelscope|huggingface] [--endpoint URL] [--quiet] [--adapter-dir DIR]
-                      [--run-attempt N]
+                      [--run-attempt N] [--tool-sandbox require|auto|off]
     tunebot agent fetch --job JOB.json [--cache DIR] [--offline] [--hub ...] [--endpoint URL]
 
 Exit codes: 0 succeeded, 1 failed (the `finished` event says why), 2 bad command line,
@@ -33,6 +33,9 @@ ENV_HELP = """environment (flags win):
   TUNEBOT_REPO_DIR           the checked-out repository local datasets are read from (default: cwd)
   TUNEBOT_MIN_FREE_GB        refuse to start with less free disk than this
   TUNEBOT_CALLBACK_DEADLINE  seconds to keep retrying the final event to the callback URL (default 120)
+  TUNEBOT_TOOL_SANDBOX       require | auto (default) | off: confine ms-swift and EvalScope to writing their run's
+                             own directories (Landlock), so the shared cache is read-only to them; `require`
+                             refuses jobs on a kernel without Landlock
   GITHUB_STEP_SUMMARY        when set, the run's Markdown summary is appended to it
 
 exit codes: 0 succeeded, 1 failed, 2 usage, 130 cancelled (SIGINT), 143 cancelled (SIGTERM / wall-clock limit)
@@ -74,7 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-attempt", type=int, help="the workflow run's attempt; any after the first is refused "
                                                      "(an Actions re-run replays the signed job)")
     run.add_argument("--min-free-gb", type=float, help="refuse to start with less free disk than this")
+    run.add_argument("--tool-sandbox", choices=["require", "auto", "off"],
+                     help="confine the tools to their run's directories (default auto; see TUNEBOT_TOOL_SANDBOX)")
     run.add_argument("--callback-deadline", type=float, help="seconds to keep retrying the final callback event")
+    run.add_argument("--node-rank", type=int, help="this runner's node in a multi-node training job (0: the one that "
+                                                   "reports; env TUNEBOT_NODE_RANK)")
+    run.add_argument("--master-addr", help="node 0's rendezvous address for multi-node training, e.g. the job's "
+                                           "headless Service (env TUNEBOT_MASTER_ADDR)")
+    run.add_argument("--master-port", type=int, help="node 0's rendezvous port (env TUNEBOT_MASTER_PORT)")
     run.add_argument("--heartbeat", type=float, default=30.0, help=argparse.SUPPRESS)
     run.add_argument("--grace", type=float, default=10.0, help=argparse.SUPPRESS)
 
@@ -116,6 +126,17 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
     if deadline is None and env.get("TUNEBOT_CALLBACK_DEADLINE"):
         deadline = float(env["TUNEBOT_CALLBACK_DEADLINE"])
     summary = env.get("GITHUB_STEP_SUMMARY")
+    tool_sandbox = getattr(args, "tool_sandbox", None) or (env.get("TUNEBOT_TOOL_SANDBOX") or "auto").strip().lower()
+    if tool_sandbox not in ("require", "auto", "off"):
+        raise ValueError(f"TUNEBOT_TOOL_SANDBOX must be require, auto or off, got {tool_sandbox!r}")
+    node_rank = getattr(args, "node_rank", None)
+    if node_rank is None:
+        node_rank = int(env.get("TUNEBOT_NODE_RANK") or 0)
+    if node_rank < 0:
+        raise ValueError(f"node rank must be 0 or more, got {node_rank}")
+    master_port = getattr(args, "master_port", None)
+    if master_port is None and env.get("TUNEBOT_MASTER_PORT"):
+        master_port = int(env["TUNEBOT_MASTER_PORT"])
     adapter_dir: Path | None = getattr(args, "adapter_dir", None)
     out = getattr(args, "out", None)
     cfg = AgentConfig(
@@ -136,6 +157,10 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
         github_step_summary=Path(summary) if summary else None,
         adapter_dir=adapter_dir.expanduser().resolve() if adapter_dir else None,
         run_attempt=getattr(args, "run_attempt", None),
+        tool_sandbox=tool_sandbox,
+        node_rank=node_rank,
+        master_addr=getattr(args, "master_addr", None) or env.get("TUNEBOT_MASTER_ADDR") or None,
+        master_port=master_port,
     )
     return cfg, notes
 

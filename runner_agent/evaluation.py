@@ -218,8 +218,9 @@ def evaluate(
     torch_dtype: str,
     offline: bool,
     seed: int,
+    work_name: str = "eval",
 ) -> EvalOutcome:
-    work = ctx.scratch / "eval"
+    work = ctx.tool_dir / work_name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     model_args: dict[str, Any] = {
@@ -228,7 +229,7 @@ def evaluate(
     }
     model_path = base.path
     if adapter is not None:
-        model_path = _prepare_adapter(adapter, base, ctx.scratch)
+        model_path = _prepare_adapter(adapter, base, ctx.scratch / f"{work_name}-adapter")
         # Swift checkpoints carry no tokenizer: EvalScope must take it from the base model.
         model_args["tokenizer_path"] = str(base.path)
     groups = _groups(plans, work)
@@ -241,7 +242,7 @@ def evaluate(
         "seed": seed,
         "groups": groups,
     }
-    spec_path = ctx.scratch / "eval-spec.json"
+    spec_path = ctx.scratch / f"{work_name}-spec.json"
     spec_path.write_text(json.dumps(spec, indent=2, ensure_ascii=False), encoding="utf-8")
     total = sum(p.expected_total or 0 for p in plans)
     known_total = all(p.expected_total is not None for p in plans)
@@ -260,9 +261,9 @@ def evaluate(
             ctx.bus.emit("progress", phase="eval", step=min(done, total), total=max(total, 1))
 
     proc = Supervised(
-        [ctx.config.python, "-m", "runner_agent.eval_worker", str(spec_path)],
+        ctx.tool_argv([ctx.config.python, "-m", "runner_agent.eval_worker", str(spec_path)]),
         env=ctx.tool_env(offline=offline),
-        log_path=ctx.logs / "evalscope.log",
+        log_path=ctx.logs / ("evalscope.log" if work_name == "eval" else f"evalscope-{work_name}.log"),
     )
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="evaluation", tick=tick, tick_s=0.25, grace_s=ctx.config.grace_s)

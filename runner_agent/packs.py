@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from commands.packs import pack_content_hash, subject_files
+
 from .errors import AgentError
 from .report import sha256_file
 
@@ -265,8 +267,6 @@ def verify_pack_content(benchmark: str, root: Path, subjects: Sequence[str], exp
     the pack directory is shared by every job on the runner. No hash in the job: nothing to check."""
     if expected is None:
         return
-    from commands.packs import pack_content_hash, subject_files
-
     digests: dict[str, str | None] = {}
     for subject in subjects:
         for rel in subject_files(benchmark, subject):

@@ -28,8 +28,8 @@ from commands.events import EVENTS_FILE
 from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
+from . import checkpoints, evaluation, models, report, served, training
 from . import datasets as datasets_mod
-from . import evaluation, models, report, training
 from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
@@ -37,6 +37,10 @@ from .sinks import EventBus, HttpSink, JsonlSink, Sink, TerminalSink
 from .verify_job import expired, replayed
 
 SCRATCH_OWNER = ".tunebot-owner"
+# What a checkpoint holds besides the adapter (or model): the trainer's own state, kept for resuming (and uploaded
+# as the checkpoint), never part of the adapter artifact, whose hash would otherwise change with the optimizer.
+TRAINER_STATE_FILES = ("training_args.bin", "trainer_state.json", "README.md", "optimizer.pt", "scheduler.pt",
+                       "scaler.pt", "rng_state.pth")
 _GIB = 1 << 30
 
 
@@ -139,6 +143,7 @@ class RunState:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)
+    base_benchmarks: dict[str, BenchmarkResult] = field(default_factory=dict)  # the untuned model (job.eval_base)
     manifest: dict[str, Any] = field(default_factory=dict)
     loss_png: str | None = None
 
@@ -257,8 +262,8 @@ def _free_gib(path: Path) -> float:
 class Plotter:
     """The loss-curve helper process: started early, fed the points at the end, killed if the run stops first."""
 
-    def __init__(self, python: str, png: Path, env: dict[str, str]) -> None:
-        self.argv = [python, "-m", "runner_agent.plot", str(png)]
+    def __init__(self, argv: list[str], png: Path, env: dict[str, str]) -> None:
+        self.argv = argv
         self.png = png
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -331,8 +336,9 @@ class Runner:
         if stale is not None:
             return self._fail_early(text, stale)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token} if job.callback else None,
-                            cfg.out / EVENTS_FILE)
+        # Only node 0 of a multi-node job reports to the bot: the others' events would interleave with its sequence.
+        sinks = _make_sinks(cfg, {"url": job.callback.url, "token": job.callback.token}
+                            if job.callback and cfg.node_rank == 0 else None, cfg.out / EVENTS_FILE)
         bus = EventBus(job.run_id, sinks, clock=self.clock, heartbeat_s=cfg.heartbeat_s)
         bus.start()
         t0 = time.monotonic()
@@ -410,6 +416,7 @@ class Runner:
             "seed": job.hyper.seed,
             "tuner": job.tuner,
             "hyper": to_dict(job.hyper),
+            "resources": to_dict(job.resources) if job.resources is not None else None,
             "versions": vers,
             "hardware": report.hardware(gpu),
             "offline": cfg.offline,
@@ -419,6 +426,12 @@ class Runner:
         }
 
         # 1. Everything that can be checked without heavy work, before any of it starts.
+        # The tools (ms-swift, EvalScope) may write only their run's own directories, never the shared cache.
+        ctx.confine_tools()
+        state.manifest["tool_sandbox"] = {"confined": ctx.sandbox_abi > 0, "mode": cfg.tool_sandbox,
+                                          "how": ctx.sandbox_note}
+        if ctx.sandbox_abi < 1:
+            ctx.bus.emit("phase", phase="download", detail=f"tools can write the shared cache: {ctx.sandbox_note}")
         if job.trains:
             assert job.tuner is not None
             training.validate_hyper(job.hyper, job.tuner)
@@ -439,6 +452,7 @@ class Runner:
             state.manifest["benchmarks"] = {p.spec.name: _bench_manifest(p) for p in plans}
         input_adapter = self._input_adapter(job) if job.adapter is not None else None
         self._check_disk(ctx, job, catalog)
+        resume_from = self._resume_checkpoint(ctx, job) if job.resume is not None else None
 
         # 2. The base model.
         ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}")
@@ -451,8 +465,14 @@ class Runner:
         # 3. Training.
         adapter_dir: Path | None = input_adapter
         eval_model = model
+        if job.trains and cfg.node_rank > 0:
+            # A worker node of a multi-node job: it trains its share; node 0 saves, evaluates and reports.
+            ctx.bus.emit("phase", phase="train", detail=f"node {cfg.node_rank} of {job.model.name} training")
+            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(), resume_from=resume_from,
+                           offline=cfg.offline or all(d.source in ("builtin", "local") for d in prepared))
+            return "succeeded", None
         if job.trains:
-            trained = self._train(ctx, job, model, prepared, state, gpu)
+            trained = self._train(ctx, job, model, prepared, state, gpu, resume_from)
             if job.tuner == "full":
                 eval_model = dataclasses.replace(model, path=trained)
             else:
@@ -467,11 +487,23 @@ class Runner:
         if job.evaluates:
             detail = ", ".join(f"{p.spec.name}[{','.join(p.subsets)}]" for p in plans)
             ctx.bus.emit("phase", phase="eval", detail=detail)
+            eval_offline = cfg.offline or all(p.pack is not None for p in plans)
+
+            def native(adapter: Path | None, work_name: str) -> evaluation.EvalOutcome:
+                return evaluation.evaluate(ctx, plans, eval_model, adapter, gpu=gpu,
+                                           torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
+                                           seed=job.hyper.seed, work_name=work_name)
+
             try:
-                outcome = evaluation.evaluate(ctx, plans, eval_model, adapter_dir,
-                                              gpu=gpu, torch_dtype=job.hyper.torch_dtype,
-                                              offline=cfg.offline or all(p.pack is not None for p in plans),
-                                              seed=job.hyper.seed)
+                # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
+                job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
+                                               offline=eval_offline, native=native)
+                outcome = job_eval.outcome
+                state.manifest.update(job_eval.manifest)
+                if job_eval.base is not None:
+                    state.base_benchmarks.update(job_eval.base.results)
+                    self._keep_eval_details(ctx, job_eval.base.work, state, dest_name="eval-base",
+                                            artifact="eval_details_base")
             except AgentError as exc:
                 if not job.trains:
                     raise
@@ -495,6 +527,12 @@ class Runner:
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                for name, res in sorted(state.base_benchmarks.items()):
+                    # The untuned base model, from the same server start (job.eval_base): the bot compares with it
+                    # without a second run.
+                    ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
+                                 subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 
@@ -504,7 +542,8 @@ class Runner:
         state.manifest["finished_at"] = self.clock()
         state.manifest["wall_s"] = round(time.monotonic() - t0, 2)
         results = Results(run_id=job.run_id, status=status, benchmarks=state.benchmarks, train=state.train,
-                          manifest=state.manifest, artifacts=tuple(state.artifacts))
+                          manifest=state.manifest, artifacts=tuple(state.artifacts),
+                          base_benchmarks=state.base_benchmarks)
         report.write_atomic(cfg.out / "results.json", results.to_json() + "\n")
         summary = report.summary_markdown(results, job, reason=failed_reason, loss_png=state.loss_png)
         report.write_atomic(cfg.out / "summary.md", summary)
@@ -518,16 +557,20 @@ class Runner:
             raise AgentError(f"{failed_reason} (training results and the adapter were kept; results.json is partial)")
         return "succeeded", None
 
-    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState) -> None:
+    def _place(self) -> training.NodePlace:
+        return training.NodePlace(self.cfg.node_rank, self.cfg.master_addr, self.cfg.master_port)
+
+    def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
+                           artifact: str = "eval_details") -> None:
         """EvalScope's per-question reviews and reports, kept so every outcome can be traced to the model's reply."""
-        dest = self.cfg.out / "eval"
+        dest = self.cfg.out / dest_name
         for kind in ("reviews", "reports"):
             for src in sorted(work.glob(f"group-*/{kind}/{evaluation.MODEL_ID}/*")):
                 if src.is_file():
                     (dest / kind).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dest / kind / src.name)
         if dest.is_dir():
-            entry = report.artifact_entry(self.cfg.out, dest, "eval_details")
+            entry = report.artifact_entry(self.cfg.out, dest, artifact)
             state.artifacts.append(entry)
             ctx.bus.emit("artifact", **entry)
 
@@ -577,19 +620,39 @@ class Runner:
         if out_free < 0.05:  # adapters, logs and results of a LoRA run are small; a full model is checked above
             raise AgentError(f"not enough disk space for the outputs: {self.cfg.out} has {out_free:.2f} GiB free")
 
+    def _resume_checkpoint(self, ctx: RunContext, job: JobSpec) -> Path:
+        """The checkpoint named by the signed job, downloaded from the bot, verified by its hash and unpacked where
+        ms-swift writes its own (so later checkpoints of this run follow it)."""
+        assert job.resume is not None
+        if job.callback is None:
+            raise AgentError("this job resumes from a checkpoint, but has no callback to fetch it from")
+        ctx.bus.emit("phase", phase="download",
+                     detail=f"checkpoint-{job.resume.step} of {job.resume.run_id} (resuming)")
+        data = checkpoints.download(job.callback, job.run_id, job.resume.sha256)
+        dest = ctx.tool_dir / "swift-out"  # where ms-swift (confined to the tools' scratch) writes its own
+        dest.mkdir(parents=True, exist_ok=True)
+        folder = checkpoints.unpack(data, dest, job.resume.step)
+        state_step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
+        if state_step != job.resume.step:
+            raise AgentError(f"the checkpoint is at step {state_step}, not {job.resume.step} as the job says")
+        return folder
+
     def _train(self, ctx: RunContext, job: JobSpec, model: models.ResolvedModel,
-               prepared: list[datasets_mod.PreparedDataset], state: RunState, gpu: bool) -> Path:
+               prepared: list[datasets_mod.PreparedDataset], state: RunState, gpu: bool,
+               resume_from: Path | None = None) -> Path:
         cfg = self.cfg
         length = f"{job.hyper.max_steps} steps" if job.hyper.max_steps else f"{job.hyper.num_train_epochs:g} epochs"
         ctx.bus.emit("phase", phase="train", detail=f"{job.tuner} on {job.model.name}, {length}")
         # The plot helper starts once training is under way: its matplotlib import (about a second of CPU) then
         # overlaps the training steps instead of competing with ms-swift's start-up or adding to the end.
-        png = cfg.out / "loss.png"
-        plotter = Plotter(cfg.python, png, ctx.tool_env(offline=True))
+        # Drawn in the tools' part of the scratch space (a tool never writes --out), then copied by the agent.
+        drawn, png = ctx.tool_dir / "loss.png", cfg.out / "loss.png"
+        plotter = Plotter(ctx.tool_argv([cfg.python, "-m", "runner_agent.plot", str(drawn)]), drawn,
+                          ctx.tool_env(offline=True))
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
-                                     on_first_step=plotter.start)
+                                     on_first_step=plotter.start, place=self._place(), resume_from=resume_from)
             log = outcome.log
             points = report.loss_points(log.points)
             plotter.send({"title": f"{job.run_id}: {job.tuner} on {job.model.name}", "points": points})
@@ -605,6 +668,7 @@ class Runner:
                 "wall_s": round(outcome.wall_s, 2),
                 "loss_curve": points,
                 "checkpoint": outcome.checkpoint.name,
+                **({"resumed_from": {"run_id": job.resume.run_id, "step": job.resume.step}} if job.resume else {}),
             }
             # Keep the adapter (or the full model) and swift's args.json as artifacts.
             name = "model" if job.tuner == "full" else "adapter"
@@ -612,7 +676,7 @@ class Runner:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             for item in outcome.checkpoint.iterdir():
-                if item.is_file() and item.name not in ("training_args.bin", "trainer_state.json", "README.md"):
+                if item.is_file() and item.name not in TRAINER_STATE_FILES and not item.name.startswith("rng_state"):
                     shutil.copy2(item, dest / item.name)
             args_dest = cfg.out / "args.json"
             shutil.copy2(outcome.args_json, args_dest)
@@ -626,6 +690,7 @@ class Runner:
             ctx.bus.emit("artifact", **args_entry)
             # The loss curve the helper has been drawing meanwhile.
             if plotter.wait():
+                shutil.copyfile(drawn, png)
                 state.loss_png = "loss.png"
                 png_entry = report.artifact_entry(cfg.out, png, "loss_curve")
                 state.artifacts.append(png_entry)

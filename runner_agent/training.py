@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 from commands.jobspec import HyperParams, JobSpec
 
+from . import checkpoints
 from .context import RunContext
 from .datasets import PreparedDataset
 from .errors import AgentError
@@ -87,6 +90,7 @@ def sft_argv(
     output_dir: Path,
     *,
     gpu: bool,
+    resume_from: Path | None = None,
     logging_dir: Path | None = None,
 ) -> list[str]:
     """The `swift sft` arguments (without the executable): only typed, validated job fields ever reach ms-swift."""
@@ -111,7 +115,10 @@ def sft_argv(
         "--logging_steps", str(h.logging_steps),
         "--save_steps", str(h.save_steps),
         "--save_total_limit", "1",
-        "--save_only_model", "true",
+        # Adapter checkpoints keep their optimizer, scheduler and RNG state (megabytes for LoRA): they are uploaded as
+        # written, and `/resume` (or a resume after a lost runner) continues from the exact step. A full model's
+        # optimizer state would double a checkpoint that is too big to upload anyway.
+        "--save_only_model", "true" if job.tuner == "full" else "false",
         "--seed", str(h.seed),
         "--data_seed", str(h.seed),
         "--split_dataset_ratio", "0",
@@ -126,6 +133,10 @@ def sft_argv(
         argv += ["--logging_dir", str(logging_dir)]
     if h.max_steps is not None:
         argv += ["--max_steps", str(h.max_steps)]
+    if resume_from is not None:
+        # Weights, optimizer, scheduler, RNG and global_step from the checkpoint; data already seen is skipped
+        # (`resume_only_model` stays false: that would restart the step count).
+        argv += ["--resume_from_checkpoint", str(resume_from)]
     if job.tuner in ("lora", "qlora"):
         argv += [
             "--lora_rank", str(h.lora_rank),
@@ -145,7 +156,59 @@ def sft_argv(
     # through the tool environment instead (runner_agent/hub_code.py), in every process ms-swift starts.
     if any(d.source == "huggingface" for d in datasets):
         argv += ["--use_hf", "true"]
+    res = job.resources
+    if res is not None and res.world_size > 1 and not gpu:
+        # torch's default backend is NCCL, which needs GPUs: CPU processes talk over gloo (how CI tests this path).
+        argv += ["--ddp_backend", "gloo"]
+    if res is not None and res.sharding is not None:
+        argv += ["--fsdp", res.sharding] if res.sharding.startswith("fsdp") else ["--deepspeed", res.sharding]
     return argv
+
+
+@dataclass(frozen=True)
+class NodePlace:
+    """Where this agent's processes sit in a distributed job: its node's rank and the rendezvous (node 0's address,
+    e.g. a Kubernetes headless Service name, and a port). Given by the runner (flags/environment), not the job."""
+
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+
+def distributed_env(job: JobSpec, place: NodePlace, *, gpu: bool) -> dict[str, str]:
+    """The variables with which `swift sft` starts torchrun itself (one process per GPU, `nodes` nodes).
+
+    Empty for a one-GPU, one-node job, which then runs exactly as before (one process, no torchrun)."""
+    res = job.resources
+    if res is None or res.world_size <= 1:
+        if place.node_rank:
+            raise AgentError(f"this runner is node {place.node_rank} of a distributed job, but job {job.run_id} "
+                             f"asks for one node")
+        return {}
+    if res.sharding is not None and not gpu:
+        raise AgentError(f"resources.sharding {res.sharding}: DeepSpeed and FSDP need GPUs, and this runner has none")
+    if not 0 <= place.node_rank < res.nodes:
+        raise AgentError(f"node rank {place.node_rank} is outside this job's {res.nodes} node(s)")
+    env = {"NPROC_PER_NODE": str(res.gpus), "NNODES": str(res.nodes), "NODE_RANK": str(place.node_rank)}
+    if res.nodes > 1:
+        if not place.master_addr or not place.master_port:
+            raise AgentError(f"job {job.run_id} trains on {res.nodes} nodes: this runner needs the rendezvous "
+                             f"address and port of node 0 (--master-addr/--master-port, or TUNEBOT_MASTER_ADDR/"
+                             f"TUNEBOT_MASTER_PORT; on Kubernetes the job's headless Service)")
+        env["MASTER_ADDR"] = place.master_addr
+        env["MASTER_PORT"] = str(place.master_port)
+    else:
+        env["MASTER_ADDR"] = "127.0.0.1"
+        env["MASTER_PORT"] = str(place.master_port or _free_port())
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 _TIME = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
@@ -277,6 +340,21 @@ def find_checkpoint(output_dir: Path, final: dict[str, Any]) -> Path:
     return ckpts[-1]
 
 
+def _copy_regular_files(src: Path, dest: Path) -> None:
+    """Copy the regular files under `src` (written by a confined tool) to `dest`; links are left behind, so a tool
+    cannot have the agent copy a file it points at into the artifact."""
+    if not src.is_dir() or src.is_symlink():
+        return
+    for root, _, files in os.walk(src, followlinks=False):  # never descends into a linked directory
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
 def train(
     ctx: RunContext,
     job: JobSpec,
@@ -286,19 +364,30 @@ def train(
     gpu: bool,
     offline: bool,
     on_first_step: Callable[[], None] | None = None,
+    place: NodePlace | None = None,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
-    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s)."""
+    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s), and
+    uploading each checkpoint as soon as it is complete.
+
+    With several processes only global rank 0 writes logging.jsonl and the checkpoint, so progress is rank 0's."""
     import time
 
-    output_dir = ctx.scratch / "swift-out"
-    # TensorBoard's event files go straight into the run's outputs, so they are part of its artifact.
-    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu,
-                                            logging_dir=ctx.config.out / "tensorboard")]
+    output_dir = ctx.tool_dir / "swift-out"
+    # TensorBoard's event files are written where the tools may write, then copied into the run's outputs (its
+    # artifact) once training ends: the confined tools cannot write the outputs themselves.
+    tensorboard = ctx.tool_dir / "tensorboard"
+    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, logging_dir=tensorboard,
+                                            resume_from=resume_from)]
+    uploader = checkpoints.Uploader(output_dir, job.callback if job.tuner != "full" else None, ctx.bus.emit)
+    if resume_from is not None:
+        uploader.last_step = checkpoints.step_of(resume_from)
     log = TrainLog()
     tail = LogTail(output_dir / "logging.jsonl")
 
     started = [False]
-    env = ctx.tool_env(offline=offline, extra=tracker_env(job))
+    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
+    env = ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist})
     # wandb, SwanLab and MLflow print their run page in the training output: the card links to it.
     watch = TrackerWatch(tracker(job), env) if tracker(job) in TRACKED else None
     linked = [False]
@@ -312,15 +401,22 @@ def train(
         if watch is not None and watch.url is not None and not linked[0]:
             linked[0] = True  # events leave from this thread only, in order; the reader thread just found it
             ctx.bus.emit("tracker", tool=watch.tool, url=watch.url)
+        uploader.poll()
 
-    proc = Supervised(argv, env=env, log_path=ctx.logs / "swift-sft.log",
+    proc = Supervised(ctx.tool_argv(argv), env=env, log_path=ctx.logs / "swift-sft.log",
                       on_line=watch.feed if watch is not None else None)
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0
+    if rc == 0:
+        uploader.poll(force=True)  # the last checkpoint, written as training ended
+    _copy_regular_files(tensorboard, ctx.config.out / "tensorboard")
     if rc != 0:
         lines = proc.tail()
         raise AgentError(f"ms-swift training failed ({describe_exit(rc)}): {headline(lines)}", detail="\n".join(lines))
+    if dist and int(dist["NODE_RANK"]) > 0:
+        # Another node holds global rank 0: its agent reports progress, the checkpoint and the results.
+        return TrainOutcome(output_dir, output_dir, output_dir / "args.json", log, argv, wall)
     checkpoint = find_checkpoint(output_dir, log.final)
     args_json = output_dir / "args.json"
     if not args_json.is_file():

@@ -33,6 +33,9 @@ EVAL_KEYS: tuple[ArgSpec, ...] = (
             example="huggingface"),
     ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
             "`refs/pr/…`)", example="master"),
+    ArgSpec("backend", "choice", "how the model is run: `native` (EvalScope loads it) or `served` (one ms-swift "
+            "server for the job: vLLM on GPU); scores of different backends are kept apart",
+            choices=("native", "served"), example="served"),
 )
 
 

@@ -36,10 +36,21 @@ TRAIN_KEYS: tuple[ArgSpec, ...] = (
             "`none` to skip)", aliases=("benchmarks",), example="cmmlu,ceval"),
     ArgSpec("hub", "choice", "where to download the model", choices=("modelscope", "huggingface"),
             example="huggingface"),
+    ArgSpec("plan", "bool", "show the plan and its cost (memory, tokens, GPU-hours) and start nothing",
+            example="true"),
     ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
             "`refs/pr/…`)", example="master"),
     ArgSpec("seeds", "int", "train with this many seeds (seed, seed+1, …) to measure training noise (default: "
             "`seeds.default` of .tunebot.yml, at most `seeds.max`)", 1, 16, example="3"),
+    ArgSpec("gpus", "int", "GPUs per node, a power of two up to the repository's `runners.max_gpus` (default 1)",
+            1, 16, example="4"),
+    ArgSpec("nodes", "int", "nodes (one runner each) up to `runners.max_nodes` (default 1)", 1, 16, example="2"),
+    ArgSpec("deepspeed", "choice", "shard the model with DeepSpeed ZeRO across the GPUs",
+            choices=("zero2", "zero3", "zero2_offload", "zero3_offload"), example="zero3"),
+    ArgSpec("fsdp", "choice", "shard the model with PyTorch FSDP2 across the GPUs", choices=("fsdp2",),
+            example="fsdp2"),
+    ArgSpec("backend", "choice", "how the evaluation after training runs the model: `native` (EvalScope loads it) "
+            "or `served` (one ms-swift server: vLLM on GPU)", choices=("native", "served"), example="served"),
 )
 _LORA_ONLY = ("lora_rank", "lora_alpha", "lora_dropout")
 
@@ -52,6 +63,8 @@ def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         raise ArgError("the model is given twice (as the first word and as `model=`)")
     model_text = positionals[0] if positionals else (keyed["model"][1] if "model" in keyed else None)
     args = parse_keys(keyed, skip=("model", "dataset", "preset", "eval"))
+    if args.get("plan") is False:
+        del args["plan"]  # `plan=false` is a plain /train
     check_seeds(args, ctx)
     if model_text is None:
         if ctx.policy.default_model is None:
@@ -73,6 +86,16 @@ def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
             raise ArgError(f"`{given[0]}` does not apply to `tuner=full`")
     if "quant_bits" in args and tuner not in (None, "qlora"):
         raise ArgError("`quant_bits` applies to `tuner=qlora` only")
+    if "deepspeed" in args and "fsdp" in args:
+        raise ArgError("`deepspeed` and `fsdp` are two ways to shard the model: choose one")
+    gpus = args.get("gpus", 1)
+    if isinstance(gpus, int) and (gpus & (gpus - 1) or gpus > ctx.policy.runners.max_gpus):
+        raise ArgError(f"`gpus` must be a power of two up to {ctx.policy.runners.max_gpus} (this repository's "
+                       f"`runners.max_gpus` in .tunebot.yml), not {gpus}")
+    nodes = args.get("nodes", 1)
+    if isinstance(nodes, int) and nodes > ctx.policy.runners.max_nodes:
+        raise ArgError(f"`nodes` may be at most {ctx.policy.runners.max_nodes} here (`runners.max_nodes` in "
+                       f".tunebot.yml), not {nodes}")
     if "dataset" in keyed:
         args["dataset"] = resolve_datasets(names_of(keyed, "dataset"), ctx)
     elif not default_datasets(ctx.catalog.models[name], ctx.catalog, ctx.policy):

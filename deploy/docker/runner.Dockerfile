@@ -28,6 +28,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/tunebot/bin:$PATH \
     # Model and dataset caches on one mount point, so a volume keeps downloads between ephemeral runners.
     # TUNEBOT_BENCH_DATA holds the CMMLU / C-Eval source files (cmmlu/, ceval/; see deploy/README.md).
+    # Only the agent's fetch phase writes them: ms-swift and EvalScope run confined to their run's scratch space
+    # (Landlock), with per-run HF/ModelScope/EvalScope caches there; a kernel that cannot confine them makes the
+    # agent refuse the job (TUNEBOT_TOOL_SANDBOX=require; deploy/README.md, Threat model).
+    TUNEBOT_TOOL_SANDBOX=require \
     TUNEBOT_CACHE=/cache/tunebot \
     TUNEBOT_BENCH_DATA=/cache/benchmarks \
     HF_HOME=/cache/huggingface \

@@ -33,7 +33,7 @@ from tests.deploy.workflow_policy import check_workflow
 from tests.paths import REPO
 
 ALL_WORKFLOWS = [RUN_WORKFLOW, LEADERBOARD_WORKFLOW]
-RUN_INPUTS = {"run_id", "sha", "job", "job_sig", "callback_url"}
+RUN_INPUTS = {"run_id", "sha", "job", "job_sig", "callback_url", "runs_on"}
 EXAMPLE_JOB = REPO / "configs" / "examples" / "tiny-train-eval.json"
 
 
@@ -151,8 +151,15 @@ def test_run_workflow_inputs_are_the_agreed_strings(run_wf: dict[str, Any]) -> N
     inputs = run_wf["on"]["workflow_dispatch"]["inputs"]
     assert set(inputs) == RUN_INPUTS
     assert all(spec["type"] == "string" for spec in inputs.values())
-    assert {name for name, spec in inputs.items() if spec.get("required")} == RUN_INPUTS - {"callback_url"}
+    assert {name for name, spec in inputs.items() if spec.get("required")} == RUN_INPUTS - {"callback_url", "runs_on"}
     assert set(run_wf["on"]) == {"workflow_dispatch"}
+
+
+def test_a_multi_gpu_job_picks_its_runner_labels_from_the_dispatch(run_wf: dict[str, Any]) -> None:
+    # bot/jobs.py sends `runs_on` (the policy's labels for the job's GPU count) only for multi-GPU jobs; every other
+    # job keeps the repository's TUNEBOT_RUNS_ON or the classic labels.
+    runs_on = run_wf["jobs"]["run"]["runs-on"]
+    assert runs_on.startswith("${{ fromJSON(inputs.runs_on != '' && inputs.runs_on || vars.TUNEBOT_RUNS_ON")
 
 
 def test_run_is_named_and_grouped_by_run_id(run_wf: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.service.conftest import SIGNING_KEY, job_of
+from tests.bot.service.conftest import SIGNING_KEY, job_of
 
 
 async def _verify(inputs: dict[str, str], job: Path, *extra: str) -> tuple[int, str]:
@@ -39,8 +39,8 @@ def _finished(out: Path) -> dict[str, Any]:
     return dict(events[0])
 
 
-async def test_the_bot_signs_not_after_from_its_configured_ttl(make_bot: Any) -> None:
-    bot = await make_bot(job_ttl_s=600)
+async def test_the_bot_signs_not_after_from_its_configured_ttl(memory_bot: Any) -> None:
+    bot = await memory_bot(job_ttl_s=600)
     before = time.time()
     await bot.start_run()
     job = job_of(bot.dispatches()[-1])

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.store import NewRun
 from commands.results import BenchmarkResult, Results, SubsetScore
-from tests.service.conftest import REPO
+from tests.bot.service.conftest import REPO
 
 PRIVATE = "acme/secret-model"
 
@@ -27,8 +27,8 @@ async def _private_result(bot: Any, repo: str = PRIVATE, model: str = "qwen-7b",
     return rid
 
 
-async def test_the_leaderboard_of_one_repository_shows_nothing_of_another(make_bot: Any) -> None:
-    bot = await make_bot()
+async def test_the_leaderboard_of_one_repository_shows_nothing_of_another(memory_bot: Any) -> None:
+    bot = await memory_bot()
     private = await _private_result(bot)
     own = await _private_result(bot, repo=REPO, model="tiny", correct=3)  # this repository's own result
     await bot.comment("/leaderboard cmmlu")
@@ -38,8 +38,8 @@ async def test_the_leaderboard_of_one_repository_shows_nothing_of_another(make_b
     assert private not in reply and "qwen-7b" not in reply and "90.0" not in reply
 
 
-async def test_an_adapter_of_another_repository_cannot_be_evaluated(make_bot: Any) -> None:
-    bot = await make_bot()
+async def test_an_adapter_of_another_repository_cannot_be_evaluated(memory_bot: Any) -> None:
+    bot = await memory_bot()
     private = await _private_result(bot)
     await bot.comment(f"/eval cmmlu model=tiny adapter={private}")
     await bot.settle()
@@ -50,8 +50,8 @@ async def test_an_adapter_of_another_repository_cannot_be_evaluated(make_bot: An
 POLICY = "version: 1\nquotas:\n  gpu_hours_per_day: 10\n  max_run_hours: 6\n  runs_per_user_per_day: 50\n"
 
 
-async def test_the_daily_gpu_quota_is_the_repositorys_and_counts_runs_in_flight(make_bot: Any) -> None:
-    bot = await make_bot(policy=POLICY)
+async def test_the_daily_gpu_quota_is_the_repositorys_and_counts_runs_in_flight(memory_bot: Any) -> None:
+    bot = await memory_bot(policy=POLICY)
     for login in ("alice", "bob", "carol"):
         bot.repo.set_permission(login, "write")
     await bot.comment("/train tiny max_steps=20", login="alice", association="COLLABORATOR")
@@ -65,9 +65,8 @@ async def test_the_daily_gpu_quota_is_the_repositorys_and_counts_runs_in_flight(
     assert "this repository has used 12.0 of its 10 GPU hours today" in reply
 
 
-async def test_a_run_ended_by_a_workflow_event_is_charged_its_gpu_time(make_bot: Any) -> None:
-    bot = await make_bot()
-    bot.send_workflow_webhooks()
+async def test_a_run_ended_by_a_workflow_event_is_charged_its_gpu_time(memory_bot: Any) -> None:
+    bot = await memory_bot()
     run = await bot.start_run()
     rid = run.run_id
     await bot.post_event(rid, run.run_token, 0, "accepted", kind="train", model="tiny")  # the agent started
@@ -75,7 +74,7 @@ async def test_a_run_ended_by_a_workflow_event_is_charged_its_gpu_time(make_bot:
     real = bot.service.clock
     bot.service.clock = lambda: real() + 1800  # the runner died 30 minutes in
     bot.github.set_run_status(run.workflow_run_id, "completed", "failure")
-    await bot.github.emit_workflow_run(run.workflow_run_id, "completed")
+    await bot.workflow_run(run.workflow_run_id, "completed")
     await bot.settle()
     ended = await bot.service.store.get_run(rid)
     assert ended.state == "failed" and ended.gpu_seconds is not None and 1790 <= ended.gpu_seconds <= 1900

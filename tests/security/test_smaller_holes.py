@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.service.conftest import REPO
+from bot.github.port import Forbidden
+from tests.bot.service.conftest import REPO
 
 
-async def test_ok_to_train_with_a_short_sha_is_refused_and_grants_nothing(make_bot: Any) -> None:
-    bot = await make_bot()
+async def test_ok_to_train_with_a_short_sha_is_refused_and_grants_nothing(memory_bot: Any) -> None:
+    bot = await memory_bot()
     head = bot.repo.add_pull(2, head_repo="eve/Hello-World", author="eve").head_sha
     await bot.comment(f"/ok-to-train {head[:7]}", number=2)
     await bot.settle()
@@ -56,9 +57,9 @@ async def test_events_after_a_run_finished_are_refused_and_not_stored(make_bot: 
                                                                                              '"duplicate"}')
 
 
-async def test_a_replayed_pull_request_event_does_not_train_again(make_bot: Any) -> None:
+async def test_a_replayed_pull_request_event_does_not_train_again(memory_bot: Any) -> None:
     """The delivery id is not covered by the webhook's HMAC: a replay with a new id is the same event."""
-    bot = await make_bot(policy="version: 1\nauto_train: true\n")
+    bot = await memory_bot(policy="version: 1\nauto_train: true\n")
     pull = bot.repo.add_pull(3, author="Codertocat", files=["configs/tiny.yaml"])
     bot.repo.add_file("configs/tiny.yaml", "tunebot: train\nmodel: tiny\nbenchmarks: none\n", ref=pull.head_sha)
     for delivery in ("first-delivery-id", "replayed-with-a-new-id"):
@@ -67,14 +68,15 @@ async def test_a_replayed_pull_request_event_does_not_train_again(make_bot: Any)
     assert len(bot.dispatches()) == 1
 
 
-async def test_an_unreadable_policy_file_starts_nothing(make_bot: Any) -> None:
+async def test_an_unreadable_policy_file_starts_nothing(memory_bot: Any) -> None:
     """Fail closed: a .tunebot.yml that GitHub would not give us may hold restrictions the defaults lack."""
-    bot = await make_bot(policy="version: 1\nmodels:\n  allowed: [tiny]\n")
-    bot.github.fail_next("GET", "*/contents/.tunebot.yml", times=50, status=403)
+    bot = await memory_bot(policy="version: 1\nmodels:\n  allowed: [tiny]\n")
+    bot.github.fail_next("get_file", Forbidden(403, "Resource not accessible by integration"), times=50)
     await bot.comment("/train tiny max_steps=20")
     await bot.settle()
     assert bot.dispatches() == []
     assert "could not be read from GitHub" in bot.bot_comments()[-1]
+    assert ("GET", f"/repos/{REPO}/contents/.tunebot.yml", None) in bot.github.calls  # it was asked for, and refused
 
 
 async def _failed_fork_run(bot: Any) -> str:
@@ -88,8 +90,8 @@ async def _failed_fork_run(bot: Any) -> str:
     return run.run_id
 
 
-async def test_retry_typed_elsewhere_is_judged_on_the_runs_own_fork_pr(make_bot: Any) -> None:
-    bot = await make_bot()
+async def test_retry_typed_elsewhere_is_judged_on_the_runs_own_fork_pr(memory_bot: Any) -> None:
+    bot = await memory_bot()
     rid = await _failed_fork_run(bot)
     bot.repo.pulls[2].head_sha = "e" * 40  # eve pushed again: the approval does not cover the new head
     bot.repo.add_pull(5, author="eve")  # a PR of this repository, where no approval is needed
@@ -99,8 +101,8 @@ async def test_retry_typed_elsewhere_is_judged_on_the_runs_own_fork_pr(make_bot:
     assert "that run was for commit" in bot.bot_comments(5)[-1]
 
 
-async def test_retry_of_an_approved_commit_is_refused_after_a_new_push(make_bot: Any) -> None:
-    bot = await make_bot()
+async def test_retry_of_an_approved_commit_is_refused_after_a_new_push(memory_bot: Any) -> None:
+    bot = await memory_bot()
     rid = await _failed_fork_run(bot)
     new_head = "e" * 40
     bot.repo.pulls[2].head_sha = new_head
