@@ -22,6 +22,7 @@ from .datasets import PreparedDataset
 from .errors import AgentError
 from .models import ResolvedModel
 from .procs import Supervised, describe_exit, headline, run_supervised
+from .tracking import TRACKED, TrackerWatch
 
 TORCH_DTYPES = ("float32", "bfloat16", "float16")
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -385,6 +386,11 @@ def train(
     tail = LogTail(output_dir / "logging.jsonl")
 
     started = [False]
+    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
+    env = ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist})
+    # wandb, SwanLab and MLflow print their run page in the training output: the card links to it.
+    watch = TrackerWatch(tracker(job), env) if tracker(job) in TRACKED else None
+    linked = [False]
 
     def tick() -> None:
         for line in tail.read():
@@ -392,11 +398,13 @@ def train(
         if not started[0] and log.last_step and on_first_step is not None:
             started[0] = True
             on_first_step()
+        if watch is not None and watch.url is not None and not linked[0]:
+            linked[0] = True  # events leave from this thread only, in order; the reader thread just found it
+            ctx.bus.emit("tracker", tool=watch.tool, url=watch.url)
         uploader.poll()
 
-    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
-    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist}),
-                      log_path=ctx.logs / "swift-sft.log")
+    proc = Supervised(ctx.tool_argv(argv), env=env, log_path=ctx.logs / "swift-sft.log",
+                      on_line=watch.feed if watch is not None else None)
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0

@@ -159,6 +159,7 @@ runs = Table(
     Index(None, "repo", "actor", "created_at"),
     Index(None, "state", "updated_at"),
     Index(None, "workflow_run_id"),
+    Index(None, "backfill_for"),  # migration 0008: a run's baseline runs, found by query (the web run page)
 )
 
 run_events = Table(

@@ -141,6 +141,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "links.artifacts": ("Artifacts", "产物"),
     "links.base": ("baseline run", "基线运行"),
     "links.new": ("new run", "本次运行"),
+    "links.tracker": ("{tool} run page", "{tool} 运行页面"),
+    "card.tracker.tensorboard": ("TensorBoard event files: `tensorboard/` in the run's artifact {artifact}",
+                                 "TensorBoard 事件文件：本次运行产物 {artifact} 中的 `tensorboard/`"),
+    "card.tracker.missing": ("{tool}: no run page appeared in the training log; check the runner's {tool} settings",
+                             "{tool}：训练日志中没有出现运行页面，请检查运行器的 {tool} 设置"),
     # run card
     "card.title": ("tunebot run {run}: {state}", "tunebot 运行 {run}：{state}"),
     "card.requested": ("requested by @{actor} on {where}", "由 @{actor} 在 {where} 发起"),

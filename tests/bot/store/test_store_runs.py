@@ -180,3 +180,28 @@ async def test_usage_is_derived_per_user_repo_and_utc_day(store: Store) -> None:
     assert (await store.usage("octo/demo", "carol", day)).gpu_seconds == 0.0
     window = await store.usage_between("octo/demo", "alice", at(-10), at(10))
     assert window.runs == 1
+
+
+async def test_a_runs_baselines_are_found_by_an_indexed_query(store: Store) -> None:
+    await store.create_run(new_run("tb-000000000001"), now=at(0))
+    for i, (repo, origin) in enumerate([("octo/demo", "tb-000000000001"), ("octo/demo", "tb-000000000001"),
+                                        ("octo/demo", None), ("other/repo", "tb-000000000001")], start=2):
+        await store.create_run(replace(new_run(f"tb-00000000000{i}", repo=repo), backfill_for=origin), now=at(i))
+    for i in range(6, 9):  # newer runs of the repository that are nobody's baseline
+        await store.create_run(new_run(f"tb-00000000000{i}"), now=at(i))
+
+    found = await store.backfills_for("octo/demo", "tb-000000000001")
+    assert [r.run_id for r in found] == ["tb-000000000003", "tb-000000000002"]  # newest first, this repo only
+    assert [r.run_id for r in await store.backfills_for("octo/demo", "tb-000000000001", limit=1)] == \
+        ["tb-000000000003"]
+    assert await store.backfills_for("octo/demo", "tb-000000000002") == []
+    assert [r.run_id for r in await store.backfills_for("other/repo", "tb-000000000001")] == ["tb-000000000005"]
+    async with store._engines.writer.connect() as conn:
+        if conn.dialect.name == "sqlite":  # the look-up is an index search, not a scan of the repository's runs
+            plan = (await conn.execute(text("EXPLAIN QUERY PLAN SELECT run_id FROM runs "
+                                            "WHERE repo = 'octo/demo' AND backfill_for = 'tb-000000000001'"))).all()
+            assert any("ix_runs_backfill_for" in str(row) for row in plan), plan
+        else:
+            names = (await conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'runs' "
+                                              "AND schemaname = current_schema()"))).scalars()
+            assert "ix_runs_backfill_for" in set(names)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.config import Secret, load_config
 from bot.github.port import Permission, RepoInfo
@@ -13,6 +14,9 @@ from bot.web.auth import Access, session_storage
 from tests.bot.service.conftest import SECRET, job_of
 from tests.bot.web.conftest import REPO, outcomes, run_to_end
 from tests.fakes.deliveries import deliver, pr_comment_payload
+
+# Sessions (login, OAuth state) keep their per-request state under typed keys: a string key is a failure here.
+pytestmark = pytest.mark.filterwarnings("error::aiohttp.web_exceptions.NotAppKeyWarning")
 
 OTHER = "acme/secret-model"
 

@@ -44,6 +44,8 @@ async def test_public_repository_pages_runs_run_history_leaderboard(web_bot: Any
     await browser.screenshot("run")
     text = browser.text
     assert "lora_rank" in text and "agronomy" in text and "anatomy" in text
+    # No tracker configured: TensorBoard's event files, in the artifact (links: tests/bot/web/test_tracker_link.py)
+    assert f"in the artifact tunebot-{train}" in browser.driver.find_element(By.ID, "tracker").text
     cmp = browser.driver.find_element(By.CSS_SELECTOR, "#comparison").text
     assert "base-model" in cmp and "improved" in cmp and "+51.7" in cmp
     assert "2 right→wrong, 33 wrong→right" in cmp

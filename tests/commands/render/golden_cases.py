@@ -94,6 +94,12 @@ def _views() -> list[Any]:
 CASES: dict[str, tuple[str, Callable[[str], Any]]] = {
     **{f"run_card_{state}": ("md", lambda lang, s=state: render_run_card(run_view(s), lang))
        for state in ("queued", "dispatched", "running", "succeeded", "failed", "cancelled")},
+    # Where the curves are: the tracker's page when it printed one, TensorBoard's files in the artifact by default,
+    # and a configured tracker that printed no page.
+    "run_card_tracker_link": ("md", lambda lang: render_run_card(run_view(
+        "succeeded", tracker="wandb", tracker_url="https://wandb.ai/acme/llm-sft/runs/3kq9x2ab"), lang)),
+    "run_card_tensorboard": ("md", lambda lang: render_run_card(run_view("succeeded", tracker="tensorboard"), lang)),
+    "run_card_tracker_missing": ("md", lambda lang: render_run_card(run_view("succeeded", tracker="swanlab"), lang)),
     "comparison": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS, key="pr-42",
                                                                loss=loss_curve()))),
     "comparison_split": ("md", lambda lang: _parts(render_comparison(comparison(), conclusion(), lang, LINKS,
