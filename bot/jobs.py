@@ -108,6 +108,23 @@ class Jobs:
                 return str(ev.data["sha256"])
         return None
 
+    async def resolved_inputs(self, run_id: str) -> dict[str, Any]:
+        """What run `run_id` really ran on, as its signed result events said: the model's resolved revision and each
+        training dataset as read (blob SHA of a repository file, resolved revision of a hub dataset). The trained
+        artifact's event first (a training run), else the last evaluation result."""
+        found: dict[str, Any] = {}
+        for ev in await self.core.store.events_after(run_id, -1):
+            manifest = ev.data.get("manifest")
+            if not isinstance(manifest, dict):
+                continue
+            if ev.type == "artifact" and ev.data.get("name") in ("adapter", "model"):
+                found = {**found, **{k: manifest[k] for k in ("model", "datasets") if k in manifest}}
+            elif ev.type == "eval_result":
+                for k in ("model", "datasets"):
+                    if k in manifest:
+                        found.setdefault(k, manifest[k])
+        return found
+
     async def retry(self, conv: Conversation, target: Run, line: str, key: str) -> Run:
         """Run `target`'s job again, unchanged, under a new run id (same intent: compare, keys, backfill)."""
         run_id = self.core.new_run_id()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..compare import BenchmarkComparison, Comparison, Conclusion
 from ..stats import wilson_interval
@@ -396,15 +397,37 @@ def render_comparison(
 
 
 def render_provenance(language: str, *, recipe_key: str | None, datasets: Sequence[tuple[str, str]],
-                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None) -> str:
-    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, and
-    the sha256 of the adapter the run saved (or was given)."""
+                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None,
+                      resolved: Mapping[str, Any] | None = None) -> str:
+    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, the
+    sha256 of the adapter the run saved (or was given), and what the runner resolved (`resolved`: the signed result
+    events' `model` and `datasets`)."""
     lang = normalize_language(language)
     lines = [f"**{t(lang, 'prov.title')}**"]
     if recipe_key:
         lines.append(f"- {t(lang, 'prov.recipe')}{colon(lang)}{fmt.code(recipe_key[:16])}")
     for name, ident in datasets:
         lines.append(f"  - {fmt.code(name)}{colon(lang)}{fmt.code(ident)}")
+    model = (resolved or {}).get("model")
+    if isinstance(model, Mapping) and model.get("id"):
+        asked = model.get("requested") or "—"
+        lines.append(f"- {t(lang, 'prov.model')}{colon(lang)}{fmt.code(str(model['id']))} @ "
+                     f"{fmt.code(str(model.get('revision') or '—'))} ({t(lang, 'prov.requested')} "
+                     f"{fmt.code(str(asked))})")
+    read = (resolved or {}).get("datasets")
+    if isinstance(read, Sequence) and read:
+        lines.append(f"- {t(lang, 'prov.data_read')}{colon(lang)}")
+        for d in read:
+            if not isinstance(d, Mapping):
+                continue
+            if d.get("blob"):
+                what = f"blob {d['blob']}"
+            elif d.get("source") in ("modelscope", "huggingface"):
+                what = (f"{d.get('id')} @ {d.get('revision') or t(lang, 'prov.unresolved')} "
+                        f"({t(lang, 'prov.requested')} {d.get('requested') or '—'})")
+            else:
+                what = f"sha256 {str(d.get('sha256') or '—')[:16]}"
+            lines.append(f"  - {fmt.code(str(d.get('name')))}{colon(lang)}{fmt.code(what)}")
     for bench, key in sorted(eval_keys.items()):
         lines.append(f"- {t(lang, 'prov.eval', bench=fmt.bench_name(bench))}{colon(lang)}{fmt.code(key[:16])}")
     if adapter_sha256:

@@ -60,6 +60,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "prov.recipe": ("recipe (training result key)", "训练配方（训练结果键）"),
     "prov.eval": ("{bench} result key", "{bench} 结果键"),
     "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
+    "prov.model": ("model as resolved by the runner", "运行器解析到的模型"),
+    "prov.requested": ("requested", "请求"),
+    "prov.data_read": ("training data as the runner read it", "运行器实际读取的训练数据"),
+    "prov.unresolved": ("not resolved by the hub", "平台未给出解析版本"),
     "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
     "cmp.seeds": ("*{k} seeds per side ({seeds}): scores are means across seeds, and Δ, p and the interval come from "
