@@ -91,6 +91,7 @@ class Jobs:
                      kind=job.kind, run_token=secrets.token_urlsafe(32), number=conv.number, head_sha=job.sha,
                      model=job.model.name, job_spec=to_dict(job), result_key=pj.result_key, name_token=job.run_id,
                      trigger_key=f"{conv.trigger}:{key}", compare_ref=pj.compare_ref or None,
+                     compare_seeds=pj.compare_seeds if pj.compare_ref else None,
                      benchmark_keys=keys, backfill_for=backfill_for)
         run, created = await self.core.store.create_run(new, now=self.core.now())
         if created:
@@ -133,6 +134,7 @@ class Jobs:
                      run_token=secrets.token_urlsafe(32), number=target.number, head_sha=job.sha,
                      model=target.model, job_spec=to_dict(job), result_key=target.result_key, name_token=run_id,
                      trigger_key=f"{conv.trigger}:{key}", retry_of=target.run_id, compare_ref=target.compare_ref,
+                     compare_seeds=target.compare_seeds,
                      benchmark_keys=target.benchmark_keys, backfill_for=target.backfill_for)
         run, _ = await self.core.store.create_run(new, now=self.core.now())
         await self.dispatch(run, job)

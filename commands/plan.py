@@ -88,6 +88,7 @@ class PlannedJob:
     benchmark_keys: Mapping[str, str] = field(default_factory=dict)  # benchmark -> eval result key
     force: bool = False  # rerun even if a stored result has the same key
     compare_ref: str | None = None  # /compare: the ref or run id to compare against (the bot resolves it)
+    compare_seeds: int | None = None  # /compare … seeds=N: how many seeds per side the comparison judges
 
 
 def plan(

@@ -38,7 +38,10 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
             pr = replace(pr, blobs=blobs)
             planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter([pj.job.run_id for pj in planned]))
     if compare_ref is not None:
-        planned = [replace(pj, compare_ref=compare_ref) for pj in planned]
+        # `seeds=N` is kept with the run: when its evaluation lands, the comparison judges N seeds per side.
+        seeds = cmd.args.get("seeds")
+        planned = [replace(pj, compare_ref=compare_ref, compare_seeds=seeds if isinstance(seeds, int) else None)
+                   for pj in planned]
     for j, pj in enumerate(planned):
         key = f"{inv.key}.{j}"
         started = await parts.jobs.launch(conv, pull, cmd, pj, key)

@@ -83,6 +83,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                      "完成后发布与 {new} 的对比。差异：{changes}"),
     "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
     "cmp.baseline_failed": ("{ref}: failed", "{ref}：失败"),
+    "cmp.head_failed": ("❌ This PR's side of the comparison with {ref} is missing: run {run} (seed {seed}) ended "
+                        "{state}, so the comparison will not come. Why: {reason}\n\nFix the cause and "
+                        "`/retry {run_id}` (the comparison is posted when it lands), or ask again with fewer seeds.",
+                        "❌ 与 {ref} 对比中本 PR 一侧缺失：运行 {run}（随机种子 {seed}）以 {state} 结束，"
+                        "因此对比不会发布。原因：{reason}\n\n修复原因后 `/retry {run_id}`（完成后发布对比），"
+                        "或以更少的随机种子重新请求。"),
     "cmp.backfill_failed": ("❌ Baseline {ref} ended {state} (run {run}), so the comparison with {new} will not come. "
                             "Why: {reason}\n\nFix the cause and `/retry {run_id}`, or compare with "
                             "`/compare base-model` or a run id.",
