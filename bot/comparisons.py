@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from bot.cards import Cards
@@ -43,7 +42,7 @@ from commands.render import ReportLinks, ScoreView, render_cached_reply, render_
 from commands.render.fmt import code as fmt_code
 from commands.render.github import compare_marker
 from commands.render.i18n import t
-from commands.results import BenchmarkResult, Results
+from commands.results import Results
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,22 @@ class Comparisons:
         pr = PRFacts(repo=repo, head_sha=job.sha, base_ref=BASE_MODEL, number=number)
         base_pj = plan_baseline(job, pr, self.core.catalog, self.core.new_run_id())
         stored = await self.jobs.stored(repo, base_pj.benchmark_keys)
+        # `/train … seeds=N`: one report for the set (the first seed's run holds it), judged across the seeds,
+        # once every seed has landed, instead of one report per seed.
+        group = await self.seed_group(repo, job) if job.trains else {}
+        anchor_id = group[min(group)].run_id if len(group) > 1 else new_run_id
         if stored is not None:
+            if len(group) > 1:
+                if not all(r.state == "succeeded" for r in group.values()):
+                    return False
+                seeds = sorted(group)
+                heads = [await store.load_results(group[s].run_id) for s in seeds]
+                news = [h for h in heads if h is not None and h.benchmarks]
+                if len(news) != len(seeds):
+                    return False
+                await self.post(repo, number, anchor_id, stored.results, news[0], policy, BASE_MODEL,
+                                seeds=(seeds, [stored.results] * len(seeds), news))
+                return True
             await self.post(repo, number, new_run_id, stored.results, new, policy, BASE_MODEL)
             return True
         if not explicit or number is None:
@@ -123,12 +137,13 @@ class Comparisons:
         if pull is None:
             pull = await self.core.github.get_pull(repo, number)
         run = await store.get_run(new_run_id)
+        # One base-model eval for a seed set, whichever seed lands first (the trigger names the set's first run).
         conv = Conversation(repo, number, True, run.actor if run else self.core.bot_login, "OWNER",
-                            f"backfill:{new_run_id}", policy)
-        cmd = Command("eval", {}, line=f"/eval {' '.join(new.benchmarks)} (baseline for {new_run_id})")
-        started = await self.jobs.launch(conv, pull, cmd, base_pj, "baseline", backfill_for=new_run_id)
+                            f"backfill:{anchor_id}", policy)
+        cmd = Command("eval", {}, line=f"/eval {' '.join(new.benchmarks)} (baseline for {anchor_id})")
+        started = await self.jobs.launch(conv, pull, cmd, base_pj, "baseline", backfill_for=anchor_id)
         if isinstance(started, Reused):  # stored in the meantime (another PR's backfill landed): compare now
-            origin = await store.get_run(new_run_id)
+            origin = await store.get_run(anchor_id)
             return origin is not None and await self.compare_finished(origin, baseline_run=started.run_id)
         return False
 
@@ -267,7 +282,8 @@ class Comparisons:
         head_plans = {s: self._head_seed(head, s, job) for s in wanted}
         heads: dict[int, Results] = {}
         for s in wanted:
-            got = await self._stored(repo, head_plans[s].benchmark_keys)
+            reused = await self.jobs.stored(repo, head_plans[s].benchmark_keys)
+            got = reused.results if reused is not None else None
             if got is None and s in group and group[s].run_id == new_run_id:
                 got = new
             if got is not None:
@@ -346,19 +362,6 @@ class Comparisons:
             await self.cards.refresh(anchor_id, final=True,
                                      baseline_label=t(policy.language, "cmp.baseline_training", ref=ref.label))
         return False
-
-    async def _stored(self, repo: str, keys: dict[str, str] | Mapping[str, str]) -> Results | None:
-        """Results stored under every one of these benchmark keys (from one run or several), or None."""
-        store = self.core.store
-        benches: dict[str, BenchmarkResult] = {}
-        run_id = ""
-        for bench, key in keys.items():
-            hit = await store.find_result(repo, key)
-            if hit is None:
-                return None
-            run_id = run_id or hit[0]
-            benches[bench] = hit[1]
-        return Results(run_id, "succeeded", benches) if benches else None
 
     def _head_seed(self, head: JobSpec, seed: int, job: JobSpec) -> PlannedJob:
         """The head's training recipe with another seed, at the head's commit (a member of a multi-seed compare)."""

@@ -133,6 +133,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "{bench}: with {n} questions of which {flips} changed outcome, changes smaller than about {mde} points are "
         "hard to tell from noise.",
         "{bench}：{n} 道题中有 {flips} 道结果变化，小于约 {mde} 个百分点的变化难以与噪声区分。"),
+    "cmp.first_seed": (" — seed {seed}'s pair of runs only", "——仅随机种子 {seed} 的一对运行"),
     "cmp.subjects": ("{bench}: {m} subjects ({improved} improved, {regressed} regressed)",
                      "{bench}：{m} 个科目（{improved} 个显著提升，{regressed} 个显著下降）"),
     "cmp.flips": ("{bench}: {total} questions flipped ({rw} right → wrong, {wr} wrong → right)",

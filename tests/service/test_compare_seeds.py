@@ -187,3 +187,22 @@ async def test_a_failed_head_seed_tells_the_pr_why_instead_of_waiting_silently(m
     for job in [j for j in new if j is not seed43] + [retried]:
         await run_to_end(bot, job.run_id, outcomes(job.hyper.seed, 0.3 if job.sha != seed43.sha else 0.9))
     assert any("2 seeds per side (42, 43)" in c for c in bot.bot_comments(1))
+
+
+async def test_train_seeds_2_gets_one_base_model_report_for_the_set(make_bot) -> None:
+    bot = await make_bot(policy=SEEDS_POLICY)
+    setup_repo(bot)
+    await bot.comment(TRAIN + " seeds=2")
+    await bot.settle()
+    heads = [job_of(d) for d in bot.dispatches()]
+    await run_to_end(bot, heads[0].run_id, outcomes(42, 0.9))
+    await run_to_end(bot, heads[1].run_id, outcomes(43, 0.85))
+    # One base-model eval for the set, not one per seed.
+    bases = [job_of(d) for d in bot.dispatches()[2:]]
+    assert len(bases) == 1 and bases[0].kind == "eval" and bases[0].adapter is None
+    assert not any("tunebot:compare:" in c for c in bot.bot_comments())
+    await run_to_end(bot, bases[0].run_id, outcomes(99, 0.25))
+    reports = [c for c in bot.bot_comments() if "tunebot:compare:" in c]
+    assert len(reports) == 1, reports
+    assert f"tunebot:compare:{heads[0].run_id}" in reports[0] and heads[1].run_id not in reports[0]
+    assert "2 seeds per side (42, 43)" in reports[0] and "base-model" in reports[0]
