@@ -8,7 +8,7 @@ from dataclasses import replace
 from bot.github.port import GitHubError
 from bot.jobs import Reused
 from commands.baseline import parse_target
-from commands.plan import PlanError, local_dataset_paths, plan
+from commands.plan import PlanError, local_dataset_paths, local_question_dirs, plan
 
 from .base import Invocation, Parts, handles
 
@@ -28,14 +28,18 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
         compare_ref = await _compare_target(parts, inv, pr.latest_train_run is not None)
     planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter(parts.core.new_run_id, None))
     paths = local_dataset_paths(planned)
-    if paths:
-        # A recipe names its repository data by content (git blob at the head commit), so equal data, equal key.
+    folders = local_question_dirs(planned)
+    if paths or folders:
+        # A recipe names its repository data by content (git blob at the head commit), and the repository's own
+        # questions by their files' blobs too, so equal files, equal keys, whichever commit they are at.
         try:
-            blobs = await parts.core.github.blob_shas(conv.repo, paths, pull.head_sha)
+            blobs = await parts.core.github.blob_shas(conv.repo, paths, pull.head_sha) if paths else {}
+            listings = {f: await parts.core.github.folder_blobs(conv.repo, f, pull.head_sha) for f in folders}
         except GitHubError as exc:
-            log.warning("blob SHAs of %s at %s: %s (keying on the commit instead)", paths, pull.head_sha, exc)
+            log.warning("blob SHAs of %s at %s: %s (keying on the commit instead)", paths + folders, pull.head_sha,
+                        exc)
         else:
-            pr = replace(pr, blobs=blobs)
+            pr = replace(pr, blobs=blobs, question_dirs={f: v for f, v in listings.items() if v is not None})
             planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter([pj.job.run_id for pj in planned]))
     if compare_ref is not None:
         # `seeds=N` is kept with the run: when its evaluation lands, the comparison judges N seeds per side.
