@@ -26,7 +26,7 @@ from commands.baseline import (
 )
 from commands.compare import CompareError, Comparison, Conclusion, compare_results, decide, with_seeds
 from commands.decision import Command
-from commands.jobspec import JobSpec, SpecError, job_from_dict
+from commands.jobspec import AdapterRef, JobSpec, SpecError, content_hash, job_from_dict
 from commands.plan import (
     PlanError,
     PlannedJob,
@@ -121,7 +121,22 @@ class Comparisons:
             await self.post(repo, number, new_run_id, base, new, policy, BASE_MODEL)
             return True
         stored = await self.jobs.stored(repo, base_pj.benchmark_keys)
+        # `/train … seeds=N`: one report for the set (the first seed's run holds it), judged across the seeds,
+        # once every seed has landed, instead of one report per seed.
+        group = await self.seed_group(repo, job) if job.trains else {}
+        anchor_id = group[min(group)].run_id if len(group) > 1 else new_run_id
         if stored is not None:
+            if len(group) > 1:
+                if not all(r.state == "succeeded" for r in group.values()):
+                    return False
+                seeds = sorted(group)
+                heads = [await store.load_results(group[s].run_id) for s in seeds]
+                news = [h for h in heads if h is not None and h.benchmarks]
+                if len(news) != len(seeds):
+                    return False
+                await self.post(repo, number, anchor_id, stored.results, news[0], policy, BASE_MODEL,
+                                seeds=(seeds, [stored.results] * len(seeds), news))
+                return True
             await self.post(repo, number, new_run_id, stored.results, new, policy, BASE_MODEL)
             return True
         if not explicit or number is None:
@@ -129,12 +144,13 @@ class Comparisons:
         if pull is None:
             pull = await self.core.github.get_pull(repo, number)
         run = await store.get_run(new_run_id)
+        # One base-model eval for a seed set, whichever seed lands first (the trigger names the set's first run).
         conv = Conversation(repo, number, True, run.actor if run else self.core.bot_login, "OWNER",
-                            f"backfill:{new_run_id}", policy)
-        cmd = Command("eval", {}, line=f"/eval {' '.join(new.benchmarks)} (baseline for {new_run_id})")
-        started = await self.jobs.launch(conv, pull, cmd, base_pj, "baseline", backfill_for=new_run_id)
+                            f"backfill:{anchor_id}", policy)
+        cmd = Command("eval", {}, line=f"/eval {' '.join(new.benchmarks)} (baseline for {anchor_id})")
+        started = await self.jobs.launch(conv, pull, cmd, base_pj, "baseline", backfill_for=anchor_id)
         if isinstance(started, Reused):  # stored in the meantime (another PR's backfill landed): compare now
-            origin = await store.get_run(new_run_id)
+            origin = await store.get_run(anchor_id)
             return origin is not None and await self.compare_finished(origin, baseline_run=started.run_id)
         return False
 
@@ -268,19 +284,28 @@ class Comparisons:
         context = CompareContext(base_label=ref.label, base_sha=ref.sha, new_sha=job.sha,
                                  changes=tuple(c.text() for c in changes))
         missing_heads = [s for s in wanted if s not in group]
-        heads_ready = not missing_heads and all(group[s].state == "succeeded" for s in wanted)
+        # Each seed's head side is its adapter evaluated exactly as this comparison asks (content-addressed keys),
+        # whichever run stored it: the /train run, a later eval of its adapter, or a seed trained for this compare.
+        head_plans = {s: self._head_seed(head, s, job) for s in wanted}
+        heads: dict[int, Results] = {}
+        for s in wanted:
+            reused = await self.jobs.stored(repo, head_plans[s].benchmark_keys)
+            got = reused.results if reused is not None else None
+            if got is None and s in group and group[s].run_id == new_run_id:
+                got = new
+            if got is not None:
+                heads[s] = got
+        heads_ready = len(heads) == len(wanted)
         if heads_ready and all(isinstance(d, UseStored) for _, d in decisions):
             base_runs = [await store.load_results(d.run_id) for _, d in decisions if isinstance(d, UseStored)]
             if any(b is None or not b.benchmarks for b in base_runs):
                 raise PlanError("a stored baseline has no results")
             bases = [b for b in base_runs if b is not None]
+            news = [heads[s] for s in wanted]
             if len(wanted) == 1:
-                await self.post(repo, number, new_run_id, bases[0], new, policy, ref.label, context=context, key=key)
+                await self.post(repo, number, new_run_id, bases[0], news[0], policy, ref.label, context=context,
+                                key=key)
                 return True
-            heads = [await store.load_results(group[s].run_id) for s in wanted]
-            if any(h is None or not h.benchmarks for h in heads):
-                return False
-            news = [h for h in heads if h is not None]
             await self.post(repo, number, anchor_id, bases[0], news[0], policy, ref.label, context=context, key=key,
                             seeds=(wanted, bases, news))
             return True
@@ -288,10 +313,15 @@ class Comparisons:
             return False  # waiting: a seed's training or a baseline is still running (it calls back when it lands)
         if pull is None:
             pull = await self.core.github.get_pull(repo, number)
-        anchor = group.get(wanted[0]) or await store.get_run(new_run_id)
+        # The run that holds the intent: this PR's eval of the adapter (its benchmarks are the ones asked for), else
+        # the first seed's training run (a stored answer may name another PR's run with the same recipe).
+        evaluated = await store.get_run(new_run_id)
+        own_eval = evaluated is not None and evaluated.kind == "eval" and evaluated.number == number
+        anchor = (evaluated if own_eval else None) or group.get(wanted[0]) or evaluated
         pinned = f"{ref.name}@{ref.sha}"
         # Pin the ref to the commit it named now, so the comparison made when the backfill lands is against it.
-        await store.update_run(anchor.run_id if anchor else new_run_id, now=self.core.now(), compare_ref=pinned)
+        await store.update_run(anchor.run_id if anchor else new_run_id, now=self.core.now(), compare_ref=pinned,
+                               compare_seeds=seeds)
         started: list[str] = []
         for seed in missing_heads:
             # `/compare … seeds=N` trains both sides with N seeds: the head's missing seeds too, at the head.
@@ -300,7 +330,25 @@ class Comparisons:
                                 f"seed:{anchor_id}:{seed}", policy)
             run = await self.jobs.launch(conv, pull, Command("train", {}, line=f"/train (seed {seed} of "
                                                                                f"{anchor_id})"),
-                                         replace(pj, compare_ref=pinned), "run")
+                                         replace(pj, compare_ref=pinned, compare_seeds=seeds), "run")
+            if isinstance(run, Run):
+                started.append(run.run_id)
+        for seed in wanted:
+            if seed in heads or seed in missing_heads or group[seed].state != "succeeded" or job.adapter is None \
+                    or job.trains:
+                continue
+            # A seed trained earlier (`/train … seeds=N`) but not evaluated as this comparison asks: evaluate its
+            # adapter the same way.
+            planned_eval = PlannedJob(
+                job=replace(job, run_id=self.core.new_run_id(), callback=None,
+                            adapter=AdapterRef(run_id=group[seed].run_id)),
+                result_key=content_hash(sorted(head_plans[seed].benchmark_keys.values())),
+                benchmark_keys=head_plans[seed].benchmark_keys,
+                compare_ref=pinned, compare_seeds=seeds)
+            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
+                                f"seed-eval:{anchor_id}:{seed}", policy)
+            run = await self.jobs.launch(conv, pull, Command("eval", {}, line=f"/eval (seed {seed} of {anchor_id})"),
+                                         planned_eval, "run")
             if isinstance(run, Run):
                 started.append(run.run_id)
         for seed, decision in decisions:
@@ -356,6 +404,23 @@ class Comparisons:
             await self.cards.refresh(origin.run_id, final=True,
                                      baseline_label=t(policy.language, "cmp.baseline_failed", ref=label))
 
+    async def head_failed(self, run: Run) -> None:
+        """A head-side member of a comparison (a seed it trained or an adapter it evaluated) ended without results:
+        the comparison that waits on it will not come; say so on the PR, with why and what to do."""
+        if run.number is None or not run.compare_ref or run.compare_ref == BASE_MODEL:
+            return
+        policy = await self.core.policy_for(run.repo)
+        policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
+        ref = run.compare_ref.partition("@")
+        label = f"{ref[0]}@{ref[2][:7]}" if ref[2] else ref[0]
+        job = job_from_dict(run.job_spec) if run.job_spec else None
+        seed = job.hyper.seed if job is not None else "?"
+        conv = Conversation(run.repo, run.number, True, self.core.bot_login, "OWNER", f"head-failed:{run.run_id}",
+                            policy)
+        await self.core.reply(conv, "notice", t(policy.language, "cmp.head_failed", ref=fmt_code(label),
+                                                run=fmt_code(run.run_id), run_id=run.run_id, seed=seed,
+                                                state=run.state, reason=(run.reason or "—").strip()[:500]))
+
     async def compare_finished(self, run: Run, baseline_run: str | None = None) -> bool:
         """After a run's evaluation: compare it (explicitly asked, auto when a baseline exists, or a backfill)."""
         store = self.core.store
@@ -389,7 +454,8 @@ class Comparisons:
         try:
             return await self.compare_with_baseline(run.repo, run.number, results, job, run.run_id,
                                                     base_ref=run.compare_ref or BASE_MODEL,
-                                                    explicit=wants and baseline_run is None, policy=policy)
+                                                    explicit=wants and baseline_run is None, policy=policy,
+                                                    seeds=run.compare_seeds)
         except (PlanError, CompareError, SpecError) as exc:
             log.warning("comparison for %s failed: %s", run.run_id, exc)
             return False

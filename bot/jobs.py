@@ -95,6 +95,7 @@ class Jobs:
                      kind=job.kind, run_token=secrets.token_urlsafe(32), number=conv.number, head_sha=job.sha,
                      model=job.model.name, job_spec=to_dict(job), result_key=pj.result_key, name_token=job.run_id,
                      trigger_key=f"{conv.trigger}:{key}", compare_ref=pj.compare_ref or None,
+                     compare_seeds=pj.compare_seeds if pj.compare_ref else None,
                      benchmark_keys=keys, backfill_for=backfill_for)
         run, created = await self.core.store.create_run(new, now=self.core.now())
         if created:
@@ -112,6 +113,23 @@ class Jobs:
                 return str(ev.data["sha256"])
         return None
 
+    async def resolved_inputs(self, run_id: str) -> dict[str, Any]:
+        """What run `run_id` really ran on, as its signed result events said: the model's resolved revision and each
+        training dataset as read (blob SHA of a repository file, resolved revision of a hub dataset). The trained
+        artifact's event first (a training run), else the last evaluation result."""
+        found: dict[str, Any] = {}
+        for ev in await self.core.store.events_after(run_id, -1):
+            manifest = ev.data.get("manifest")
+            if not isinstance(manifest, dict):
+                continue
+            if ev.type == "artifact" and ev.data.get("name") in ("adapter", "model"):
+                found = {**found, **{k: manifest[k] for k in ("model", "datasets") if k in manifest}}
+            elif ev.type == "eval_result":
+                for k in ("model", "datasets"):
+                    if k in manifest:
+                        found.setdefault(k, manifest[k])
+        return found
+
     async def retry(self, conv: Conversation, target: Run, line: str, key: str) -> Run:
         """Run `target`'s job again, unchanged, under a new run id (same intent: compare, keys, backfill)."""
         run_id = self.core.new_run_id()
@@ -120,6 +138,7 @@ class Jobs:
                      run_token=secrets.token_urlsafe(32), number=target.number, head_sha=job.sha,
                      model=target.model, job_spec=to_dict(job), result_key=target.result_key, name_token=run_id,
                      trigger_key=f"{conv.trigger}:{key}", retry_of=target.run_id, compare_ref=target.compare_ref,
+                     compare_seeds=target.compare_seeds,
                      benchmark_keys=target.benchmark_keys, backfill_for=target.backfill_for)
         run, _ = await self.core.store.create_run(new, now=self.core.now())
         await self.dispatch(run, job)

@@ -299,6 +299,26 @@ class LocalGitHub:
                                                     f"{ref}:{path}")
         return out
 
+    async def folder_blobs(self, repo: str, folder: str, ref: str) -> dict[str, str] | None:
+        """At the local PR's head, the folder's files as they are in the working tree; elsewhere git's tree."""
+        folder = folder.strip("/")
+        if ref == self.head_sha:
+            root = self.workdir / folder
+            if not root.is_dir():
+                return None
+            out: dict[str, str] = {}
+            for path in sorted(root.iterdir()):
+                if path.is_file():
+                    blob = await asyncio.to_thread(_git, self.workdir, "hash-object", "--", f"{folder}/{path.name}")
+                    if blob:
+                        out[f"{folder}/{path.name}"] = blob
+            return out
+        listing = await asyncio.to_thread(_git, self.workdir, "ls-tree", ref, "--", f"{folder}/")
+        if not listing:
+            return None
+        entries = [line.split(None, 3) for line in listing.splitlines()]
+        return {e[3]: e[2] for e in entries if len(e) == 4 and e[1] == "blob"}
+
     def tree_for(self, sha: str, run_dir: Path) -> Path:
         """Where a job at `sha` reads the repository: this directory at its own head, else a git worktree of that
         commit (a baseline at main trains on main's files, as a runner checking out that SHA would)."""

@@ -61,6 +61,8 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "path": ((str,), True),
         "sha256": ((str, type(None)), False),
         "bytes": ((int, type(None)), False),
+        # The trained adapter's (or model's) event: what it was trained from, as the runner resolved it.
+        "manifest": ((dict,), False),
     },
     "heartbeat": {},
     # The experiment tracker's page of this run, as the tracker printed it (runner_agent/tracking.py).

@@ -32,7 +32,7 @@ from .jobspec import (
     resources_problem,
     validate_job,
 )
-from .packs import FILE_PACKS, pack_content_hash, subject_files
+from .packs import FILE_PACKS, pack_content_hash, repo_question_files, repo_questions_hash, subject_files
 from .policy import Policy
 from .recipe import RESULT_KEY_VERSION, eval_identity, model_identity, recipe_of
 from .recipe import eval_key as _eval_key
@@ -79,6 +79,9 @@ class PRFacts:
     # Repository files at head_sha -> their git blob SHA (None: absent), for the training datasets the command names:
     # a recipe identifies its data by content (commands/recipe.py). The bot fetches them (`local_dataset_paths`).
     blobs: Mapping[str, str | None] = field(default_factory=dict)
+    # The repository's question folders (general_mcq's `data_dir`) at head_sha -> {path: git blob SHA} of their
+    # direct entries: the questions' content hash (`local_question_dirs` names the folders the bot should list).
+    question_dirs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class PlannedJob:
     benchmark_keys: Mapping[str, str] = field(default_factory=dict)  # benchmark -> eval result key
     force: bool = False  # rerun even if a stored result has the same key
     compare_ref: str | None = None  # /compare: the ref or run id to compare against (the bot resolves it)
+    compare_seeds: int | None = None  # /compare … seeds=N: how many seeds per side the comparison judges
 
 
 def plan(
@@ -234,7 +238,8 @@ def _datasets(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, p
 
 
 def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets: ArgValue | None = None,
-                 limit: ArgValue | None = None, few_shot: ArgValue | None = None) -> tuple[BenchmarkSpec, ...]:
+                 limit: ArgValue | None = None, few_shot: ArgValue | None = None,
+                 pr: PRFacts | None = None) -> tuple[BenchmarkSpec, ...]:
     out: list[BenchmarkSpec] = []
     for name in sorted(set(names)):
         pack = catalog.benchmarks[name]
@@ -252,6 +257,11 @@ def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets
             if shots:
                 raise PlanError(f"`{name}` has no few-shot examples (its questions are your files under "
                                 f"`{data_dir}/`): leave out `few_shot=`")
+        digest = _pack_hash(pack.evalscope_name, tuple(sorted(chosen)), catalog)
+        listing = pr.question_dirs.get(data_dir) if data_dir is not None and pr is not None else None
+        if listing is not None:
+            files = repo_question_files(listing, tuple(sorted(chosen)))
+            digest = repo_questions_hash(files) if files else None
         out.append(BenchmarkSpec(
             name=name,
             subsets=tuple(sorted(chosen)),
@@ -259,7 +269,7 @@ def _bench_specs(names: Iterable[str], catalog: Catalog, policy: Policy, subsets
             few_shot=shots,
             max_tokens=pack.max_tokens,
             data_dir=data_dir,
-            content_hash=_pack_hash(pack.evalscope_name, tuple(sorted(chosen)), catalog),
+            content_hash=digest,
         ))
     return tuple(out)
 
@@ -292,7 +302,9 @@ def eval_key(model: dict[str, Any], adapter: dict[str, Any] | None, bench: Bench
 
 def _local_at(bench: BenchmarkSpec, catalog: Catalog, pr: PRFacts) -> str | None:
     pack = catalog.benchmarks[bench.name]
-    return pr.head_sha.lower() if pack.from_repository else None  # repo-defined questions change with the commit
+    if not pack.from_repository or bench.content_hash is not None:
+        return None  # file packs, and repository questions known by their files' blobs, are keyed by content
+    return pr.head_sha.lower()  # repository questions the bot could not list: keyed on the commit
 
 
 def _bench_keys(benches: tuple[BenchmarkSpec, ...], model: dict[str, Any], adapter: dict[str, Any] | None,
@@ -333,7 +345,7 @@ def _plan_train(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog,
     wanted = command.args.get("eval")
     names: tuple[str, ...] = () if wanted == ("none",) else (
         wanted if isinstance(wanted, tuple) else policy.default_benchmarks)
-    benches = _bench_specs(names, catalog, policy)
+    benches = _bench_specs(names, catalog, policy, pr=pr)
     kind: JobKind = "train+eval" if benches else "train"
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind=kind, model=model, tuner=cast(Tuner, tuner),
                   hyper=hyper, datasets=datasets, benchmarks=benches, limits=_limits(policy),
@@ -385,7 +397,7 @@ def _eval_job(command: Command, pr: PRFacts, policy: Policy, catalog: Catalog, r
         raise PlanError(f"unknown model `{model_name}`")
     model, preset = _model(command, policy, catalog, model_name)
     benches = _bench_specs(benchmarks, catalog, policy, command.args.get("subsets"), command.args.get("limit"),
-                           command.args.get("few_shot"))
+                           command.args.get("few_shot"), pr=pr)
     adapter = AdapterRef(run_id=adapter_run) if adapter_run is not None else None
     job = JobSpec(run_id=run_id, repo=pr.repo, sha=pr.head_sha, kind="eval", model=model, benchmarks=benches,
                   adapter=adapter, limits=_limits(policy), toolchain=catalog.toolchain,
@@ -454,6 +466,12 @@ def plan_baseline(job: JobSpec, pr: PRFacts, catalog: Catalog, run_id: str) -> P
     return PlannedJob(job=base, result_key=content_hash(sorted(keys.values())), benchmark_keys=keys)
 
 
+def local_question_dirs(planned: Iterable[PlannedJob]) -> list[str]:
+    """The repository folders of questions (general_mcq) these jobs evaluate whose files the planner was not told."""
+    return sorted({b.data_dir for pj in planned for b in pj.job.benchmarks
+                   if b.data_dir is not None and b.content_hash is None})
+
+
 def local_dataset_paths(planned: Iterable[PlannedJob]) -> list[str]:
     """The repository files these jobs train on whose content (git blob) the planner was not told."""
     return sorted({d.id for pj in planned for d in pj.job.datasets if d.source == "local" and d.blob is None})
@@ -473,6 +491,10 @@ def plan_recipe_baseline(head: JobSpec, catalog: Catalog, ref_sha: str, blobs_at
     benches = benchmarks if benchmarks is not None else head.benchmarks
     if not benches:
         raise PlanError("nothing to compare: the run evaluated no benchmark")
+    if ref_sha.lower() != head.sha.lower():
+        # The repository's own questions at another commit are that commit's files, whose blobs the head's hash does
+        # not name: keyed on that commit instead (the runner reads them there).
+        benches = tuple(replace(b, content_hash=None) if b.data_dir is not None else b for b in benches)
     datasets = []
     for d in head.datasets:
         if d.source == "local":

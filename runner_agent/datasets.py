@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,52 @@ class PreparedDataset:
     sha256: str | None  # content hash for local/builtin files; None for hub ids (the hub revision is unknown here)
     rows: int | None
     path: Path | None = None
+    blob: str | None = None  # local files: the git blob SHA of the bytes read (what the recipe key names)
+    requested: str | None = None  # hub datasets: the revision the job asked for
+
+
+def git_blob_sha(path: Path) -> str:
+    """Git's object id of a file's bytes (`git hash-object`): what a commit's tree names the file by."""
+    digest = hashlib.sha1()
+    digest.update(b"blob %d\0" % path.stat().st_size)
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolved_revision(ds: PreparedDataset, hf_hub_cache: Path) -> str | None:
+    """The commit a hub dataset's revision resolved to, when the hub said so: huggingface_hub records it in its
+    cache (`datasets--org--name/refs/<revision>`). ModelScope keeps no such record: None (the requested revision
+    is reported beside it)."""
+    if ds.source != "huggingface":
+        return None
+    repo = ds.swift_arg.split("#", 1)[0].split(":", 1)[0]
+    ref = hf_hub_cache / f"datasets--{repo.replace('/', '--')}" / "refs" / (ds.requested or "main")
+    try:
+        text = ref.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
+
+
+def revisions(refs: tuple[DatasetRef, ...], prepared: list[PreparedDataset], hf_hub_cache: Path) \
+        -> list[dict[str, object]]:
+    """What each training dataset actually was, for the signed result events: a repository file by the blob SHA of
+    the bytes read, a built-in set by its content sha256, a hub dataset by the revision asked for and the commit it
+    resolved to (when the hub gives one)."""
+    out: list[dict[str, object]] = []
+    for ref, d in zip(refs, prepared, strict=True):
+        entry: dict[str, object] = {"name": d.name, "source": d.source}
+        if d.source == "local":
+            entry.update(id=ref.id, blob=d.blob, sha256=d.sha256)
+        elif d.source == "builtin":
+            entry.update(id=d.name, sha256=d.sha256)
+        else:
+            entry.update(id=ref.id, requested=d.requested,
+                         revision=resolved_revision(d, hf_hub_cache))
+        out.append(entry)
+    return out
 
 
 def tiny_mcq_rows(bench_data: Path) -> list[dict[str, object]]:
@@ -101,7 +149,14 @@ def resolve_local(ref: DatasetRef, repo_dir: Path) -> PreparedDataset:
                 except json.JSONDecodeError as exc:
                     raise AgentError(f"dataset {ref.name!r}: {ref.id} line {lineno} is not JSON ({exc.msg})") from None
                 rows += 1
-    return PreparedDataset(ref.name, "local", str(candidate), sha256_file(candidate), rows, candidate)
+    blob = git_blob_sha(candidate)
+    if ref.blob is not None and ref.blob.lower() != blob:
+        # The recipe key names the file by its blob at the job's commit: training other bytes under it would make
+        # every comparison keyed on it wrong.
+        raise AgentError(f"dataset {ref.name!r}: {ref.id} in the checkout is blob {blob[:12]}, but the job was "
+                         f"planned on blob {ref.blob[:12]} (the checkout is not the commit the bot planned); "
+                         "re-run the command so the job is planned from the current commit")
+    return PreparedDataset(ref.name, "local", str(candidate), sha256_file(candidate), rows, candidate, blob=blob)
 
 
 def prepare(
@@ -124,12 +179,9 @@ def prepare(
         else:
             if not ref.id or ref.id.startswith("-") or any(c.isspace() for c in ref.id):
                 raise AgentError(f"dataset {ref.name!r}: {ref.id!r} is not a hub dataset id")
-            prepared = PreparedDataset(ref.name, ref.source, ref.id, None, None)
+            prepared = PreparedDataset(ref.name, ref.source, ref.id, None, None, requested=ref.revision)
         if ref.max_samples is not None:
             # ms-swift's `<dataset>#N` samples N rows (seeded by --data_seed).
-            prepared = PreparedDataset(
-                prepared.name, prepared.source, f"{prepared.swift_arg}#{ref.max_samples}", prepared.sha256,
-                prepared.rows, prepared.path,
-            )
+            prepared = dataclasses.replace(prepared, swift_arg=f"{prepared.swift_arg}#{ref.max_samples}")
         out.append(prepared)
     return out

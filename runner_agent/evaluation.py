@@ -16,6 +16,7 @@ from typing import Any
 
 from commands.catalog import Catalog
 from commands.jobspec import BenchmarkSpec, content_hash
+from commands.packs import repo_questions_hash
 from commands.results import BenchmarkResult, SubsetScore
 
 from . import mcq_files, packs
@@ -59,6 +60,15 @@ def repo_pack(spec: BenchmarkSpec, repo_dir: Path | None, pack_cache: Path) -> p
         raise AgentError(f"benchmark {spec.name!r}: few_shot must be 0 (your own questions have no few-shot pool)")
     found = mcq_files.find_files(repo_dir, spec.data_dir)
     chosen = mcq_files.select(found, spec.subsets)
+    if spec.content_hash is not None:
+        # The bot keyed the result on these files' git blobs at the job's commit: other bytes are other questions.
+        actual = repo_questions_hash({f.rel: mcq_files.git_blob_sha(f.data) for f in chosen})
+        if actual != spec.content_hash:
+            raise AgentError(
+                f"benchmark {spec.name!r}: the question files in `{spec.data_dir}/` of this checkout "
+                f"({', '.join(f.rel for f in chosen)}) are not the ones the job was planned on (content hash "
+                f"{actual[:12]}, expected {spec.content_hash[:12]}); re-run the command so it is planned from the "
+                "current commit")
     rows = {f.subset: mcq_files.read_file(f) for f in chosen}
     return packs.convert_repo_mcq(Path(repo_dir) / spec.data_dir, rows, [(f.rel, f.sha256) for f in chosen],
                                   mcq_files.content_hash(chosen), pack_cache)

@@ -53,6 +53,11 @@ class McqFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
+def git_blob_sha(data: bytes) -> str:
+    """Git's object id of a file's bytes: what the bot names a question file by (commands.packs)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def content_hash(files: Iterable[McqFile]) -> str:
     """The identity of a question set: sha256 over its files' sorted repository paths and the sha256 of their bytes."""
     h = hashlib.sha256()

@@ -516,9 +516,7 @@ class Runner:
                 for name, res in sorted(outcome.results.items()):
                     # The bot compares runs question by question: it needs the counts and the paired outcomes.
                     # The model as fetched: the hub commit its revision resolved to (a branch or tag moves).
-                    extra: dict[str, Any] = {"manifest": {"model": {
-                        "id": model.repo, "source": model.source, "requested": job.model.revision,
-                        "revision": model.revision}}}
+                    extra: dict[str, Any] = {"manifest": self._inputs(ctx, job, model, prepared, state)}
                     bench_plan = next(p for p in plans if p.spec.name == name)
                     if bench_plan.spec.data_dir is not None:
                         # The repository's questions: the bot keys the result on the commit, and learns here which
@@ -559,6 +557,17 @@ class Runner:
 
     def _place(self) -> training.NodePlace:
         return training.NodePlace(self.cfg.node_rank, self.cfg.master_addr, self.cfg.master_port)
+
+    def _inputs(self, ctx: RunContext, job: JobSpec, model: models.ResolvedModel,
+                prepared: list[datasets_mod.PreparedDataset], state: RunState) -> dict[str, Any]:
+        """The model as fetched (the hub commit its revision resolved to) and, for a run that trained, each dataset as
+        read (datasets.revisions): the signed result events carry them so the bot can show what really ran."""
+        out: dict[str, Any] = {"model": {"id": model.repo, "source": model.source, "requested": job.model.revision,
+                                         "revision": model.revision}}
+        if job.trains:
+            out["datasets"] = datasets_mod.revisions(job.datasets, prepared, ctx.tool_dir / "caches" / "hf" / "hub")
+            state.manifest["dataset_revisions"] = out["datasets"]
+        return out
 
     def _keep_eval_details(self, ctx: RunContext, work: Path, state: RunState, *, dest_name: str = "eval",
                            artifact: str = "eval_details") -> None:
@@ -682,7 +691,9 @@ class Runner:
             shutil.copy2(outcome.args_json, args_dest)
             entry = report.artifact_entry(cfg.out, dest, name)
             state.artifacts.append(entry)
-            ctx.bus.emit("artifact", **entry)
+            # The training result, signed: what it was trained from, as resolved here (a branch or tag moves; the
+            # bytes of a repository file are named by their blob).
+            ctx.bus.emit("artifact", **entry, manifest=self._inputs(ctx, job, model, prepared, state))
             state.manifest["adapter" if name == "adapter" else "trained_model"] = {
                 "sha256": entry["sha256"], "bytes": entry["bytes"], "source": "trained", "path": name}
             args_entry = report.artifact_entry(cfg.out, args_dest, "swift_args")

@@ -280,6 +280,11 @@ class GitHubPort(Protocol):
         """Each path's git blob SHA at commit `ref` (None: no such file there) — a file's identity by content."""
         ...
 
+    async def folder_blobs(self, repo: str, folder: str, ref: str) -> dict[str, str] | None:
+        """The files directly in `folder` at commit `ref`, as repository path -> git blob SHA (None: no such folder):
+        the repository's own questions are identified by their files' content."""
+        ...
+
     async def default_branch(self, repo: str) -> str: ...
 
     async def repo_info(self, repo: str) -> RepoInfo:

@@ -268,6 +268,23 @@ class PyGithubPort(ActionsCalls):
             out[path] = await self._call(repo, go)
         return out
 
+    async def folder_blobs(self, repo: str, folder: str, ref: str) -> dict[str, str] | None:
+        """The contents API lists a folder's entries, each with its blob `sha` (up to 1,000 entries)."""
+        url = f"{repo_path(repo)}/contents/{quote(folder.strip('/'), safe='/')}"
+
+        def go(g: github.Github) -> dict[str, str] | None:
+            try:
+                _, data = self._raw(g, "GET", url, parameters={"ref": ref})
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            if not isinstance(data, list):
+                return None
+            return {str(e["path"]): str(e["sha"]) for e in data if isinstance(e, dict) and e.get("type") == "file"}
+
+        return await self._call(repo, go)
+
     async def list_pull_files(self, repo: str, number: int) -> list[str]:
         return await self._call(repo, lambda g: [f.filename for f in g.get_repo(repo).get_pull(number).get_files()])
 

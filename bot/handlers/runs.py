@@ -45,7 +45,8 @@ async def _provenance(parts: Parts, run: Run, language: str) -> str:
     return render_provenance(language, recipe_key=run.result_key if trains else None, datasets=datasets,
                              eval_keys=dict(run.benchmark_keys or {}),
                              adapter_sha256=await parts.jobs.adapter_sha256(run.run_id) if trains else None,
-                             input_adapter=input_adapter)
+                             input_adapter=input_adapter,
+                             resolved=await parts.jobs.resolved_inputs(run.run_id))
 
 
 @handles("cancel")

@@ -15,7 +15,7 @@ from commands.baseline import parse_target
 from commands.costplan import cost_plan, render_plan
 from commands.jobspec import job_from_dict, to_dict
 from commands.parse import parse_command
-from commands.plan import PlanError, PlannedJob, local_dataset_paths, plan
+from commands.plan import PlanError, PlannedJob, local_dataset_paths, local_question_dirs, plan
 
 from .base import Invocation, Parts, handles
 
@@ -43,17 +43,24 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
         compare_ref = await _compare_target(parts, inv, pr.latest_train_run is not None)
     planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter(parts.core.new_run_id, None))
     paths = local_dataset_paths(planned)
-    if paths:
-        # A recipe names its repository data by content (git blob at the head commit), so equal data, equal key.
+    folders = local_question_dirs(planned)
+    if paths or folders:
+        # A recipe names its repository data by content (git blob at the head commit), and the repository's own
+        # questions by their files' blobs too, so equal files, equal keys, whichever commit they are at.
         try:
-            blobs = await parts.core.github.blob_shas(conv.repo, paths, pull.head_sha)
+            blobs = await parts.core.github.blob_shas(conv.repo, paths, pull.head_sha) if paths else {}
+            listings = {f: await parts.core.github.folder_blobs(conv.repo, f, pull.head_sha) for f in folders}
         except GitHubError as exc:
-            log.warning("blob SHAs of %s at %s: %s (keying on the commit instead)", paths, pull.head_sha, exc)
+            log.warning("blob SHAs of %s at %s: %s (keying on the commit instead)", paths + folders, pull.head_sha,
+                        exc)
         else:
-            pr = replace(pr, blobs=blobs)
+            pr = replace(pr, blobs=blobs, question_dirs={f: v for f, v in listings.items() if v is not None})
             planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter([pj.job.run_id for pj in planned]))
     if compare_ref is not None:
-        planned = [replace(pj, compare_ref=compare_ref) for pj in planned]
+        # `seeds=N` is kept with the run: when its evaluation lands, the comparison judges N seeds per side.
+        seeds = cmd.args.get("seeds")
+        planned = [replace(pj, compare_ref=compare_ref, compare_seeds=seeds if isinstance(seeds, int) else None)
+                   for pj in planned]
     shown = inv.cmd.render() if inv.cmd.verb != "train" or not planning else \
         replace(inv.cmd, args={k: v for k, v in inv.cmd.args.items() if k != "plan"}).render()
     if planning:

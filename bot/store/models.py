@@ -91,6 +91,7 @@ class NewRun:
     compare_ref: str | None = None
     benchmark_keys: Mapping[str, str] | None = None
     backfill_for: str | None = None
+    compare_seeds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +127,12 @@ class Run:
     finished_at: datetime | None = None
     # The run's intent, decided when it was created: `compare_ref` — compare its results with this ref or run when
     # they land (`/compare`); `benchmark_keys` — the result key each benchmark's results are stored under;
-    # `backfill_for` — this run is the baseline another run is waiting for.
+    # `backfill_for` — this run is the baseline another run is waiting for; `compare_seeds` — `/compare … seeds=N`'s
+    # N (None: the seeds that exist).
     compare_ref: str | None = None
     benchmark_keys: Mapping[str, str] | None = None
     backfill_for: str | None = None
+    compare_seeds: int | None = None
 
     @property
     def finished(self) -> bool:

@@ -84,7 +84,7 @@ class RunStore(Access):
             "name_token": new.name_token, "trigger_key": new.trigger_key, "last_seq": -1, "progress": None,
             "retry_of": new.retry_of, "created_at": now, "updated_at": now, "compare_ref": new.compare_ref,
             "benchmark_keys": plain_json(new.benchmark_keys, f"run {new.run_id}: benchmark_keys"),
-            "backfill_for": new.backfill_for,
+            "backfill_for": new.backfill_for, "compare_seeds": new.compare_seeds,
         }
         stmt = self._insert(t).values(row).on_conflict_do_nothing().returning(t)
         async with self._write() as conn:
@@ -177,6 +177,7 @@ class RunStore(Access):
         progress: Mapping[str, Any] | _Unset | None = UNSET,
         name_token: str | _Unset | None = UNSET,
         compare_ref: str | _Unset | None = UNSET,
+        compare_seeds: int | _Unset | None = UNSET,
     ) -> Run | None:
         """Set a run's facts (never its state: that is `advance_run`'s job). Returns the updated run, or None when
         `expect_states` is given and the run is in none of them (compare-and-set); raises UnknownRun.
@@ -190,7 +191,7 @@ class RunStore(Access):
         given = {"phase": phase, "reason": reason, "result_key": result_key, "model": model, "head_sha": head_sha,
                  "workflow_run_id": workflow_run_id, "workflow_url": workflow_url, "check_run_id": check_run_id,
                  "comment_id": comment_id, "gpu_seconds": gpu_seconds, "name_token": name_token,
-                 "compare_ref": compare_ref}
+                 "compare_ref": compare_ref, "compare_seeds": compare_seeds}
         values.update({k: v for k, v in given.items() if v is not UNSET})
         if job_spec is not UNSET:
             spec: Any = to_dict(job_spec) if isinstance(job_spec, JobSpec) else job_spec

@@ -149,6 +149,7 @@ runs = Table(
     Column("compare_ref", String(300), nullable=True),
     Column("benchmark_keys", _json(), nullable=True),
     Column("backfill_for", String(64), nullable=True),
+    Column("compare_seeds", Integer(), nullable=True),  # migration 0007
     UniqueConstraint("name_token"),
     UniqueConstraint("trigger_key"),
     CheckConstraint(_states("state", RUN_STATES), name="state"),

@@ -173,6 +173,8 @@ def _comparison_text(comparison: Comparison, conclusion: Conclusion, lang: Langu
         lines.append(f"- **{plain(fmt.bench_name(b.benchmark))}**{c}" + sep.join(bits))
         changed = [s for s in b.subjects if s.verdict in ("improved", "regressed")]
         changed.sort(key=lambda s: (-abs(s.delta), s.subject))
+        if changed and b.seeds is not None and b.seeds.seeds:
+            lines.append("    - " + t(lang, "cmp.first_seed", seed=b.seeds.seeds[0]).strip(" —"))
         for s in changed[:SUBJECTS_SHOWN]:
             inner = sep.join([t(lang, "verdict." + s.verdict), fmt.p_clause(s.p_adjusted)])
             paren = f"（{inner}）" if lang == "zh" else f" ({inner})"

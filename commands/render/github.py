@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..compare import BenchmarkComparison, Comparison, Conclusion
 from ..stats import wilson_interval
@@ -163,13 +164,21 @@ def _notes(comparison: Comparison, lang: Language) -> list[str]:
 _VERDICT_ORDER = {"regressed": 0, "improved": 1, "within_noise": 2, "untested": 3}
 
 
+def _first_seed_note(b: BenchmarkComparison, lang: Language) -> str:
+    """In a multi-seed comparison the per-subject table and the flipped questions are those of one pair of runs (the
+    first seed's on each side), not of all seeds: say which."""
+    if b.seeds is None or not b.seeds.seeds:
+        return ""
+    return t(lang, "cmp.first_seed", seed=b.seeds.seeds[0])
+
+
 def _subjects_details(b: BenchmarkComparison, lang: Language) -> str | None:
     if not b.subjects:
         return None
     improved = sum(1 for s in b.subjects if s.verdict == "improved")
     regressed = sum(1 for s in b.subjects if s.verdict == "regressed")
     summary = t(lang, "cmp.subjects", bench=fmt.bench_name(b.benchmark), m=len(b.subjects), improved=improved,
-                regressed=regressed)
+                regressed=regressed) + _first_seed_note(b, lang)
     ordered = sorted(b.subjects, key=lambda s: (_VERDICT_ORDER[s.verdict], -abs(s.delta), s.subject))
     rows = [[
         fmt.cell(s.subject), fmt.thousands(s.n), fmt.points(s.base_score), fmt.points(s.new_score),
@@ -193,7 +202,8 @@ def _flips_details(b: BenchmarkComparison, lang: Language, cap: int = FLIPS_SHOW
     rw, wr = b.right_to_wrong, b.wrong_to_right
     if not rw and not wr:
         return None
-    summary = t(lang, "cmp.flips", bench=fmt.bench_name(b.benchmark), total=len(rw) + len(wr), rw=len(rw), wr=len(wr))
+    summary = t(lang, "cmp.flips", bench=fmt.bench_name(b.benchmark), total=len(rw) + len(wr), rw=len(rw),
+                wr=len(wr)) + _first_seed_note(b, lang)
     lines = [f"<details><summary>{fmt.html_text(summary)}</summary>", ""]
     if rw:
         lines += [f"**{t(lang, 'cmp.flips.rw')}** ({len(rw)}): {_flip_list(rw, cap, lang)}", ""]
@@ -312,9 +322,11 @@ def comparison_markdown(
 
 
 def recipe_block(comparison: Comparison, lang: Language) -> str | None:
-    """Both commits and the recipe diff of a `/compare <ref>` report (None for other comparisons)."""
+    """Both commits and the recipe diff of a `/compare <ref>` report; for other comparisons only the per-seed lines
+    of a multi-seed one (e.g. `/train … seeds=N` against the base model), else None."""
     if not comparison.base_sha:
-        return None
+        seeded = seed_lines(comparison, lang)
+        return "\n".join(f"- {line}" for line in seeded) if seeded else None
     head = t(lang, "cmp.commits", base=fmt.code(fmt.short_sha(comparison.base_sha)),
              new=fmt.code(fmt.short_sha(comparison.new_sha)))
     seeded = seed_lines(comparison, lang)
@@ -396,15 +408,37 @@ def render_comparison(
 
 
 def render_provenance(language: str, *, recipe_key: str | None, datasets: Sequence[tuple[str, str]],
-                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None) -> str:
-    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, and
-    the sha256 of the adapter the run saved (or was given)."""
+                      eval_keys: Mapping[str, str], adapter_sha256: str | None, input_adapter: str | None,
+                      resolved: Mapping[str, Any] | None = None) -> str:
+    """`/status <run>`'s identities: the recipe key and each dataset's identity, each benchmark's result key, the
+    sha256 of the adapter the run saved (or was given), and what the runner resolved (`resolved`: the signed result
+    events' `model` and `datasets`)."""
     lang = normalize_language(language)
     lines = [f"**{t(lang, 'prov.title')}**"]
     if recipe_key:
         lines.append(f"- {t(lang, 'prov.recipe')}{colon(lang)}{fmt.code(recipe_key[:16])}")
     for name, ident in datasets:
         lines.append(f"  - {fmt.code(name)}{colon(lang)}{fmt.code(ident)}")
+    model = (resolved or {}).get("model")
+    if isinstance(model, Mapping) and model.get("id"):
+        asked = model.get("requested") or "—"
+        lines.append(f"- {t(lang, 'prov.model')}{colon(lang)}{fmt.code(str(model['id']))} @ "
+                     f"{fmt.code(str(model.get('revision') or '—'))} ({t(lang, 'prov.requested')} "
+                     f"{fmt.code(str(asked))})")
+    read = (resolved or {}).get("datasets")
+    if isinstance(read, Sequence) and read:
+        lines.append(f"- {t(lang, 'prov.data_read')}{colon(lang)}")
+        for d in read:
+            if not isinstance(d, Mapping):
+                continue
+            if d.get("blob"):
+                what = f"blob {d['blob']}"
+            elif d.get("source") in ("modelscope", "huggingface"):
+                what = (f"{d.get('id')} @ {d.get('revision') or t(lang, 'prov.unresolved')} "
+                        f"({t(lang, 'prov.requested')} {d.get('requested') or '—'})")
+            else:
+                what = f"sha256 {str(d.get('sha256') or '—')[:16]}"
+            lines.append(f"  - {fmt.code(str(d.get('name')))}{colon(lang)}{fmt.code(what)}")
     for bench, key in sorted(eval_keys.items()):
         lines.append(f"- {t(lang, 'prov.eval', bench=fmt.bench_name(bench))}{colon(lang)}{fmt.code(key[:16])}")
     if adapter_sha256:

@@ -60,6 +60,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "prov.recipe": ("recipe (training result key)", "训练配方（训练结果键）"),
     "prov.eval": ("{bench} result key", "{bench} 结果键"),
     "prov.adapter": ("adapter sha256 (as saved)", "适配器 sha256（保存时）"),
+    "prov.model": ("model as resolved by the runner", "运行器解析到的模型"),
+    "prov.requested": ("requested", "请求"),
+    "prov.data_read": ("training data as the runner read it", "运行器实际读取的训练数据"),
+    "prov.unresolved": ("not resolved by the hub", "平台未给出解析版本"),
     "prov.input_adapter": ("adapter sha256 required of the input", "输入适配器须匹配的 sha256"),
     "cmp.single_seed": ("*Single seed: training noise not measured.*", "*单一随机种子：未测量训练噪声。*"),
     "cmp.seeds": ("*{k} seeds per side ({seeds}): scores are means across seeds, and Δ, p and the interval come from "
@@ -79,6 +83,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                      "完成后发布与 {new} 的对比。差异：{changes}"),
     "cmp.baseline_training": ("{ref}: training", "{ref}：训练中"),
     "cmp.baseline_failed": ("{ref}: failed", "{ref}：失败"),
+    "cmp.head_failed": ("❌ This PR's side of the comparison with {ref} is missing: run {run} (seed {seed}) ended "
+                        "{state}, so the comparison will not come. Why: {reason}\n\nFix the cause and "
+                        "`/retry {run_id}` (the comparison is posted when it lands), or ask again with fewer seeds.",
+                        "❌ 与 {ref} 对比中本 PR 一侧缺失：运行 {run}（随机种子 {seed}）以 {state} 结束，"
+                        "因此对比不会发布。原因：{reason}\n\n修复原因后 `/retry {run_id}`（完成后发布对比），"
+                        "或以更少的随机种子重新请求。"),
     "cmp.backfill_failed": ("❌ Baseline {ref} ended {state} (run {run}), so the comparison with {new} will not come. "
                             "Why: {reason}\n\nFix the cause and `/retry {run_id}`, or compare with "
                             "`/compare base-model` or a run id.",
@@ -123,6 +133,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "{bench}: with {n} questions of which {flips} changed outcome, changes smaller than about {mde} points are "
         "hard to tell from noise.",
         "{bench}：{n} 道题中有 {flips} 道结果变化，小于约 {mde} 个百分点的变化难以与噪声区分。"),
+    "cmp.first_seed": (" — seed {seed}'s pair of runs only", "——仅随机种子 {seed} 的一对运行"),
     "cmp.subjects": ("{bench}: {m} subjects ({improved} improved, {regressed} regressed)",
                      "{bench}：{m} 个科目（{improved} 个显著提升，{regressed} 个显著下降）"),
     "cmp.flips": ("{bench}: {total} questions flipped ({rw} right → wrong, {wr} wrong → right)",

@@ -41,8 +41,11 @@ def _register(name: str, gate: Gate, summary: str, summary_zh: str, *, dispatche
     ))
 
 
-_register("status", "read", "Show the state of this PR's latest run (or the named run): phase, progress, scores.",
-          "显示本 PR 最新运行（或指定运行）的状态：阶段、进度、得分。")
+_register("status", "read", "Show the state of this PR's latest run (or the named run): phase, progress, scores; "
+          "a named run also shows its identities (recipe and result keys, adapter sha256, the model revision and "
+          "training data as the runner resolved and read them).",
+          "显示本 PR 最新运行（或指定运行）的状态：阶段、进度、得分；指定运行时还显示其身份（配方与结果键、"
+          "适配器 sha256、运行器解析的模型版本与实际读取的训练数据）。")
 _register("cancel", "eval", "Cancel this PR's running job (or the named run); the runner stops it within seconds. "
           "Whoever started a run may cancel it.",
           "取消本 PR 正在运行的任务（或指定运行）；发起者本人也可取消。")

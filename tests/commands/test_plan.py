@@ -10,6 +10,7 @@ import pytest
 from commands import Command, Parsed, parse_comment
 from commands.configfile import plan_config_file
 from commands.jobspec import job_from_json, job_to_json
+from commands.packs import repo_questions_hash
 from commands.plan import (
     ConfigError,
     PlanError,
@@ -333,3 +334,26 @@ def test_auto_train_paths() -> None:
     assert auto_train_matches("deep/c.yaml", on) and auto_train_matches("deep/a/b/c.yaml", on)
     assert not auto_train_matches("configs/a.json", on) and not auto_train_matches("other/configs/a.yaml", on)
     assert not auto_train_matches("configs/a.yaml", pol())  # off by default
+
+
+def test_repository_questions_known_by_their_blobs_are_keyed_by_content_not_commit(catalog) -> None:
+    """With the folder's listing (path -> git blob), the questions' content hash goes into the job and the key; the
+    same files at another commit give the same key, a changed file another one."""
+    mcq = "/eval general_mcq model=tiny"
+    files = {"data/mcq/arith.csv": "a" * 40, "data/mcq/geo.jsonl": "b" * 40, "data/mcq/README.md": "c" * 40}
+    pr1 = replace(PR, question_dirs={"data/mcq": files})
+    pr2 = replace(PR, head_sha="2" * 40, question_dirs={"data/mcq": files})
+    one1, one2 = one(mcq, catalog, pr=pr1), one(mcq, catalog, pr=pr2)
+    bench = one1.job.benchmarks[0]
+    # Only the question files count (a README is not a question set).
+    assert bench.content_hash == repo_questions_hash({"data/mcq/arith.csv": "a" * 40, "data/mcq/geo.jsonl": "b" * 40})
+    assert one1.result_key == one2.result_key
+    changed = replace(PR, head_sha="2" * 40, question_dirs={"data/mcq": {**files, "data/mcq/geo.jsonl": "d" * 40}})
+    assert one(mcq, catalog, pr=changed).result_key != one1.result_key
+    # One subset: only its file.
+    sub = one("/eval general_mcq model=tiny subsets=arith", catalog, pr=pr1).job.benchmarks[0]
+    assert sub.content_hash == repo_questions_hash({"data/mcq/arith.csv": "a" * 40})
+    # A subset without a file: left for the runner to say so (keyed on the commit).
+    assert one("/eval general_mcq model=tiny subsets=nope", catalog, pr=pr1).job.benchmarks[0].content_hash is None
+    # Without the listing the key follows the commit, as before.
+    assert one(mcq, catalog).job.benchmarks[0].content_hash is None

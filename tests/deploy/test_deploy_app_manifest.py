@@ -51,6 +51,7 @@ PORT_NEEDS = {
     "whoami": ("metadata", "read"),  # GET /app with the JWT (no installation permission needed), or GET /user
     "resolve_commit": ("contents", "read"),  # GET /repos/{o}/{r}/commits/{ref}
     "blob_shas": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{path}?ref=
+    "folder_blobs": ("contents", "read"),  # GET /repos/{o}/{r}/contents/{folder}?ref= (entries with their sha)
     "repo_info": ("metadata", "read"),  # GET /repos/{o}/{r} (the web view: public or private)
     "branch_commits": ("contents", "read"),  # GET /repos/{o}/{r}/commits?sha=<branch> (the web view's history)
 }

@@ -95,6 +95,9 @@ async def test_compare_main_backfills_main_reuses_it_and_knows_a_readme_change(m
     assert baseline.kind == "train+eval" and baseline.datasets[0].blob == blob(rows(1))
     stored = await bot.service.store.load_results(baseline.run_id)
     assert stored is not None and stored.benchmarks["cmmlu"].n > 0  # the runner really trained and evaluated it
+    # The runner says, in the signed events, which bytes it trained on: main's file, by its git blob.
+    read = (await bot.service.jobs.resolved_inputs(baseline.run_id))["datasets"]
+    assert [(d["id"], d["blob"]) for d in read] == [("data/train.jsonl", blob(rows(1)))]
     [report] = [c for c in bot.bot_comments() if "tunebot:compare:" in c and "-vs-main" in c]
     assert main[:7] in report and pr1[:7] in report
     assert f"data/train.jsonl: blob {blob(rows(1))[:7]} → blob {blob(rows(1) + rows(2))[:7]}" in report

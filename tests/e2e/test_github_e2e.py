@@ -128,6 +128,18 @@ async def test_train_then_compare_with_real_agent_posts_to_pr_slack_and_dingtalk
         assert slack.messages, "nothing reached Slack"
         assert any(c.errcode == 0 for c in ding.calls), "nothing reached DingTalk"
 
+        # /status <run> shows what the runner resolved, from its signed events: the model's revision and each
+        # training dataset as read (the built-in tiny-mcq by the sha256 of the rows it built).
+        await bot.comment(f"/status {train.run_id}")
+        await bot.settle()
+        [status] = [c for c in bot.bot_comments() if "Identities" in c]
+        inputs = await bot.service.jobs.resolved_inputs(train.run_id)
+        assert inputs["model"]["id"] and inputs["model"]["revision"]
+        assert [d["name"] for d in inputs["datasets"]] == [d.name for d in train.datasets]
+        assert "model as resolved by the runner" in status and f"@ `{inputs['model']['revision']}`" in status
+        assert "training data as the runner read it" in status
+        assert f"sha256 {inputs['datasets'][0]['sha256'][:16]}" in status
+
         # 2. /compare main now answers from the store: no new dispatch.
         await bot.comment("/compare main")
         await wait_runs_done(bot)

@@ -1082,9 +1082,25 @@ class FakeGitHub(LoopbackServer):
         repo = self._repo_or_raise(self._repo_name(request))
         path = request.match_info["path"].strip("/")
         ref = request.query.get("ref", repo.default_branch)
-        content = repo.files_at(ref).get(path)
+        files = repo.files_at(ref)
+        content = files.get(path)
         if content is None:
-            return self._not_found()
+            # A folder: GitHub answers a list of its direct entries (files with their blob `sha`, and sub-folders).
+            entries: dict[str, dict[str, Any]] = {}
+            for name, data in sorted(files.items()):
+                if not name.startswith(path + "/"):
+                    continue
+                rest = name[len(path) + 1:]
+                if "/" in rest:
+                    sub = rest.split("/", 1)[0]
+                    entries.setdefault(sub, {"type": "dir", "name": sub, "path": f"{path}/{sub}", "sha": _sha(sub)})
+                else:
+                    raw_entry = data.encode() if isinstance(data, str) else data
+                    entries[rest] = {"type": "file", "name": rest, "path": name, "sha": git_blob_sha(raw_entry),
+                                     "size": len(raw_entry)}
+            if not entries:
+                return self._not_found()
+            return web.json_response(list(entries.values()))
         raw = content.encode() if isinstance(content, str) else content
         blob = git_blob_sha(raw)
         # GitHub wraps the base64 at 60 columns with "\n"; clients must tolerate that.

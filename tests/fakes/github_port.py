@@ -564,6 +564,19 @@ class InMemoryGitHub:
             out[path] = None if raw is None else git_blob_sha(raw)
         return out
 
+    async def folder_blobs(self, repo: str, folder: str, ref: str) -> dict[str, str] | None:
+        self._record("folder_blobs", "GET", f"{_repo_path(repo)}/contents/{quote(folder.strip('/'), safe='/')}",
+                     query={"ref": ref})
+        try:
+            files = self._repo(repo).files_at(ref)
+        except NotFound:
+            return None  # the real port reads any 404 of the contents API as "no such folder"
+        prefix = folder.strip("/") + "/"
+        found = {path: git_blob_sha(content.encode() if isinstance(content, str) else content)
+                 for path, content in files.items()
+                 if path.startswith(prefix) and "/" not in path[len(prefix):] and content is not None}
+        return found or None
+
     async def default_branch(self, repo: str) -> str:
         key = repo.lower()
         cached = self._default_branches.get(key)

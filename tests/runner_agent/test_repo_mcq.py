@@ -286,3 +286,23 @@ def test_a_bad_row_fails_the_run_before_any_work_with_file_and_line(tmp_path: Pa
     missing.mkdir()
     code, events, _ = _run_agent(missing, planned("/eval general_mcq model=tiny"), tmp_path / "empty-repo")
     assert code == 1 and "`data/mcq/` does not exist in this commit" in events[-1]["reason"]
+
+
+def test_questions_are_checked_against_the_blob_hash_the_bot_keyed_the_job_on(tmp_path: Path) -> None:
+    import subprocess
+
+    from commands.jobspec import BenchmarkSpec
+    from commands.packs import repo_questions_hash
+
+    root = write_repo(tmp_path / "repo", {"arith.csv": ARITH, "words.jsonl": WORDS})
+    blobs = {f"data/mcq/{n}": subprocess.run(["git", "hash-object", str(root / "data" / "mcq" / n)], check=True,
+                                             capture_output=True, text=True).stdout.strip()
+             for n in ("arith.csv", "words.jsonl")}
+    good = BenchmarkSpec(name="general_mcq", subsets=("all",), data_dir="data/mcq",
+                         content_hash=repo_questions_hash(blobs))
+    pack = evaluation.repo_pack(good, root, tmp_path / "cache")
+    assert sorted(pack.rows["val"]) == ["arith", "words"]
+    # One byte changed in a question file: not the questions the result is keyed on.
+    (root / "data" / "mcq" / "words.jsonl").write_text(WORDS.replace("red", "rod"), encoding="utf-8")
+    with pytest.raises(AgentError, match=r"not the ones the job was planned on \(content hash [0-9a-f]{12}"):
+        evaluation.repo_pack(good, root, tmp_path / "cache")

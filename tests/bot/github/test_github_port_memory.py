@@ -133,6 +133,8 @@ async def _scenario(port: Any, gh: FakeGitHub | InMemoryGitHub, ids: dict[str, A
     for ref in ("main", "v1", ids["tagged"][:8], ids["tagged"], "no-such-ref"):
         await step(lambda r=ref: port.resolve_commit(REPO, r))
     await step(lambda: port.blob_shas(REPO, ["data/x.jsonl", "README.md"], "v1"))
+    await step(lambda: port.folder_blobs(REPO, "data", "v1"))
+    await step(lambda: port.folder_blobs(REPO, "no-such-folder", "v1"))
     await step(lambda: port.default_branch(REPO))
     await step(lambda: port.default_branch(REPO))  # cached: no second request
     await step(lambda: port.default_branch("octo/missing"))

@@ -102,11 +102,14 @@ async def test_compare_main_locally_trains_the_baseline_from_mains_tree(tmp_path
         await session.say("/compare main")
         store = session.service.store
         made = await store.runs_for_pr(session.github.repo, 1)
+        reads = {r.run_id: await session.service.jobs.resolved_inputs(r.run_id) for r in made}
     text = out.getvalue()
     assert all(r.state == "succeeded" for r in made), text[-4000:]
     [baseline] = [r for r in made if r.head_sha == main_sha]
     assert baseline.kind == "train+eval" and baseline.job_spec["datasets"][0]["blob"] == main_blob
-    assert (runs / baseline.run_id / "tree" / "data" / "train.jsonl").read_text(encoding="utf-8") == _rows(1)
+    # The agent trained on main's file, as its signed events say (the worktree it read is removed when it exits).
+    assert [d["blob"] for d in reads[baseline.run_id]["datasets"]] == [main_blob]
+    assert not (runs / baseline.run_id / "tree").exists()
     assert f"main@{main_sha[:7]}" in text and head_sha[:7] in text
     assert f"data/train.jsonl: blob {main_blob[:7]} → blob {head_blob[:7]}" in text
     assert "tunebot:compare" not in text  # markers are not printed, the report is

@@ -72,3 +72,34 @@ async def test_the_adapter_hash_the_training_run_reported_rides_in_the_signed_ev
     [status] = [c for c in bot.bot_comments() if "Identities" in c]
     assert f"`{digest}`" in status and f"`{run.result_key[:16]}`" in status
     assert "recipe (training result key)" in status
+
+
+async def test_status_shows_the_revisions_the_runner_resolved_from_the_signed_result_events(make_bot) -> None:
+    bot = await make_bot()
+    await bot.comment("/train tiny max_steps=20")
+    await bot.settle()
+    train = job_of(bot.dispatches()[0])
+    run = await bot.service.store.get_run(train.run_id)
+    blob, commit = "1a2b" * 10, "9f8e" * 10
+    inputs = {"model": {"id": "Qwen/Qwen2-0.5B", "source": "huggingface", "requested": "main", "revision": commit},
+              "datasets": [{"name": "sft", "source": "local", "id": "data/train.jsonl", "blob": blob,
+                            "sha256": "ab" * 32},
+                           {"name": "alpaca", "source": "huggingface", "id": "org/alpaca", "requested": "v2",
+                            "revision": "c0ffee" + "0" * 34},
+                           {"name": "ms", "source": "modelscope", "id": "org/ms", "requested": None,
+                            "revision": None}]}
+    await bot.post_event(train.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(train.run_id, run.run_token, 1, "artifact", name="adapter", path="adapter",
+                         sha256="5e" * 32, bytes=1234, manifest=inputs)
+    await bot.post_event(train.run_id, run.run_token, 2, "finished", status="succeeded")
+    await bot.settle()
+    # Stored with the run's events: the bot reads them back as the runner signed them.
+    assert await bot.service.jobs.resolved_inputs(train.run_id) == inputs
+    await bot.comment(f"/status {train.run_id}")
+    await bot.settle()
+    [status] = [c for c in bot.bot_comments() if "Identities" in c]
+    assert f"`Qwen/Qwen2-0.5B` @ `{commit}` (requested `main`)" in status
+    assert "training data as the runner read it" in status
+    assert f"`sft`: `blob {blob}`" in status
+    assert f"`alpaca`: `org/alpaca @ c0ffee{'0' * 34} (requested v2)`" in status
+    assert "`ms`: `org/ms @ not resolved by the hub (requested —)`" in status

@@ -63,16 +63,22 @@ def _recipe_comparison() -> Any:
 
 def _seeded_comparison() -> Any:
     """The `/compare main seeds=2` report: the recipe comparison judged across two seeds per side (per-seed scores
-    of each benchmark; Δ, p and the interval from Welch's t-test on them)."""
+    of each benchmark; Δ, p and the interval from Welch's t-test on them). Seed 42's pair is the pair the
+    comparison's per-subject and per-question details come from; seed 43's runs answered the same questions."""
     from commands.compare import with_seeds
     from commands.results import BenchmarkResult, Results, SubsetScore
 
-    def side(run: str, scores: dict[str, int]) -> Results:
-        return Results(run, "succeeded", {b: BenchmarkResult(b, {"all": SubsetScore(200, c)}, {})
-                                          for b, c in scores.items()})
+    from .fixtures import results_pair
 
-    base = [side("tb-base-42", {"cmmlu": 100, "ceval": 90}), side("tb-base-43", {"cmmlu": 104, "ceval": 97})]
-    new = [side("tb-new-42", {"cmmlu": 110, "ceval": 92}), side("tb-new-43", {"cmmlu": 113, "ceval": 90})]
+    def other_seed(r: Results, run: str, moved: int) -> Results:
+        return Results(run, "succeeded", {
+            b: BenchmarkResult(b, {s: SubsetScore(v.n, max(0, min(v.n, v.correct + moved)))
+                                   for s, v in res.subsets.items()}, {})
+            for b, res in r.benchmarks.items()})
+
+    base42, new42 = results_pair()
+    base = [base42, other_seed(base42, "tb-base-43", 2)]
+    new = [new42, other_seed(new42, "tb-new-43", -1)]
     return with_seeds(_recipe_comparison(), (42, 43), base, new)
 
 
