@@ -9,8 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from .jobspec import SpecError
+from .jobspec import EVAL_BACKENDS, SpecError
 
+# Versioning: within a version a field may only be added as an optional one whose absence keeps the meaning the
+# protocol had before it (the bot takes events from agents of that older shape); a new required field, a new type or a
+# changed meaning bumps EVENT_VERSION. The bot refuses unknown fields, so it is upgraded before the agents.
 EVENT_VERSION = 1
 
 EventType = Literal["accepted", "phase", "progress", "eval_result", "artifact", "heartbeat", "finished"]
@@ -50,6 +53,10 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "manifest": ((dict,), False),
         # "base": the untuned base model's score from the same served evaluation (job.eval_base), not the run's own.
         "model": ((str,), False),
+        # The path that really produced the score: "native" or "served" (jobspec.EVAL_BACKENDS). It differs from the
+        # job's `eval_backend` when a served job's server could not start and the agent scored natively; the bot
+        # then stores the score under the native result key. Absent (agents before it): the job's own backend.
+        "backend": ((str,), False),
     },
     "artifact": {
         "name": ((str,), True),
@@ -122,6 +129,8 @@ def event_from_dict(raw: Any) -> Event:
         raise SpecError(f"event phase: unknown phase {data['phase']!r}; allowed: {', '.join(PHASES)}")
     if etype == "finished" and data["status"] not in STATUSES:
         raise SpecError(f"event finished: unknown status {data['status']!r}; allowed: {', '.join(STATUSES)}")
+    if etype == "eval_result" and data.get("backend", "native") not in EVAL_BACKENDS:
+        raise SpecError(f"event eval_result: unknown backend {data['backend']!r}; allowed: {', '.join(EVAL_BACKENDS)}")
     return Event(run_id=run_id, seq=seq, ts=float(ts), type=etype, data=data)
 
 
