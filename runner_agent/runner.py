@@ -489,11 +489,13 @@ class Runner:
                                            torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
                                            seed=job.hyper.seed, work_name=work_name)
 
+            used_backend = "native"
             try:
                 # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
                 job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
                                                offline=eval_offline, native=native)
                 outcome = job_eval.outcome
+                used_backend = job_eval.backend
                 state.manifest.update(job_eval.manifest)
                 if job_eval.base is not None:
                     state.base_benchmarks.update(job_eval.base.results)
@@ -521,13 +523,15 @@ class Runner:
                         extra["manifest"]["benchmark_data"] = {name: _bench_manifest(bench_plan)}
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
-                                 questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                                 questions=dict(res.questions), config_hash=res.config_hash,
+                                 backend=used_backend, **extra)
                 for name, res in sorted(state.base_benchmarks.items()):
                     # The untuned base model, from the same server start (job.eval_base): the bot compares with it
                     # without a second run.
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
-                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base",
+                                 backend=used_backend)
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 
