@@ -67,6 +67,7 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
     loss: list[tuple[int, float]] = []
     scores: dict[str, ScoreView] = {}
     progress: ProgressView | None = None
+    fallback = False
     for ev in events:
         if ev.seq > run.last_seq:
             continue
@@ -80,10 +81,13 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
                                     phase=d.get("phase"))
         elif ev.type == "eval_result" and d.get("model") != "base":  # the base model's score is the baseline's
             scores[str(d["benchmark"])] = ScoreView(score=float(d["score"]), n=int(d["n"]))
+        if ev.type == "eval_result" and spec.get("eval_backend") == "served" and d.get("backend") == "native":
+            fallback = True
     return RunView(
         run_id=run.run_id, command=run.command, actor=run.actor, repo=run.repo, sha=run.head_sha or "",
         model=run.model or "", state=run.state, kind=run.kind, tuner=spec.get("tuner"), hyper=shown,
         phase=run.phase, progress=progress if not run.finished else None, scores=scores,
         baseline=dict(baseline or {}), baseline_label=baseline_label, loss=tuple(loss),
         actions_url=run.workflow_url, reason=run.reason, started_at=_stamp(run.started_at),
-        finished_at=_stamp(run.finished_at), updated_at=_stamp(run.updated_at), pr_number=run.number)
+        finished_at=_stamp(run.finished_at), updated_at=_stamp(run.updated_at), pr_number=run.number,
+        eval_fallback=fallback)
