@@ -191,11 +191,15 @@ class Lifecycle:
                      command=f"{run.command} (the base model, scored in the same evaluation as {run.run_id})",
                      head_sha=run.head_sha, model=run.model, job_spec=to_dict(planned.job),
                      result_key=planned.result_key, trigger_key=f"base-scores:{run.run_id}", benchmark_keys=keys)
-        await store.create_run(new, now=now)
-        await store.update_run(base_id, now=now, workflow_url=run.workflow_url, gpu_seconds=0.0)
-        await store.advance_run(base_id, "succeeded", now=now, reason=f"scored in run {run.run_id}")
-        await store.save_results(base_id, Results(base_id, "succeeded", benches, manifest={"scored_in": run.run_id}),
-                                 keys, run.repo, run.head_sha or "", None, now=now)
+        try:
+            await store.create_run(new, now=now)
+            await store.update_run(base_id, now=now, workflow_url=run.workflow_url, gpu_seconds=0.0)
+            await store.advance_run(base_id, "succeeded", now=now, reason=f"scored in run {run.run_id}")
+            await store.save_results(base_id, Results(base_id, "succeeded", benches,
+                                                      manifest={"scored_in": run.run_id}),
+                                     keys, run.repo, run.head_sha or "", None, now=now)
+        except StoreError as exc:  # the run's own results are saved; only the reuse of these is lost
+            log.warning("run %s: the base model's scores are not stored for reuse: %s", run.run_id, exc)
 
     # --- the workflow's side of the story -----------------------------------------------------------------------------
 
