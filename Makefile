@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The web view's browser tests (tests/web/) drive Debian's Chromium through its chromedriver; nothing is downloaded
+# The web view's browser tests (tests/bot/web/) drive Debian's Chromium through its chromedriver; nothing is downloaded
 # by Selenium itself.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -36,7 +36,7 @@ test-fast: $(STAMP) browser
 # Rewrites tests/golden/ from the renderers after an intended message change (the tests only compare): review the
 # diff before committing it.
 golden: $(STAMP)
-	$(PY) -m tests.render.update_golden
+	$(PY) -m tests.commands.render.update_golden
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

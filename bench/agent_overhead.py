@@ -33,7 +33,7 @@ from runner_agent.context import AgentConfig, RunContext  # noqa: E402
 from runner_agent.datasets import build_tiny_mcq  # noqa: E402
 from runner_agent.models import ResolvedModel  # noqa: E402
 from runner_agent.training import sft_argv  # noqa: E402
-from tests.agent.helpers import CallbackServer  # noqa: E402
+from tests.runner_agent.helpers import CallbackServer  # noqa: E402
 
 TOKEN = "bench-token"
 

@@ -74,25 +74,42 @@ async def main(commands: int, scale: float) -> None:
                 while len(gh.runs) < count and time.monotonic() < deadline:
                     await asyncio.sleep(0.02)
 
-            async def latencies() -> dict[str, float]:
+            async def settled(count: int, timeout: float) -> None:
+                """Every command's comment has its reaction and every run its card: all its writes are done."""
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    ours = [c for c in gh.comments.values() if c.login in sent]
+                    cards = [c for c in gh.comments.values() if c.login not in sent]
+                    if sum(1 for c in ours if c.reactions) >= count and len(cards) >= count:
+                        return
+                    await asyncio.sleep(0.05)
+
+            async def latencies() -> dict[str, tuple[float, float]]:
+                """Per actor: comment→decision (the run is stored) and comment→dispatch (GitHub created the run)."""
                 by_actor = {}
                 for run in list(gh.runs.values()):
                     stored = await service.store.get_run(run.inputs["run_id"])
-                    assert stored is not None
-                    by_actor[stored.actor] = run.created_at.timestamp() - sent[stored.actor]
+                    assert stored is not None and stored.created_at is not None
+                    by_actor[stored.actor] = (stored.created_at.timestamp() - sent[stored.actor],
+                                              run.created_at.timestamp() - sent[stored.actor])
                 return by_actor
 
             try:
                 await command("solo")
                 await dispatched(1, 30)
-                single = (await latencies())["solo"]
+                single = (await latencies())["solo"][1]
+                await settled(1, 30)
                 requests_before = len(gh.requests)
                 started = time.monotonic()
                 users = [f"user{i:03}" for i in range(commands)]
                 await asyncio.gather(*(command(u) for u in users))
                 await dispatched(commands + 1, 3600)
                 burst_s = time.monotonic() - started
-                lat = sorted(v for k, v in (await latencies()).items() if k != "solo")
+                by_actor = {k: v for k, v in (await latencies()).items() if k != "solo"}
+                lat = sorted(v[1] for v in by_actor.values())
+                decided = sorted(v[0] for v in by_actor.values())
+                await settled(commands + 1, 3600)  # requests per command count every write, not only dispatches
+                settled_s = time.monotonic() - started
                 requests = gh.requests[requests_before:]
                 writes = [r for r in requests if r.method in ("POST", "PATCH", "PUT", "DELETE")]
             finally:
@@ -101,7 +118,9 @@ async def main(commands: int, scale: float) -> None:
                 await port.close()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(f"{len(lat)} of {commands} commands dispatched in {burst_s:.1f} s at {per_minute:.0f} writes/min "
-          f"(scale {scale:g}: {burst_s * scale / 60:.1f} min at GitHub's 80/min)")
+          f"(scale {scale:g}: {burst_s * scale / 60:.1f} min at GitHub's 80/min); all their writes done in "
+          f"{settled_s:.1f} s ({settled_s * scale / 60:.1f} min); comment→decision p50 "
+          f"{statistics.median(decided):.2f} s, p99 {decided[min(len(decided) - 1, int(len(decided) * 0.99))]:.2f} s")
     print(f"single_s={single:.2f} p50_s={statistics.median(lat):.2f} p99_s={p99:.2f} "
           f"requests_per_command={len(requests) / commands:.2f} writes_per_command={len(writes) / commands:.2f} "
           f"secondary_403={gh.secondary_403s}")

@@ -87,7 +87,9 @@ class Runtime:
         self.tasks.append(asyncio.create_task(self._claimer(), name="tunebot-claimer"))
         for i in range(max(1, self.config.workers)):
             self.tasks.append(asyncio.create_task(self._worker(i), name=f"tunebot-worker-{i}"))
-        self.tasks.append(asyncio.create_task(self._outbox_loop(GITHUB_KINDS, self.outbox_wakeup), name="outbox"))
+        self.tasks.append(asyncio.create_task(self._outbox_loop(GITHUB_KINDS, self.outbox_wakeup, batch=4),
+                                              name="outbox"))
+        self.service.core.wake_outbox = self.outbox_wakeup.set  # GitHub writes are performed by that loop alone
         # Chat has its own loop: a slow Slack or a DingTalk minute-limit never delays a GitHub write.
         self.tasks.append(asyncio.create_task(self._outbox_loop(CHAT_KINDS, Wakeup()), name="chat-outbox"))
         self.tasks.append(asyncio.create_task(self._sweep_loop(), name="tunebot-sweep"))
@@ -218,10 +220,12 @@ class Runtime:
         self._held.difference_update(ids)
         self._busy(-len(ids))
 
-    async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup) -> None:
+    async def _outbox_loop(self, kinds: tuple[str, ...], wakeup: Wakeup, batch: int | None = None) -> None:
         while not self.stopping:
             try:
-                await self.service.outbox.pump(kinds=kinds)
+                # In claims of `batch`: at GitHub's pace (80 writes a minute) a claim of 4 is written within 3 s,
+                # far inside its lease, and the next claim takes whatever now ranks highest.
+                await self.service.outbox.pump(limit=1000 if batch else 50, kinds=kinds, batch=batch)
             except Exception:
                 log.exception("outbox pump failed")
             await wakeup.wait(2.0)
@@ -265,6 +269,7 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.service.core.wake_outbox = None  # what is decided while settling is written at once
         await self.flush_done()  # what was processed is marked; what was only claimed is picked up at the next start
         await self.service.settle()
 
@@ -316,7 +321,26 @@ def build_app(service: Service, *, start_loops: bool = True) -> web.Application:
                             headers={"X-Content-Type-Options": "nosniff"})
 
     app.router.add_post("/webhook", intake.handle)
+    async def checkpoint_upload(request: web.Request) -> web.Response:
+        step = request.match_info["step"]
+        if not step.isdigit() or not 0 < int(step) < 10**9:
+            return web.json_response({"status": "bad step"}, status=400)
+        # Streamed to disk (the app's body limit is for webhooks); the size cap is the checkpoint limit.
+        status, text = await service.jobs.checkpoints.receive(
+            request.match_info["run_id"], int(step), request.content.iter_chunked(1 << 20),
+            request.headers.get("X-Tunebot-Signature-256"))
+        return web.json_response({"status": text}, status=status)
+
+    async def checkpoint_download(request: web.Request) -> web.StreamResponse:
+        status, found = await service.jobs.checkpoints.for_resume(request.match_info["run_id"],
+                                                                  request.headers.get("X-Tunebot-Signature-256"))
+        if isinstance(found, str):
+            return web.json_response({"status": found}, status=status)
+        return web.FileResponse(found, headers={"Content-Type": "application/gzip"})
+
     app.router.add_post("/api/runs/{run_id}/events", callback)
+    app.router.add_put("/api/runs/{run_id}/checkpoints/{step}", checkpoint_upload)
+    app.router.add_get("/api/runs/{run_id}/resume-checkpoint", checkpoint_download)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     if config.web_ui:  # the read-only web view (bot/web/): /ui/…

@@ -9,6 +9,7 @@ from bot.comments import Comments
 from bot.core import Conversation
 from bot.github.sansio import PullRequestEvent
 from bot.handlers import Parts
+from bot.handlers.start import held_for_approval
 from commands import authz
 from commands.configfile import plan_config_file
 from commands.decision import Command
@@ -63,5 +64,7 @@ class AutoTrain:
                 await core.reply(conv, path, conv.say("reply.autotrain.refused", path=path, reason=reason))
                 continue
             cmd = Command("train", {}, line=f"(auto-train: {path})")
+            if await held_for_approval(self.parts, conv, pull, planned, cmd.line, cmd.line, path):
+                continue
             for j, pj in enumerate(planned):
                 await jobs.launch(conv, pull, cmd, pj, f"{path}:{j}")

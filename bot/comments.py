@@ -23,7 +23,7 @@ from commands.policy import DEFAULT_POLICY, Policy
 log = logging.getLogger(__name__)
 
 _LEVELS = ("admin", "maintain", "write", "triage", "read", "none")
-_ABOUT_RUNS = ("cancel", "retry", "status")
+_ABOUT_RUNS = ("cancel", "retry", "status", "resume")
 
 
 class Comments:
@@ -84,7 +84,8 @@ class Comments:
     async def run_command(self, conv: Conversation, pull: PullInfo | None, cmd: Command, key: str) -> None:
         target = await self.target_run(conv, cmd) if cmd.verb in _ABOUT_RUNS else None
         where, where_pull = conv, pull
-        if cmd.verb == "retry" and target is not None and target.number is not None and target.number != conv.number:
+        if cmd.verb in ("retry", "resume") and target is not None and target.number is not None \
+                and target.number != conv.number:
             # A retry is judged on the run's own PR (is it a fork? approved at which commit?), not on the thread
             # it happens to be typed in; under today's policy.
             where = replace(conv, number=target.number)
@@ -137,4 +138,6 @@ class Comments:
             runs = [r for r in runs if not r.finished]
         elif cmd.verb == "retry":
             runs = [r for r in runs if r.state in RETRYABLE]
+        elif cmd.verb == "resume":
+            runs = [r for r in runs if r.state in RETRYABLE and r.kind in ("train", "train+eval")]
         return runs[0] if runs else None

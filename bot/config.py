@@ -114,6 +114,10 @@ class Config:
     # When set, GET /metrics needs `Authorization: Bearer <token>`: run counts, repositories' activity and memory
     # are not for the internet (a scraper inside the cluster can also reach the port directly).
     metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    # Where the training checkpoints agents upload are kept (the newest per run), for /resume and for resuming a run
+    # whose runner died; and the largest upload accepted (LoRA checkpoints with optimizer state are megabytes).
+    checkpoint_dir: str = "checkpoints"
+    max_checkpoint_bytes: int = 2 << 30
     # The web view (/ui/, bot/web/): private repositories' pages need a GitHub login through the App's OAuth web
     # flow (the App's client id and secret); its session cookies are encrypted and signed with `web_session_key`
     # (derived from the webhook secret when unset). Public repositories' pages need neither.
@@ -202,6 +206,8 @@ _ENV: dict[str, str] = {
     "TUNEBOT_SLACK_API_URL": "slack_api_url",
     "LOG_LEVEL": "log_level",
     "TUNEBOT_METRICS_TOKEN": "metrics_token",
+    "TUNEBOT_CHECKPOINT_DIR": "checkpoint_dir",
+    "TUNEBOT_MAX_CHECKPOINT_BYTES": "max_checkpoint_bytes",
     "GITHUB_CLIENT_ID": "github_client_id",
     "GITHUB_CLIENT_SECRET": "github_client_secret",
     "TUNEBOT_WEB_SESSION_KEY": "web_session_key",
@@ -220,7 +226,7 @@ _FILE_ENV: dict[str, str] = {
     "TUNEBOT_WEB_SESSION_KEY_FILE": "web_session_key",
 }
 _SECRETS = {f.name for f in fields(Config) if f.type in ("Secret", Secret)}
-_INTS = {"port", "workers", "max_body_bytes", "max_connections", "delivery_max_attempts"}
+_INTS = {"port", "workers", "max_body_bytes", "max_connections", "delivery_max_attempts", "max_checkpoint_bytes"}
 _FLOATS = {"card_edit_interval_s", "sweep_interval_s", "stale_run_after_s", "delivery_retention_days",
            "read_timeout_s", "keepalive_timeout_s", "job_ttl_s", "github_writes_per_minute",
            "github_writes_per_hour", "delivery_lease_s", "delivery_retry_base_s"}

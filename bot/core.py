@@ -63,6 +63,10 @@ class Core:
         self.clock = clock
         self.chat = chat
         self.outbox: Outbox | None = None  # set by the Service, which owns what the outbox calls back
+        # Set while the runtime's outbox loop runs (bot/app.py): a decided write then wakes that loop instead of being
+        # performed here, so a delivery worker never waits on GitHub's write pace, and the one loop performs the
+        # writes in priority order (dispatches first) however many commands arrive at once.
+        self.wake_outbox: Callable[[], None] | None = None
         self._policies: dict[str, tuple[float, Policy | PolicyError]] = {}
 
     @property
@@ -100,7 +104,14 @@ class Core:
                     replace: bool = False, pump: bool = True) -> None:
         """Decide a write: queue it in the outbox (idempotent by `key`), then try GitHub's queue at once."""
         await self.store.enqueue(key, kind, dict(payload), self.now(), run_id=run_id, replace=replace)
-        if pump and self.outbox is not None:
+        if pump:
+            await self.flush_writes()
+
+    async def flush_writes(self) -> None:
+        """Have the decided GitHub writes performed: by the runtime's outbox loop when it runs, else right here."""
+        if self.wake_outbox is not None:
+            self.wake_outbox()
+        elif self.outbox is not None:
             await self.outbox.pump(kinds=GITHUB_KINDS)
 
     async def reply(self, conv: Conversation, key: str, text: str) -> None:

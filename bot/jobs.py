@@ -10,16 +10,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.cards import Cards
+from bot.checkpoints import Checkpoint, Checkpoints
 from bot.core import Conversation, Core
 from bot.github.port import RUN_NAME_INPUT, PullInfo
-from bot.outbox import GITHUB_KINDS
 from bot.store import NewRun, Run
 from bot.store.models import OutboxItem
 from commands.decision import Command
 from commands.events import sign_body
-from commands.jobspec import Callback, JobSpec, job_from_dict, job_to_json, to_dict
+from commands.jobspec import Callback, JobSpec, ResumeRef, SpecError, job_from_dict, job_to_json, to_dict
 from commands.plan import PlanError, PlannedJob, PRFacts, TrainedRun
 from commands.policy import Policy
+from commands.render.i18n import t
 from commands.results import BenchmarkResult, Results
 
 
@@ -36,6 +37,7 @@ class Jobs:
     def __init__(self, core: Core, cards: Cards) -> None:
         self.core = core
         self.cards = cards
+        self.checkpoints = Checkpoints(core)
 
     async def pr_facts(self, repo: str, number: int, pull: PullInfo) -> PRFacts:
         runs = await self.core.store.runs_for_pr(repo, number)
@@ -123,6 +125,47 @@ class Jobs:
         await self.dispatch(run, job)
         return run
 
+    async def resume(self, target: Run, checkpoint: Checkpoint, *, actor: str, line: str, trigger_key: str,
+                     auto: bool = False) -> tuple[Run, bool]:
+        """Train `target`'s job again from `checkpoint` (same recipe, same result key), under a new run id; the
+        step count goes on from the checkpoint's. `trigger_key` makes it idempotent (an automatic resume: once)."""
+        run_id = self.core.new_run_id()
+        job = replace(job_from_dict(target.job_spec or {}), run_id=run_id, callback=None, not_after=None,
+                      resume=ResumeRef(run_id=checkpoint.run_id, step=checkpoint.step, sha256=checkpoint.sha256,
+                                       auto=auto))
+        new = NewRun(run_id=run_id, repo=target.repo, actor=actor, command=line, kind=job.kind,
+                     run_token=secrets.token_urlsafe(32), number=target.number, head_sha=job.sha,
+                     model=target.model, job_spec=to_dict(job), result_key=target.result_key, name_token=run_id,
+                     trigger_key=trigger_key, retry_of=target.run_id, compare_ref=target.compare_ref,
+                     benchmark_keys=target.benchmark_keys, backfill_for=target.backfill_for)
+        run, created = await self.core.store.create_run(new, now=self.core.now())
+        if created:
+            await self.dispatch(run, job_from_dict(run.job_spec or {}))
+        return run, created
+
+    async def resume_lost(self, run: Run) -> None:
+        """A training run whose runner died (the workflow ended, the agent never said how): resume it once,
+        automatically, from the checkpoint it uploaded, if it has one and is not itself an automatic resume."""
+        if run.kind not in ("train", "train+eval") or not run.job_spec:
+            return
+        try:
+            job = job_from_dict(run.job_spec)
+        except SpecError:
+            return
+        if job.resume is not None and job.resume.auto:
+            return  # once: a resumed run that dies too stays failed (`/resume` can still continue it)
+        checkpoint = await self.checkpoints.latest(run)
+        if checkpoint is None:
+            return
+        resumed, created = await self.resume(run, checkpoint, actor=run.actor,
+                                             line=f"(automatic) /resume {run.run_id}",
+                                             trigger_key=f"auto-resume:{run.run_id}", auto=True)
+        if created and run.number is not None:
+            language = await self.core.language_for(run.repo)
+            body = t(language, "reply.resume.auto", run=run.run_id, step=checkpoint.step, new=resumed.run_id)
+            await self.core.write(f"auto-resume:{run.run_id}", "comment_create",
+                                  {"repo": run.repo, "number": run.number, "body": body})
+
     async def dispatch(self, run: Run, job: JobSpec) -> None:
         """Queue the workflow dispatch, the sticky run card and the check run (all through the outbox)."""
         config = self.core.config
@@ -157,8 +200,7 @@ class Jobs:
         await self.cards.create(run)
         if self.core.chat is not None:
             await self.core.chat.run_changed(run, await self.cards.view(run), final=False)
-        if self.core.outbox is not None:
-            await self.core.outbox.pump(kinds=GITHUB_KINDS)
+        await self.core.flush_writes()
 
     async def on_outbox_done(self, item: OutboxItem, result: Mapping[str, Any]) -> None:
         """What a performed write tells us about its run: the workflow run it started, the card's comment id."""

@@ -8,6 +8,7 @@ import io
 import logging
 import secrets
 import zipfile
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -51,6 +52,8 @@ class Lifecycle:
         self.cards = cards
         self.comparisons = comparisons
         self._run_locks: dict[str, asyncio.Lock] = {}
+        # Called with a training run whose runner died mid-run (the service resumes it once from its checkpoint).
+        self.on_runner_lost: Callable[[Run], Awaitable[None]] | None = None
         for name, kind, text in [
             ("callbacks_total", "counter", "Agent callbacks by outcome."),
             ("runs_finished_total", "counter", "Runs finished by state."),
@@ -271,6 +274,8 @@ class Lifecycle:
         await self.cards.finished(latest)
         if self.core.chat is not None:
             await self.core.chat.run_changed(latest, await self.cards.view(latest), final=True)
+        if state == "failed" and self.on_runner_lost is not None:
+            await self.on_runner_lost(latest)
 
     async def _finish_from_log(self, run: Run) -> str | None:
         """Apply the events of the run's uploaded event log that never reached us; None, or why it could not."""

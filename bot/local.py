@@ -375,7 +375,8 @@ class LocalSession:
         config: Config = load_config(
             environ={}, webhook_secret=Secret("local"), github_token=Secret("local"),
             job_signing_key=Secret("local"), database_url=f"sqlite:///{self.runs_dir / 'tunebot.db'}",
-            bot_login=BOT_LOGIN, card_edit_interval_s=5.0, sweep_interval_s=3600.0)
+            bot_login=BOT_LOGIN, card_edit_interval_s=5.0, sweep_interval_s=3600.0,
+            checkpoint_dir=str(self.runs_dir / "checkpoints"))
         self.service = await open_service(config, github=self.github)
         app = build_app(self.service)
         self.runner = web.AppRunner(app, access_log=None)
@@ -415,7 +416,7 @@ class LocalSession:
             await self.service.settle()
             await self.service.outbox.pump()
             active = await store.active_runs()
-            if not active and not await store.due(self.service.now(), 1):
+            if not active and not self.service.outbox.busy and not await store.due(self.service.now(), 1):
                 break
             await asyncio.sleep(0.2)
         # Let the last callbacks and the final card edits land.

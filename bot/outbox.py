@@ -3,6 +3,7 @@ outbox, so a crash between deciding and posting neither loses nor doubles one.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 GITHUB_KINDS = ("comment_create", "comment_edit", "reaction", "dispatch", "cancel", "check_create", "check_update")
+# What goes first when GitHub's write pace makes writes queue (a burst of commands): dispatches (a GPU waits for
+# them) and cancels (one is burning GPU time), then new comments (run cards, replies), check runs, edits; reactions
+# (the 👀 acknowledgement) last. Within a rank, oldest first.
+PRIORITY = ("dispatch", "cancel", "comment_create", "check_create", "comment_edit", "check_update")
 # GitHub said no in a way a retry will not change: give up at once and say why. (A 403 that is a rate limit
 # arrives as RateLimited, not Forbidden: a Forbidden is a missing permission, e.g. `actions: write`.)
 _PERMANENT = (NotFound, ValidationFailed, Conflict, Forbidden)
@@ -63,17 +68,46 @@ class Outbox:
             **dict(chat or {}),
         }
         metrics.describe("outbox_writes_total", "counter", "Outbox writes by kind and outcome.")
+        self._pumps = 0  # pumps at work here; `idle()` waits for them
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """A pump of this process is at work: what it claimed is neither due nor done yet."""
+        return self._pumps > 0
+
+    async def idle(self) -> None:
+        """Wait until no pump of this process is at work (its claimed items are performed)."""
+        await self._idle.wait()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    async def pump(self, limit: int = 50, kinds: Collection[str] | None = None) -> int:
-        """Perform every due item (of these kinds) once; returns how many were performed successfully."""
-        done = 0
-        items = await self.store.due(self.now(), limit, kinds=kinds, lease=self.lease)
-        for item in items:
-            if await self.perform(item):
-                done += 1
+    async def pump(self, limit: int = 50, kinds: Collection[str] | None = None, *, batch: int | None = None) -> int:
+        """Perform up to `limit` due items (of these kinds), highest priority first; returns how many succeeded.
+
+        With `batch`, items are claimed that many at a time until `limit` were tried or none is due: each claim
+        sees what was decided meanwhile (a dispatch decided during the burst overtakes the reactions claimed
+        later), and a claimed item never waits long for GitHub's write pace while its lease runs.
+        """
+        done = tried = 0
+        self._pumps += 1
+        self._idle.clear()
+        try:
+            while tried < limit:
+                items = await self.store.due(self.now(), min(limit - tried, batch or limit), kinds=kinds,
+                                             lease=self.lease, first=PRIORITY)
+                for item in items:
+                    if await self.perform(item):
+                        done += 1
+                tried += len(items)
+                if not items or batch is None:
+                    break
+        finally:
+            self._pumps -= 1
+            if not self._pumps:
+                self._idle.set()
         return done
 
     async def perform(self, item: OutboxItem) -> bool:

@@ -49,6 +49,7 @@ class Service:
         self.jobs = Jobs(core, self.cards)
         self.comparisons = Comparisons(core, self.cards, self.jobs)
         self.lifecycle = Lifecycle(core, self.cards, self.comparisons)
+        self.lifecycle.on_runner_lost = self.jobs.resume_lost
         parts = Parts(core, self.cards, self.jobs, self.comparisons, self.lifecycle)
         self.comments = Comments(parts)
         self.autotrain = AutoTrain(parts, self.comments)
@@ -66,7 +67,6 @@ class Service:
         self.prune = self.lifecycle.prune
         self.policy_for = core.policy_for
         self.now = core.now
-        self.settle = self.cards.settle
 
     # The dependencies, as one place to read them from (tests and local mode replace `config` after start-up).
     @property
@@ -104,6 +104,12 @@ class Service:
     @property
     def chat(self) -> Any:
         return self.core.chat
+
+    async def settle(self) -> None:
+        """Write the card edits still waiting for their interval, and let the outbox pumps at work finish (tests,
+        shutdown): a write the runtime's loop has claimed is not due, yet not done either."""
+        await self.cards.settle()
+        await self.outbox.idle()
 
     async def dispatch_failed(self, item: OutboxItem, exc: Exception) -> None:
         """A dispatch GitHub refused for good (404: no workflow file on the default branch; 403: the App lacks

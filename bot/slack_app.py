@@ -30,6 +30,7 @@ from slack_sdk.errors import SlackClientError
 from bot.config import Config, ConfigError
 from bot.github.port import GitHubError, GitHubPort, NotFound
 from bot.notify.slack import Answer, ResponseUrlAnswer, SlackError, SlackNotifier, ThreadAnswer
+from bot.outbox import GITHUB_KINDS
 from bot.store import Run, Store
 from commands.catalog import Catalog
 from commands.render.slack import esc, to_mrkdwn
@@ -299,6 +300,9 @@ class SlackBridge:
             text = comment_text(command, command_name=self.config.command_name, catalog=service.catalog)
             await service.handle_text(target.repo, target.number, login, text, trigger=trigger, is_pr=is_pr,
                                       echo=echo)
+            # The answer links each run's card: have the GitHub writes performed now (the runtime's loop would
+            # take them a moment later), so that the card's comment exists.
+            await service.outbox.pump(kinds=GITHUB_KINDS)
             started = [r for r in await service.store.runs_for_pr(target.repo, target.number)
                        if (r.trigger_key or "").startswith(trigger + ":")]
             for run in reversed(started):  # oldest first, as they were started

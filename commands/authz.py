@@ -122,7 +122,8 @@ def authorize(command: Command, facts: ActorFacts, policy: Policy, now: datetime
             return Denied("this PR comes from a fork, and this repository does not run jobs for fork PRs "
                           "(`forks: deny` in .tunebot.yml); push the branch to this repository instead")
         if policy.fork_policy == "approval":
-            if command.verb == "retry" and facts.run_sha and facts.run_sha.lower() != facts.head_sha.lower():
+            if command.verb in ("retry", "resume") and facts.run_sha \
+                    and facts.run_sha.lower() != facts.head_sha.lower():
                 return Denied(f"that run was for commit {short(facts.run_sha)}, but this fork PR's head is now "
                               f"{short(facts.head_sha)}: an approval covers only the head commit. Comment the "
                               "command again once the new head is approved with `/ok-to-train`")

@@ -25,6 +25,9 @@ class ModelPreset:
     trust_remote_code: bool = False
     torch_dtype: str | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # The transformer's shape (hidden, layers, intermediate, vocab, heads, kv_heads, tied) for the cost estimate
+    # (commands/estimate.py); empty: estimated from size_b.
+    arch: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,25 @@ def _section(raw: Any, key: str, where: str) -> Mapping[str, Any]:
     return value
 
 
+_ARCH_KEYS = ("hidden", "layers", "intermediate", "vocab", "heads", "kv_heads")
+
+
+def _arch(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}.arch: expected a mapping of {', '.join(_ARCH_KEYS)}, tied")
+    unknown = sorted(set(raw) - {*_ARCH_KEYS, "tied"})
+    missing = [k for k in _ARCH_KEYS if k not in raw]
+    if unknown or missing:
+        raise SpecError(f"{where}.arch: needs {', '.join(_ARCH_KEYS)} (and optional tied)"
+                        + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+    for key in _ARCH_KEYS:
+        if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] <= 0:
+            raise SpecError(f"{where}.arch.{key}: must be a positive whole number")
+    return {**{k: raw[k] for k in _ARCH_KEYS}, "tied": bool(raw.get("tied", False))}
+
+
 def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any, toolchain: Any = None) -> Catalog:
     """Validate the config documents (already parsed from YAML) and build the catalog."""
     model_map: dict[str, ModelPreset] = {}
@@ -141,6 +163,7 @@ def build_catalog(models: Any, training: Any, benchmarks: Any, datasets: Any, to
             trust_remote_code=bool(raw.get("trust_remote_code", False)),
             torch_dtype=raw.get("torch_dtype"),
             defaults=dict(raw.get("defaults", {})),
+            arch=_arch(raw.get("arch"), where),
         )
     sizes = []
     for raw in models.get("size_defaults", []):

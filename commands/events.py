@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from .jobspec import EVAL_BACKENDS, SpecError
 
-# Versioning: within a version a field may only be added as an optional one whose absence keeps the meaning the
-# protocol had before it (the bot takes events from agents of that older shape); a new required field, a new type or a
-# changed meaning bumps EVENT_VERSION. The bot refuses unknown fields, so it is upgraded before the agents.
+# Versioning: `v` changes when an event an older bot accepted would now be read differently, or when every run would
+# send something an older bot refuses (it refuses unknown types and fields, and then waits on the sequence gap).
+# An addition that only jobs made by a bot that knows it can cause stays in the version: `tracker` is sent only for
+# jobs whose `tracking` names wandb, SwanLab or MLflow, a field only bots that read `tracker` events put in a job.
 EVENT_VERSION = 1
 
-EventType = Literal["accepted", "phase", "progress", "eval_result", "artifact", "heartbeat", "finished"]
+EventType = Literal["accepted", "phase", "progress", "eval_result", "artifact", "heartbeat", "tracker", "finished"]
 Phase = Literal["download", "train", "merge", "eval", "upload"]
 Status = Literal["succeeded", "failed", "cancelled"]
 
@@ -55,7 +57,9 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "model": ((str,), False),
         # The path that really produced the score: "native" or "served" (jobspec.EVAL_BACKENDS). It differs from the
         # job's `eval_backend` when a served job's server could not start and the agent scored natively; the bot
-        # then stores the score under the native result key. Absent (agents before it): the job's own backend.
+        # then stores the score under the native result key. Sent only for jobs with `eval_backend: served`, which
+        # only bots that read it make (it ships with served evaluation), so it stays in the version; absent: the
+        # job's own backend (a native job is always scored natively).
         "backend": ((str,), False),
     },
     "artifact": {
@@ -65,9 +69,14 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "bytes": ((int, type(None)), False),
     },
     "heartbeat": {},
+    # The experiment tracker's page of this run, as the tracker printed it (runner_agent/tracking.py).
+    "tracker": {"tool": ((str,), True), "url": ((str,), True)},
     "finished": {"status": ((str,), True), "reason": ((str, type(None)), False)},
 }
 _ENVELOPE = {"v", "run_id", "seq", "ts", "type"}
+LINKED_TRACKERS = ("wandb", "swanlab", "mlflow")  # TensorBoard's files are in the artifact: no page to link
+TRACKER_URL_MAX = 500
+_TRACKER_URL = re.compile(r"https?://[^\s<>\"'`()\[\]\\]+")
 
 
 @dataclass(frozen=True)
@@ -127,11 +136,22 @@ def event_from_dict(raw: Any) -> Event:
             raise SpecError(f"event {etype}.{name}: wrong type {type(value).__name__}")
     if etype == "phase" and data["phase"] not in PHASES:
         raise SpecError(f"event phase: unknown phase {data['phase']!r}; allowed: {', '.join(PHASES)}")
+    if etype == "tracker":
+        if data["tool"] not in LINKED_TRACKERS:
+            raise SpecError(f"event tracker: unknown tool {data['tool']!r}; allowed: {', '.join(LINKED_TRACKERS)}")
+        if not valid_tracker_url(data["url"]):
+            raise SpecError("event tracker.url: an http(s) address without spaces, quotes or brackets, at most "
+                            f"{TRACKER_URL_MAX} characters")
     if etype == "finished" and data["status"] not in STATUSES:
         raise SpecError(f"event finished: unknown status {data['status']!r}; allowed: {', '.join(STATUSES)}")
     if etype == "eval_result" and data.get("backend", "native") not in EVAL_BACKENDS:
         raise SpecError(f"event eval_result: unknown backend {data['backend']!r}; allowed: {', '.join(EVAL_BACKENDS)}")
     return Event(run_id=run_id, seq=seq, ts=float(ts), type=etype, data=data)
+
+
+def valid_tracker_url(url: str) -> bool:
+    """Whether `url` may be a tracker link on a card: http(s), no spaces, quotes or brackets, not too long."""
+    return len(url) <= TRACKER_URL_MAX and _TRACKER_URL.fullmatch(url) is not None
 
 
 def event_from_json(text: str | bytes) -> Event:

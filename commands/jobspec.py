@@ -110,6 +110,19 @@ class AdapterRef:
 
 
 @dataclass(frozen=True)
+class ResumeRef:
+    """Continue training from a checkpoint an earlier run of the same recipe uploaded (ms-swift
+    `--resume_from_checkpoint`: weights, optimizer, scheduler, RNG and the step count). `sha256` is the archive's,
+    as that run's signed `artifact` event reported it; the runner refuses an archive that hashes otherwise. `auto`:
+    started by the bot after the runner died (it does that once per run, never for an automatic resume)."""
+
+    run_id: str
+    step: int
+    sha256: str
+    auto: bool = False
+
+
+@dataclass(frozen=True)
 class Limits:
     wall_clock_s: int = 6 * 3600
 
@@ -183,6 +196,7 @@ class JobSpec:
     toolchain: Toolchain | None = field(default=None, metadata={"omit_if_none": True})
     # Seconds since the epoch after which a runner must not start this job (a signed job is not valid forever).
     not_after: float | None = field(default=None, metadata={"omit_if_none": True})
+    resume: ResumeRef | None = field(default=None, metadata={"omit_if_none": True})
     # The repository's `tracking:` choice; None: TensorBoard into the artifact. Not part of any result key.
     tracking: Tracking | None = field(default=None, metadata={"omit_if_none": True})
     # Written only when set (older runners refuse unknown fields): GPUs and nodes of a distributed training job.
@@ -227,6 +241,7 @@ _NESTED: dict[str, type] = {
     "limits": Limits,
     "callback": Callback,
     "toolchain": Toolchain,
+    "resume": ResumeRef,
     "tracking": Tracking,
     "resources": Resources,
 }
@@ -354,6 +369,11 @@ def validate_job(job: JobSpec) -> None:
             raise SpecError(f"benchmarks: {bench.name!r} content_hash must be 64 hex digits")
     if job.adapter is not None and job.adapter.sha256 is not None and not _SHA256.fullmatch(job.adapter.sha256):
         raise SpecError("adapter.sha256: must be 64 hex digits")
+    if job.resume is not None:
+        if not job.trains:
+            raise SpecError("resume: only a training job resumes from a checkpoint")
+        if job.resume.step < 1 or not _SHA256.fullmatch(job.resume.sha256) or not job.resume.run_id:
+            raise SpecError("resume: needs the run id, a step >= 1 and the archive's sha256 (64 hex digits)")
     h = job.hyper
     if h.max_steps is not None and h.max_steps <= 0:
         raise SpecError("hyper.max_steps: must be positive")

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from .args import did_you_mean
 from .catalog import Catalog, DatasetEntry, ModelPreset
 from .compare import RegressionRule
+from .estimate import GPUS
 from .jobspec import TRACKER_PROJECT, TRACKERS, Tracking
 from .safeyaml import Document, Path, YamlError, load
 
@@ -99,6 +100,11 @@ class Policy:
     auto_train_paths: tuple[str, ...] = DEFAULT_AUTO_TRAIN_PATHS
     notify: Notify = field(default_factory=Notify)
     regression: tuple[RegressionRule, ...] = ()
+    # What the runners have, for `/plan`'s estimate (commands/estimate.py): the GPU type and how many per job.
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    # A training job estimated above this many GPU-hours (or whose cost cannot be estimated) waits for `/approve`.
+    approval_above_gpu_hours: float | None = None
     # Seeds per side for `/train … seeds=N` and `/compare … seeds=N`: N trainings (each a run) per side, so the verdict
     # can measure training noise. `seeds.default` applies when none is asked for; `seeds.max` caps the GPU cost.
     seeds_default: int = 1
@@ -158,6 +164,8 @@ _LAYOUT: dict[str, tuple[str, ...] | None] = {
     "auto_train": ("enabled", "paths"),
     "notify": ("slack", "dingtalk"),
     "regression": None,
+    "gpu": ("type", "count"),
+    "approval": ("above_gpu_hours",),
     "seeds": ("default", "max"),
     "tracking": ("tool", "project"),
     "runners": ("max_gpus", "max_nodes", "labels"),
@@ -300,6 +308,16 @@ def _build(doc: Document, catalog: Catalog | None) -> Policy:
         kw["notify"] = Notify(slack_channel=slack, dingtalk_robot=robot)
     if "regression" in raw:
         kw["regression"] = _regression(raw["regression"], catalog)
+    gpu = _section(raw, "gpu")
+    if gpu.get("type") is not None:
+        kw["gpu_type"] = _choice(str(gpu["type"]).lower().replace("_", "-") if isinstance(gpu["type"], str)
+                                 else gpu["type"], ("gpu", "type"), tuple(GPUS))
+    if "count" in gpu:
+        kw["gpu_count"] = int(_number(gpu["count"], ("gpu", "count"), 1, 1024, whole=True))
+    approval = _section(raw, "approval")
+    if approval.get("above_gpu_hours") is not None:
+        kw["approval_above_gpu_hours"] = _number(approval["above_gpu_hours"], ("approval", "above_gpu_hours"),
+                                                 0, 1_000_000)
     if "tracking" in raw:
         kw["tracking"] = _tracking(raw["tracking"])
     runners = _section(raw, "runners")
@@ -496,5 +514,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
              "require_significance": r.require_significance}
             for r in policy.regression
         ],
+        "gpu": {"type": policy.gpu_type, "count": policy.gpu_count},
+        "approval": {"above_gpu_hours": policy.approval_above_gpu_hours},
         "seeds": {"default": policy.seeds_default, "max": policy.seeds_max},
     }

@@ -68,6 +68,11 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
     scores: dict[str, ScoreView] = {}
     progress: ProgressView | None = None
     fallback = False
+    tracking = spec.get("tracking")
+    tracker = None
+    if run.kind in ("train", "train+eval"):
+        tracker = str(tracking.get("tool") or "tensorboard") if isinstance(tracking, Mapping) else "tensorboard"
+    tracker_url: str | None = None
     for ev in events:
         if ev.seq > run.last_seq:
             continue
@@ -81,6 +86,8 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
                                     phase=d.get("phase"))
         elif ev.type == "eval_result" and d.get("model") != "base":  # the base model's score is the baseline's
             scores[str(d["benchmark"])] = ScoreView(score=float(d["score"]), n=int(d["n"]))
+        elif ev.type == "tracker" and tracker_url is None and d["tool"] == tracker:
+            tracker_url = str(d["url"])
         if ev.type == "eval_result" and spec.get("eval_backend") == "served" and d.get("backend") == "native":
             fallback = True
     return RunView(
@@ -88,6 +95,6 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
         model=run.model or "", state=run.state, kind=run.kind, tuner=spec.get("tuner"), hyper=shown,
         phase=run.phase, progress=progress if not run.finished else None, scores=scores,
         baseline=dict(baseline or {}), baseline_label=baseline_label, loss=tuple(loss),
-        actions_url=run.workflow_url, reason=run.reason, started_at=_stamp(run.started_at),
-        finished_at=_stamp(run.finished_at), updated_at=_stamp(run.updated_at), pr_number=run.number,
-        eval_fallback=fallback)
+        actions_url=run.workflow_url, tracker=tracker, tracker_url=tracker_url, reason=run.reason,
+        started_at=_stamp(run.started_at), finished_at=_stamp(run.finished_at), updated_at=_stamp(run.updated_at),
+        pr_number=run.number, eval_fallback=fallback)

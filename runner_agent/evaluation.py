@@ -189,7 +189,7 @@ def _groups(plans: Sequence[BenchPlan], work: Path) -> list[dict[str, Any]]:
     return groups
 
 
-def _count_lines(paths: Sequence[Path]) -> int:
+def count_lines(paths: Sequence[Path]) -> int:
     total = 0
     for p in paths:
         try:
@@ -255,7 +255,7 @@ def evaluate(
         if now - last["t"] < 0.5:
             return
         last["t"] = now
-        done = _count_lines(list(work.glob(f"group-*/predictions/{MODEL_ID}/*.jsonl")))
+        done = count_lines(list(work.glob(f"group-*/predictions/{MODEL_ID}/*.jsonl")))
         if done != last["n"]:
             last["n"] = done
             ctx.bus.emit("progress", phase="eval", step=min(done, total), total=max(total, 1))

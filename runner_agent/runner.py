@@ -28,8 +28,8 @@ from commands.events import EVENTS_FILE
 from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
 
+from . import checkpoints, evaluation, models, report, served, training
 from . import datasets as datasets_mod
-from . import evaluation, models, report, served, training
 from .context import AgentConfig, RunContext
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, AgentError, Cancelled
 from .procs import Watchdog
@@ -37,6 +37,10 @@ from .sinks import EventBus, HttpSink, JsonlSink, Sink, TerminalSink
 from .verify_job import expired, replayed
 
 SCRATCH_OWNER = ".tunebot-owner"
+# What a checkpoint holds besides the adapter (or model): the trainer's own state, kept for resuming (and uploaded
+# as the checkpoint), never part of the adapter artifact, whose hash would otherwise change with the optimizer.
+TRAINER_STATE_FILES = ("training_args.bin", "trainer_state.json", "README.md", "optimizer.pt", "scheduler.pt",
+                       "scaler.pt", "rng_state.pth")
 _GIB = 1 << 30
 
 
@@ -448,6 +452,7 @@ class Runner:
             state.manifest["benchmarks"] = {p.spec.name: _bench_manifest(p) for p in plans}
         input_adapter = self._input_adapter(job) if job.adapter is not None else None
         self._check_disk(ctx, job, catalog)
+        resume_from = self._resume_checkpoint(ctx, job) if job.resume is not None else None
 
         # 2. The base model.
         ctx.bus.emit("phase", phase="download", detail=f"model {job.model.name}")
@@ -463,11 +468,11 @@ class Runner:
         if job.trains and cfg.node_rank > 0:
             # A worker node of a multi-node job: it trains its share; node 0 saves, evaluates and reports.
             ctx.bus.emit("phase", phase="train", detail=f"node {cfg.node_rank} of {job.model.name} training")
-            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(),
+            training.train(ctx, job, model, prepared, gpu=gpu, place=self._place(), resume_from=resume_from,
                            offline=cfg.offline or all(d.source in ("builtin", "local") for d in prepared))
             return "succeeded", None
         if job.trains:
-            trained = self._train(ctx, job, model, prepared, state, gpu)
+            trained = self._train(ctx, job, model, prepared, state, gpu, resume_from)
             if job.tuner == "full":
                 eval_model = dataclasses.replace(model, path=trained)
             else:
@@ -506,6 +511,9 @@ class Runner:
                     raise
                 failed_reason = f"evaluation failed: {exc.full_reason()}"
                 outcome = None
+            # The path that really scored (a served job may have fallen back to native), said for served jobs only:
+            # the protocol's versioning rule (commands/events.py) keeps the field to jobs of bots that read it.
+            said_backend = {"backend": used_backend} if job.eval_backend == "served" else {}
             if outcome is not None:
                 self._keep_eval_details(ctx, outcome.work, state)
                 state.benchmarks.update(outcome.results)
@@ -524,14 +532,14 @@ class Runner:
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash,
-                                 backend=used_backend, **extra)
+                                 **said_backend, **extra)
                 for name, res in sorted(state.base_benchmarks.items()):
                     # The untuned base model, from the same server start (job.eval_base): the bot compares with it
                     # without a second run.
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
                                  questions=dict(res.questions), config_hash=res.config_hash, model="base",
-                                 backend=used_backend)
+                                 **said_backend)
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 
@@ -619,8 +627,26 @@ class Runner:
         if out_free < 0.05:  # adapters, logs and results of a LoRA run are small; a full model is checked above
             raise AgentError(f"not enough disk space for the outputs: {self.cfg.out} has {out_free:.2f} GiB free")
 
+    def _resume_checkpoint(self, ctx: RunContext, job: JobSpec) -> Path:
+        """The checkpoint named by the signed job, downloaded from the bot, verified by its hash and unpacked where
+        ms-swift writes its own (so later checkpoints of this run follow it)."""
+        assert job.resume is not None
+        if job.callback is None:
+            raise AgentError("this job resumes from a checkpoint, but has no callback to fetch it from")
+        ctx.bus.emit("phase", phase="download",
+                     detail=f"checkpoint-{job.resume.step} of {job.resume.run_id} (resuming)")
+        data = checkpoints.download(job.callback, job.run_id, job.resume.sha256)
+        dest = ctx.tool_dir / "swift-out"  # where ms-swift (confined to the tools' scratch) writes its own
+        dest.mkdir(parents=True, exist_ok=True)
+        folder = checkpoints.unpack(data, dest, job.resume.step)
+        state_step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
+        if state_step != job.resume.step:
+            raise AgentError(f"the checkpoint is at step {state_step}, not {job.resume.step} as the job says")
+        return folder
+
     def _train(self, ctx: RunContext, job: JobSpec, model: models.ResolvedModel,
-               prepared: list[datasets_mod.PreparedDataset], state: RunState, gpu: bool) -> Path:
+               prepared: list[datasets_mod.PreparedDataset], state: RunState, gpu: bool,
+               resume_from: Path | None = None) -> Path:
         cfg = self.cfg
         length = f"{job.hyper.max_steps} steps" if job.hyper.max_steps else f"{job.hyper.num_train_epochs:g} epochs"
         ctx.bus.emit("phase", phase="train", detail=f"{job.tuner} on {job.model.name}, {length}")
@@ -633,7 +659,7 @@ class Runner:
         try:
             offline = cfg.offline or all(d.source in ("builtin", "local") for d in prepared)
             outcome = training.train(ctx, job, model, prepared, gpu=gpu, offline=offline,
-                                     on_first_step=plotter.start, place=self._place())
+                                     on_first_step=plotter.start, place=self._place(), resume_from=resume_from)
             log = outcome.log
             points = report.loss_points(log.points)
             plotter.send({"title": f"{job.run_id}: {job.tuner} on {job.model.name}", "points": points})
@@ -649,6 +675,7 @@ class Runner:
                 "wall_s": round(outcome.wall_s, 2),
                 "loss_curve": points,
                 "checkpoint": outcome.checkpoint.name,
+                **({"resumed_from": {"run_id": job.resume.run_id, "step": job.resume.step}} if job.resume else {}),
             }
             # Keep the adapter (or the full model) and swift's args.json as artifacts.
             name = "model" if job.tuner == "full" else "adapter"
@@ -656,7 +683,7 @@ class Runner:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             for item in outcome.checkpoint.iterdir():
-                if item.is_file() and item.name not in ("training_args.bin", "trainer_state.json", "README.md"):
+                if item.is_file() and item.name not in TRAINER_STATE_FILES and not item.name.startswith("rng_state"):
                     shutil.copy2(item, dest / item.name)
             args_dest = cfg.out / "args.json"
             shutil.copy2(outcome.args_json, args_dest)

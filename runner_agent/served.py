@@ -29,7 +29,7 @@ from commands.results import BenchmarkResult
 
 from .context import RunContext
 from .errors import AgentError
-from .evaluation import MODEL_ID, BenchPlan, EvalOutcome, _groups, _prepare_adapter, collect
+from .evaluation import MODEL_ID, BenchPlan, EvalOutcome, _groups, _prepare_adapter, collect, count_lines
 from .models import ResolvedModel
 from .procs import Supervised, describe_exit, headline, run_supervised
 
@@ -290,7 +290,7 @@ def evaluate(
             if now - last["t"] < 0.5:
                 return
             last["t"] = now
-            done = sum(_count(list(work.glob(f"{n}/group-*/predictions/{MODEL_ID}/*.jsonl"))) for n in names)
+            done = sum(count_lines(list(work.glob(f"{n}/group-*/predictions/{MODEL_ID}/*.jsonl"))) for n in names)
             if done != last["n"]:
                 last["n"] = done
                 ctx.bus.emit("progress", phase="eval", step=min(done, total), total=max(total, 1))
@@ -326,17 +326,6 @@ def evaluate(
                 failed[bench] = msg
         outcomes[name] = EvalOutcome(results, work / name, wall, failed)
     return ServedOutcome(outcomes, backend, server.started_s, routing)
-
-
-def _count(paths: Sequence[Path]) -> int:
-    total = 0
-    for p in paths:
-        try:
-            with p.open("rb") as fh:
-                total += sum(1 for _ in fh)
-        except OSError:
-            pass
-    return total
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from commands.events import EVENTS_SIGNATURE_FILE, SIGNATURE_HEADER, Event, make_event, sign_body
 
 # Event types that say something a later event does not supersede; never dropped when a buffer overflows.
-_KEEP = {"accepted", "phase", "eval_result", "artifact", "finished"}
+_KEEP = {"accepted", "phase", "eval_result", "artifact", "tracker", "finished"}
 
 
 class Sink:
@@ -105,6 +105,8 @@ def describe(event: Event) -> str:
     if t == "artifact":
         size = f", {d['bytes']} bytes" if d.get("bytes") is not None else ""
         return f"artifact {d['name']}: {d['path']}{size}"
+    if t == "tracker":
+        return f"{d['tool']} run page: {d['url']}"
     if t == "heartbeat":
         return "heartbeat"
     if t == "finished":

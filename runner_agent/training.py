@@ -16,11 +16,13 @@ from typing import Any
 
 from commands.jobspec import HyperParams, JobSpec
 
+from . import checkpoints
 from .context import RunContext
 from .datasets import PreparedDataset
 from .errors import AgentError
 from .models import ResolvedModel
 from .procs import Supervised, describe_exit, headline, run_supervised
+from .tracking import TRACKED, TrackerWatch
 
 TORCH_DTYPES = ("float32", "bfloat16", "float16")
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -88,6 +90,7 @@ def sft_argv(
     output_dir: Path,
     *,
     gpu: bool,
+    resume_from: Path | None = None,
     logging_dir: Path | None = None,
 ) -> list[str]:
     """The `swift sft` arguments (without the executable): only typed, validated job fields ever reach ms-swift."""
@@ -112,7 +115,10 @@ def sft_argv(
         "--logging_steps", str(h.logging_steps),
         "--save_steps", str(h.save_steps),
         "--save_total_limit", "1",
-        "--save_only_model", "true",
+        # Adapter checkpoints keep their optimizer, scheduler and RNG state (megabytes for LoRA): they are uploaded as
+        # written, and `/resume` (or a resume after a lost runner) continues from the exact step. A full model's
+        # optimizer state would double a checkpoint that is too big to upload anyway.
+        "--save_only_model", "true" if job.tuner == "full" else "false",
         "--seed", str(h.seed),
         "--data_seed", str(h.seed),
         "--split_dataset_ratio", "0",
@@ -127,6 +133,10 @@ def sft_argv(
         argv += ["--logging_dir", str(logging_dir)]
     if h.max_steps is not None:
         argv += ["--max_steps", str(h.max_steps)]
+    if resume_from is not None:
+        # Weights, optimizer, scheduler, RNG and global_step from the checkpoint; data already seen is skipped
+        # (`resume_only_model` stays false: that would restart the step count).
+        argv += ["--resume_from_checkpoint", str(resume_from)]
     if job.tuner in ("lora", "qlora"):
         argv += [
             "--lora_rank", str(h.lora_rank),
@@ -355,8 +365,10 @@ def train(
     offline: bool,
     on_first_step: Callable[[], None] | None = None,
     place: NodePlace | None = None,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
-    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s).
+    """Run `swift sft`, turning logging.jsonl lines into progress events as they appear (polled every 0.1 s), and
+    uploading each checkpoint as soon as it is complete.
 
     With several processes only global rank 0 writes logging.jsonl and the checkpoint, so progress is rank 0's."""
     import time
@@ -365,11 +377,20 @@ def train(
     # TensorBoard's event files are written where the tools may write, then copied into the run's outputs (its
     # artifact) once training ends: the confined tools cannot write the outputs themselves.
     tensorboard = ctx.tool_dir / "tensorboard"
-    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, logging_dir=tensorboard)]
+    argv = [ctx.config.swift_exe, *sft_argv(job, model, datasets, output_dir, gpu=gpu, logging_dir=tensorboard,
+                                            resume_from=resume_from)]
+    uploader = checkpoints.Uploader(output_dir, job.callback if job.tuner != "full" else None, ctx.bus.emit)
+    if resume_from is not None:
+        uploader.last_step = checkpoints.step_of(resume_from)
     log = TrainLog()
     tail = LogTail(output_dir / "logging.jsonl")
 
     started = [False]
+    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
+    env = ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist})
+    # wandb, SwanLab and MLflow print their run page in the training output: the card links to it.
+    watch = TrackerWatch(tracker(job), env) if tracker(job) in TRACKED else None
+    linked = [False]
 
     def tick() -> None:
         for line in tail.read():
@@ -377,13 +398,18 @@ def train(
         if not started[0] and log.last_step and on_first_step is not None:
             started[0] = True
             on_first_step()
+        if watch is not None and watch.url is not None and not linked[0]:
+            linked[0] = True  # events leave from this thread only, in order; the reader thread just found it
+            ctx.bus.emit("tracker", tool=watch.tool, url=watch.url)
+        uploader.poll()
 
-    dist = distributed_env(job, place or NodePlace(), gpu=gpu)
-    proc = Supervised(ctx.tool_argv(argv), env=ctx.tool_env(offline=offline, extra={**tracker_env(job), **dist}),
-                      log_path=ctx.logs / "swift-sft.log")
+    proc = Supervised(ctx.tool_argv(argv), env=env, log_path=ctx.logs / "swift-sft.log",
+                      on_line=watch.feed if watch is not None else None)
     t0 = time.monotonic()
     rc = run_supervised(proc, ctx.watchdog, what="training", tick=tick, tick_s=0.1, grace_s=ctx.config.grace_s)
     wall = time.monotonic() - t0
+    if rc == 0:
+        uploader.poll(force=True)  # the last checkpoint, written as training ended
     _copy_regular_files(tensorboard, ctx.config.out / "tensorboard")
     if rc != 0:
         lines = proc.tail()

@@ -10,74 +10,35 @@ import asyncio
 import base64
 import binascii
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import github
-import requests
 from github import GithubException
 
+from bot.github.actions_calls import CLOCK_SKEW, ActionsCalls, _RunIndex, aware, iso
 from bot.github.app_auth import DEFAULT_API_URL, AppTokenProvider, Clock, repo_path, utcnow
 from bot.github.port import (
     REACTIONS,
-    RUN_NAME_INPUT,
     CheckOutput,
     CheckRunRef,
     Comment,
     CommentBody,
     CommentRef,
     CommitInfo,
-    Conflict,
-    DispatchResult,
     GitHubError,
-    NotFound,
     Permission,
     PullInfo,
     RepoInfo,
     RetryPolicy,
-    ValidationFailed,
-    WorkflowRun,
-    run_name,
 )
 from bot.github.transport import Sleep, Transport
 from bot.github.transport import raw as raw_request
 
 log = logging.getLogger(__name__)
 
-# GitHub's clock and ours drift; a run created "before" our dispatch by a few seconds is still ours.
-CLOCK_SKEW = timedelta(seconds=60)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return _aware(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def _run_from(raw: dict[str, Any]) -> WorkflowRun:
-    return WorkflowRun(id=int(raw["id"]), name=str(raw.get("name") or ""),
-                       display_title=str(raw.get("display_title") or raw.get("name") or ""),
-                       status=str(raw.get("status") or ""), conclusion=raw.get("conclusion"),
-                       html_url=str(raw.get("html_url") or ""), head_sha=str(raw.get("head_sha") or ""),
-                       event=str(raw.get("event") or ""), run_attempt=int(raw.get("run_attempt") or 1),
-                       created_at=_parse_time(raw.get("created_at")), updated_at=_parse_time(raw.get("updated_at")))
-
-
-class PyGithubPort:
+class PyGithubPort(ActionsCalls):
     """`GitHubPort` over PyGithub. Build it with `with_token(...)` or `with_app(...)`; `await close()` at shutdown."""
 
     def __init__(self, *, base_url: str = DEFAULT_API_URL, token: str | None = None,
@@ -95,6 +56,8 @@ class PyGithubPort:
         self._per_page = per_page
         self._default_branch_ttl = default_branch_ttl
         self._default_branches: dict[str, tuple[str, datetime]] = {}
+        self._run_index: dict[tuple[str, str], _RunIndex] = {}
+        self._run_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     @classmethod
     def with_token(cls, base_url: str, token: str, **kw: Any) -> PyGithubPort:
@@ -191,7 +154,7 @@ class PyGithubPort:
             for c in g.get_repo(repo).get_issue(number).get_comments():
                 out.append(Comment(id=c.id, body=c.body or "", author_login=c.user.login if c.user else "",
                                    author_type=c.user.type if c.user else "", html_url=c.html_url or "",
-                                   created_at=_aware(c.created_at), updated_at=_aware(c.updated_at)))
+                                   created_at=aware(c.created_at), updated_at=aware(c.updated_at)))
             return out
 
         return await self._call(repo, go)
@@ -203,111 +166,6 @@ class PyGithubPort:
         # Idempotent on GitHub's side: re-adding the same reaction answers 200 instead of 201.
         await self._call(repo, lambda g: self._raw(g, "POST", url, input={"content": content}), write=True)
 
-    async def dispatch_workflow(self, repo: str, workflow_file: str, ref: str,
-                                inputs: dict[str, str]) -> DispatchResult:
-        bad = {k: type(v).__name__ for k, v in inputs.items() if not isinstance(v, str)}
-        if bad:
-            raise ValueError(f"workflow inputs must be strings; got {bad}")
-        started = self._clock()
-        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/dispatches"
-        body: dict[str, Any] = {"ref": ref, "inputs": inputs, "return_run_details": True}
-
-        def go(g: github.Github) -> DispatchResult:
-            # requestJsonAndCheck rather than Workflow.create_dispatch: we need to tell 200-with-body from 204.
-            _, data = self._raw(g, "POST", url, input=body)
-            if isinstance(data, dict) and data.get("workflow_run_id") is not None:
-                return DispatchResult(int(data["workflow_run_id"]), data.get("html_url"), data.get("run_url"))
-            return DispatchResult(None, None, None)
-
-        token = inputs.get(RUN_NAME_INPUT)
-
-        async def landed() -> DispatchResult | None:
-            # A 5xx may hide a dispatch that happened: only the run-name token can tell, so without one we
-            # refuse to risk a second GPU run and surface the error.
-            if not token:
-                return None
-            run = await self.find_run_by_name(repo, workflow_file, token, started)
-            return None if run is None else DispatchResult(run.id, run.html_url, None)
-
-        return await self._call(repo, go, idempotent=False, write=True, landed=landed if token else None)
-
-    async def find_run_by_name(self, repo: str, workflow_file: str, run_name_token: str,
-                               created_after: datetime, *, max_runs: int = 300) -> WorkflowRun | None:
-        """The dispatched run named exactly `run_name(run_name_token)`, among this workflow's dispatches created
-        since `created_after` (one listing request per 100 runs: the listing's JSON already holds the names)."""
-        if not run_name_token:
-            raise ValueError("run_name_token is empty")
-        since = _iso((_aware(created_after) or created_after) - CLOCK_SKEW)
-        url = f"{repo_path(repo)}/actions/workflows/{quote(workflow_file, safe='')}/runs"
-        wanted = run_name(run_name_token)
-
-        def go(g: github.Github) -> WorkflowRun | None:
-            for page in range(1, max_runs // self._per_page + 2):
-                _, data = self._raw(g, "GET", url, parameters={"event": "workflow_dispatch", "created": f">={since}",
-                                                               "per_page": self._per_page, "page": page})
-                runs = data.get("workflow_runs") or []
-                for raw in runs:
-                    if raw.get("display_title") == wanted:
-                        return _run_from(raw)
-                if len(runs) < self._per_page:
-                    break
-            return None
-
-        return await self._call(repo, go)
-
-    async def get_workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
-        url = f"{repo_path(repo)}/actions/runs/{int(run_id)}"
-
-        def go(g: github.Github) -> WorkflowRun:
-            _, data = self._raw(g, "GET", url)
-            return _run_from(data)
-
-        return await self._call(repo, go)
-
-    async def download_artifact(self, repo: str, run_id: int, name: str, *, max_bytes: int) -> bytes | None:
-        listing = f"{repo_path(repo)}/actions/runs/{int(run_id)}/artifacts"
-
-        def go(g: github.Github) -> bytes | None:
-            _, data = self._raw(g, "GET", listing, parameters={"name": name})
-            found = [a for a in data.get("artifacts", []) if a.get("name") == name and not a.get("expired")]
-            if not found:
-                return None
-            art = found[0]
-            if int(art.get("size_in_bytes") or 0) > max_bytes:
-                raise ValidationFailed(413, f"artifact {name} is {art['size_in_bytes']} bytes; at most {max_bytes} "
-                                            "are read")
-            # GitHub answers 302 to a short-lived storage URL; PyGithub follows it without our token.
-            body = bytearray()
-            try:
-                _, _, chunks = g.requester.getStream(art["archive_download_url"], chunk_size=1 << 16)
-                for chunk in chunks:
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ValidationFailed(413, f"artifact {name} is larger than {max_bytes} bytes")
-            except requests.HTTPError as exc:  # the storage host's answer, not the API's
-                status = exc.response.status_code if exc.response is not None else 0
-                raise (NotFound if status in (404, 410) else GitHubError)(status, f"artifact download: {exc}") \
-                    from exc
-            return bytes(body)
-
-        try:
-            return await self._call(repo, go)
-        except NotFound:
-            return None
-        except GitHubError as exc:
-            if exc.status == 410:  # expired between the listing and the download
-                return None
-            raise
-
-    async def cancel_workflow_run(self, repo: str, run_id: int) -> bool:
-        """True when GitHub accepted the cancel (202); False when the run had already completed (409)."""
-        url = f"{repo_path(repo)}/actions/runs/{int(run_id)}/cancel"
-        try:
-            await self._call(repo, lambda g: self._raw(g, "POST", url), write=True)
-        except Conflict:
-            return False
-        return True
-
     async def create_check_run(self, repo: str, name: str, head_sha: str, status: str = "queued", *,
                                conclusion: str | None = None, output: CheckOutput | None = None,
                                details_url: str | None = None, external_id: str | None = None,
@@ -318,7 +176,7 @@ class PyGithubPort:
         if external_id is not None:
             body["external_id"] = external_id
         if started_at is not None:
-            body["started_at"] = _iso(started_at)
+            body["started_at"] = iso(started_at)
         url = f"{repo_path(repo)}/check-runs"
 
         def go(g: github.Github) -> CheckRunRef:
@@ -348,7 +206,7 @@ class PyGithubPort:
         if details_url is not None:
             body["details_url"] = details_url
         if completed_at is not None:
-            body["completed_at"] = _iso(completed_at)
+            body["completed_at"] = iso(completed_at)
         return body
 
     async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:

@@ -1,4 +1,5 @@
-"""`/status`, `/cancel`, `/retry`: the verbs about runs that already exist (the run named, or this PR's latest)."""
+"""`/status`, `/cancel`, `/retry`, `/resume`: the verbs about runs that already exist (the run named, or this PR's
+latest)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from commands.render.github import render_provenance
 from .base import Invocation, Parts, handles
 
 RETRYABLE = ("failed", "cancelled")
+TRAINS = ("train", "train+eval")
 
 
 @handles("status")
@@ -60,7 +62,36 @@ async def cancel(parts: Parts, inv: Invocation) -> None:
                                         state=conv.say(f"state.{target.state}")))
         return
     await parts.lifecycle.cancel(target, f"cancelled by @{conv.actor}")
-    await inv.reply(parts, conv.say("reply.cancelling", run=target.run_id))
+    checkpoint = await parts.jobs.checkpoints.latest(target) if target.kind in TRAINS else None
+    if checkpoint is not None:
+        await inv.reply(parts, conv.say("reply.cancel.checkpoint", run=target.run_id, step=checkpoint.step))
+    else:
+        await inv.reply(parts, conv.say("reply.cancelling", run=target.run_id))
+
+
+@handles("resume")
+async def resume(parts: Parts, inv: Invocation) -> None:
+    """Continue a stopped training run from its last uploaded checkpoint (ms-swift restores the step count)."""
+    conv, target, named = inv.conv, inv.target, inv.cmd.get("run")
+    if target is None or not target.job_spec:
+        text = conv.say("reply.resume.unknown", run=named) if named else conv.say("reply.resume.none")
+        await inv.reply(parts, text)
+        return
+    if target.kind not in TRAINS:
+        await inv.reply(parts, conv.say("reply.resume.not_training", run=target.run_id))
+        return
+    if target.state not in RETRYABLE:
+        await inv.reply(parts, conv.say("reply.resume.not_ended", run=target.run_id,
+                                        state=conv.say(f"state.{target.state}")))
+        return
+    checkpoint = await parts.jobs.checkpoints.latest(target)
+    if checkpoint is None:
+        await inv.reply(parts, conv.say("reply.resume.no_checkpoint", run=target.run_id))
+        return
+    run, _ = await parts.jobs.resume(target, checkpoint, actor=conv.actor, line=inv.cmd.line or inv.cmd.render(),
+                                     trigger_key=f"{conv.trigger}:{inv.key}")
+    await inv.reply(parts, conv.say("reply.resume.started", run=target.run_id, step=checkpoint.step,
+                                    new=run.run_id))
 
 
 @handles("retry")

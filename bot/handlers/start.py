@@ -1,26 +1,41 @@
-"""`/train`, `/eval`, `/compare`: plan the jobs the command means and start them (or answer from the store)."""
+"""`/train`, `/eval`, `/compare`, `/plan`: plan the jobs the command means and start them (or answer from the store),
+show their plan and cost instead (`/plan`, `plan=true`), or keep a costly /train for `/approve`."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
-from bot.github.port import GitHubError
+from bot.core import Conversation
+from bot.github.port import GitHubError, PullInfo
 from bot.jobs import Reused
 from commands.baseline import parse_target
-from commands.plan import PlanError, local_dataset_paths, plan
+from commands.costplan import cost_plan, render_plan
+from commands.jobspec import job_from_dict, to_dict
+from commands.parse import parse_command
+from commands.plan import PlanError, PlannedJob, local_dataset_paths, plan
 
 from .base import Invocation, Parts, handles
 
 log = logging.getLogger(__name__)
 
 
-@handles("train", "eval", "compare")
+@handles("train", "eval", "compare", "plan")
 async def start_jobs(parts: Parts, inv: Invocation) -> None:
     conv, pull, cmd = inv.conv, inv.pull, inv.cmd
     if pull is None:
         await inv.reply(parts, conv.say("reply.pr_only", verb=cmd.verb))
         return
+    planning = cmd.verb == "plan" or cmd.get("plan") is True
+    if cmd.verb == "plan":
+        # The parser validated the inner command and kept its canonical text: plan exactly that.
+        inner = parse_command(str(cmd.get("command", "")), catalog=parts.core.catalog, policy=conv.policy)
+        if isinstance(inner, str):
+            raise PlanError(inner)
+        cmd = inner
+        inv = replace(inv, cmd=inner)
     pr = await parts.jobs.pr_facts(conv.repo, conv.number, pull)
     compare_ref: str | None = None
     if cmd.verb == "compare":
@@ -39,6 +54,15 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
             planned = plan(cmd, pr, conv.policy, parts.core.catalog, iter([pj.job.run_id for pj in planned]))
     if compare_ref is not None:
         planned = [replace(pj, compare_ref=compare_ref) for pj in planned]
+    shown = inv.cmd.render() if inv.cmd.verb != "train" or not planning else \
+        replace(inv.cmd, args={k: v for k, v in inv.cmd.args.items() if k != "plan"}).render()
+    if planning:
+        ahead = sum(1 for r in await parts.core.store.active_runs() if r.repo == conv.repo)
+        cp = cost_plan(planned, pull.head_sha, conv.policy, parts.core.catalog, queue_ahead=ahead)
+        await inv.reply(parts, render_plan(cp, shown, conv.language, conv.policy))
+        return
+    if cmd.verb == "train" and await held_for_approval(parts, conv, pull, planned, cmd.line or shown, shown, inv.key):
+        return
     for j, pj in enumerate(planned):
         key = f"{inv.key}.{j}"
         started = await parts.jobs.launch(conv, pull, cmd, pj, key)
@@ -46,6 +70,37 @@ async def start_jobs(parts: Parts, inv: Invocation) -> None:
             seeds = cmd.args.get("seeds")
             await parts.comparisons.answer_reused(conv, pull, pj, started, key,
                                                   seeds if isinstance(seeds, int) else None)
+
+
+async def held_for_approval(parts: Parts, conv: Conversation, pull: PullInfo, planned: list[PlannedJob],
+                            line: str, shown: str, key: str) -> bool:
+    """Whether these training jobs wait for `/approve` (`approval.above_gpu_hours`): if so the plan is kept exactly
+    as planned (run ids, result keys, head commit, content hash) and the reply says who may start it, and how."""
+    if conv.policy.approval_above_gpu_hours is None:
+        return False
+    ahead = sum(1 for r in await parts.core.store.active_runs() if r.repo == conv.repo)
+    cp = cost_plan(planned, pull.head_sha, conv.policy, parts.core.catalog, queue_ahead=ahead)
+    if not cp.needs_approval:
+        return False
+    await parts.core.store.add_plan(conv.repo, conv.number, pull.head_sha, cp.plan_hash, conv.actor, line,
+                                    [planned_to_dict(pj) for pj in planned], cp.approval_reason,
+                                    now=parts.core.now())
+    await parts.core.reply(conv, key, conv.say("reply.plan.waiting", actor=conv.actor, command=shown,
+                                               reason=cp.approval_reason, level=conv.policy.min_permission_approve,
+                                               hash=cp.plan_hash[:12], sha=pull.head_sha[:7])
+                           + "\n\n" + render_plan(cp, shown, conv.language, conv.policy))
+    return True
+
+
+def planned_to_dict(pj: PlannedJob) -> dict[str, Any]:
+    return {"job": to_dict(pj.job), "result_key": pj.result_key, "benchmark_keys": dict(pj.benchmark_keys),
+            "force": pj.force, "compare_ref": pj.compare_ref}
+
+
+def planned_from_dict(data: Mapping[str, Any]) -> PlannedJob:
+    return PlannedJob(job=job_from_dict(data["job"]), result_key=str(data["result_key"]),
+                      benchmark_keys=dict(data.get("benchmark_keys") or {}), force=bool(data.get("force")),
+                      compare_ref=data.get("compare_ref"))
 
 
 async def _compare_target(parts: Parts, inv: Invocation, trained: bool) -> str:

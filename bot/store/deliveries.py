@@ -97,6 +97,15 @@ class DeliveryStore(Access):
             found = await self._bodies(conn, [r._mapping["id"] for r in rows])
         return sorted((_delivery(r, found[r._mapping["id"]]) for r in rows), key=lambda d: d.id)
 
+    async def _update_one(self, id: int, stmt: Any) -> Delivery:
+        """Run an UPDATE … RETURNING of delivery `id` and return it with its body; raises if the id is unknown."""
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                raise StoreError(f"unknown delivery id {id}")
+            found = await self._bodies(conn, [id])
+        return _delivery(row, found.get(id, b""))
+
     async def _bodies(self, conn: Any, ids: list[int]) -> dict[int, bytes]:
         if not ids:
             return {}
@@ -140,12 +149,7 @@ class DeliveryStore(Access):
         stmt = (update(t).where(t.c.id == id)
                 .values(state="pending", error=clip_error(error), next_attempt_at=utc(retry_at, "retry_at"),
                         claimed_by=None, leased_until=None, updated_at=utc(now)).returning(t))
-        async with self._write() as conn:
-            row = (await conn.execute(stmt)).first()
-            if row is None:
-                raise StoreError(f"unknown delivery id {id}")
-            found = await self._bodies(conn, [id])
-        return _delivery(row, found.get(id, b""))
+        return await self._update_one(id, stmt)
 
     async def mark_delivery(self, id: int, state: DeliveryState, error: str | None = None, *,
                             now: datetime) -> Delivery:
@@ -154,12 +158,7 @@ class DeliveryStore(Access):
             raise StoreError(f"delivery state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
         stmt = (update(t).where(t.c.id == id)
                 .values(state=state, error=clip_error(error), updated_at=utc(now), leased_until=None).returning(t))
-        async with self._write() as conn:
-            row = (await conn.execute(stmt)).first()
-            if row is None:
-                raise StoreError(f"unknown delivery id {id}")
-            found = await self._bodies(conn, [id])
-        return _delivery(row, found.get(id, b""))
+        return await self._update_one(id, stmt)
 
     async def mark_deliveries(self, ids: Collection[int], state: DeliveryState, error: str | None = None, *,
                               now: datetime) -> int:

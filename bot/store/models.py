@@ -172,6 +172,25 @@ class Grant:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingPlan:
+    """A /train kept for `/approve` (bot/store/plans.py); `jobs` are planned jobs as plain data."""
+
+    id: int
+    repo: str
+    number: int
+    head_sha: str
+    plan_hash: str
+    requester: str
+    command: str
+    jobs: tuple[Mapping[str, Any], ...]
+    reason: str
+    state: str  # waiting | approved | superseded
+    created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What one user spent in one repository in a time window (derived from the runs table)."""
 

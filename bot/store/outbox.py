@@ -8,7 +8,7 @@ idempotent) is safe to repeat. Also here: the bot's own message ids per (subject
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -73,8 +73,9 @@ class OutboxStore(Access):
             return (await conn.execute(stmt.returning(t.c.id))).first() is not None
 
     async def due(self, now: datetime, limit: int = 50, *, lease: timedelta = DEFAULT_LEASE,
-                  kinds: Collection[str] | None = None) -> list[OutboxItem]:
-        """Claim up to `limit` pending items whose time has come (oldest first) and lease them for `lease`.
+                  kinds: Collection[str] | None = None, first: Sequence[str] = ()) -> list[OutboxItem]:
+        """Claim up to `limit` pending items whose time has come and lease them for `lease`: items of the kinds in
+        `first` before all others, in that order, and oldest first within a kind's rank.
 
         A leased item is not offered again until `complete`/`fail` or the lease runs out (the performer crashed).
         Concurrent callers (other processes included) get disjoint items.
@@ -88,13 +89,19 @@ class OutboxStore(Access):
                     or_(t.c.leased_until.is_(None), t.c.leased_until <= now))
         if kinds is not None:
             cond = and_(cond, t.c.kind.in_(tuple(kinds)))
-        ids = (select(t.c.id).where(cond).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+        rank: dict[str, int] = {}
+        for kind in first:
+            rank.setdefault(kind, len(rank))
+        order: list[Any] = [t.c.next_attempt_at, t.c.id]
+        if rank:
+            order.insert(0, case(rank, value=t.c.kind, else_=len(rank)))
+        ids = (select(t.c.id).where(cond).order_by(*order).limit(limit)
                .with_for_update(skip_locked=True).scalar_subquery())
         stmt = (update(t).where(t.c.id.in_(ids))
                 .values(leased_until=now + lease, attempts=t.c.attempts + 1, updated_at=now).returning(t))
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
-        return sorted((_item(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
+        return sorted((_item(r) for r in rows), key=lambda i: (rank.get(i.kind, len(rank)), i.next_attempt_at, i.id))
 
     async def complete(self, id: int, result: Mapping[str, Any] | None = None, *, now: datetime,
                        version: int | None = None) -> bool:

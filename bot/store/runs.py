@@ -252,6 +252,14 @@ class RunStore(Access):
         async with self._read() as conn:
             return [_run(r) for r in (await conn.execute(stmt)).all()]
 
+    async def backfills_for(self, repo: str, run_id: str, *, limit: int = 50) -> list[Run]:
+        """The baseline runs started for `run_id` (`backfill_for`), newest first, in `repo` only (an index lookup,
+        however many runs the repository has)."""
+        stmt = (select(t).where(t.c.repo == repo, t.c.backfill_for == run_id)
+                .order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit))
+        async with self._read() as conn:
+            return [_run(r) for r in (await conn.execute(stmt)).all()]
+
     async def active_runs(self, *, updated_before: datetime | None = None, limit: int | None = None) -> list[Run]:
         """Queued, dispatched and running runs, least recently updated first (the periodic sweep's work list);
         `updated_before` keeps only those silent since then (e.g. no heartbeat for 10 minutes)."""

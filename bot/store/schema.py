@@ -159,6 +159,7 @@ runs = Table(
     Index(None, "repo", "actor", "created_at"),
     Index(None, "state", "updated_at"),
     Index(None, "workflow_run_id"),
+    Index(None, "backfill_for"),  # migration 0008: a run's baseline runs, found by query (the web run page)
 )
 
 run_events = Table(
@@ -247,6 +248,25 @@ grants = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
     Index(None, "repo", "number", "head_sha"),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("repo", String(200), nullable=False),
+    Column("number", Integer(), nullable=False),
+    Column("head_sha", String(64), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("requester", String(100), nullable=False),
+    Column("command", Text(), nullable=False),
+    Column("jobs", _json(), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Index(None, "repo", "number", "state"),
 )
 
 outbox = Table(

@@ -23,6 +23,7 @@ from .events import EventStore
 from .grants import GrantStore
 from .migrate import current_revision, head_revision, lock, upgrade
 from .outbox import OutboxStore
+from .plans import PlanStore
 from .results import ResultStore
 from .runs import RunStore
 
@@ -31,7 +32,7 @@ from .runs import RunStore
 _IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("tunebot_store_tx", default=False)
 
 
-class _Operations(DeliveryStore, RunStore, EventStore, ResultStore, GrantStore, OutboxStore):
+class _Operations(DeliveryStore, RunStore, EventStore, ResultStore, GrantStore, OutboxStore, PlanStore):
     """Every storage operation; the Store and its transactions differ only in where connections come from."""
 
 

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from aiohttp_session import get_session, new_session
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp_session import AbstractStorage, Session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
@@ -40,6 +41,61 @@ def session_storage(config: Config) -> EncryptedCookieStorage:
     return EncryptedCookieStorage(Fernet(base64.urlsafe_b64encode(key)), cookie_name=COOKIE, max_age=SESSION_MAX_AGE_S,
                                   path="/ui", httponly=True, samesite="Lax",
                                   secure=config.public_url.startswith("https://"))
+
+
+# aiohttp-session's storage does what matters (Fernet encryption, the cookie's attributes); its middleware and
+# get_session keep the session on the request under plain string keys, which aiohttp >= 3.14 warns about
+# (NotAppKeyWarning: https://docs.aiohttp.org/en/stable/web_advanced.html#request-s-storage) up to its latest release,
+# 2.12.1. The per-request bookkeeping below is the same, under typed keys.
+_STORAGE: web.RequestKey[AbstractStorage] = web.RequestKey("tunebot_session_storage", AbstractStorage)
+_SESSION: web.RequestKey[Session] = web.RequestKey("tunebot_session", Session)
+
+
+def session_middleware(storage: AbstractStorage) -> Middleware:
+    """Makes the session available to handlers (get_session/new_session) and writes its cookie when it changed."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[_STORAGE] = storage
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects (login, logout) carry the cookie too
+            await _save(request, exc, storage)
+            raise
+        await _save(request, response, storage)
+        return response
+
+    return middleware
+
+
+async def _save(request: web.Request, response: web.StreamResponse, storage: AbstractStorage) -> None:
+    session = request.get(_SESSION)
+    if session is None or not session._changed:  # its own middleware reads it so
+        return
+    if isinstance(response, web.Response | web.HTTPException) and not response.prepared:
+        await storage.save_session(request, response, session)
+
+
+def _storage(request: web.Request) -> AbstractStorage:
+    if _STORAGE not in request:
+        raise RuntimeError("the web view's session middleware is not installed")
+    return request[_STORAGE]
+
+
+async def get_session(request: web.Request) -> Session:
+    """The request's session, read from its cookie once (a missing, stale or forged cookie reads as empty)."""
+    session = request.get(_SESSION)
+    if session is None:
+        session = await _storage(request).load_session(request)
+        request[_SESSION] = session
+    return session
+
+
+async def new_session(request: web.Request) -> Session:
+    """A fresh session (new identity) in place of the request's: used at login."""
+    session = await _storage(request).new_session()
+    request[_SESSION] = session
+    return session
 
 
 @dataclass
@@ -180,4 +236,5 @@ async def viewer(request: web.Request) -> str | None:
     return str(login) if login else None
 
 
-__all__ = ["COOKIE", "Access", "GitHubError", "OAuth", "session_storage", "viewer"]
+__all__ = ["COOKIE", "Access", "GitHubError", "OAuth", "get_session", "new_session", "session_middleware",
+           "session_storage", "viewer"]

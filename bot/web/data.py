@@ -147,10 +147,10 @@ class WebData:
             other = await self.store.get_run(base_id)
             if other is not None and other.repo == repo:
                 baseline_loss = _loss(await self.store.events_after(other.run_id, -1), other.last_seq)
-        backfills = tuple(r for r in await self.store.runs_for_repo(repo, limit=500) if r.backfill_for == run.run_id)
+        backfills = tuple(await self.store.backfills_for(repo, run.run_id))
         return RunPage(run=run, view=view, recipe=recipe_of_spec(run.job_spec), subjects=subjects,
                        comparison=comparison, baseline_run=base_id, baseline_label=base_label,
-                       baseline_loss=baseline_loss, backfills=backfills)
+                       baseline_loss=baseline_loss, backfills=backfills, tracker_url=view.tracker_url)
 
     async def _baseline(self, run: Run, results: Results | None) -> tuple[str | None, str, Results | None]:
         """What the PR compared this run with: the run `/compare` named, the backfilled recipe at a ref, or the
@@ -165,8 +165,8 @@ class WebData:
                 loaded = await store.load_results(other.run_id)
                 if loaded is not None and loaded.benchmarks:
                     return other.run_id, other.run_id, loaded
-        for backfill in await store.runs_for_repo(run.repo, limit=500):
-            if backfill.backfill_for == run.run_id and backfill.state == "succeeded":
+        for backfill in await store.backfills_for(run.repo, run.run_id):
+            if backfill.state == "succeeded":
                 loaded = await store.load_results(backfill.run_id)
                 if loaded is not None and loaded.benchmarks:
                     label = (ref or BASE_MODEL).split("@")[0]

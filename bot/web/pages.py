@@ -11,14 +11,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import aiohttp_session
 import jinja2
 from aiohttp import web
 
 from bot.github.port import CommitInfo, GitHubError, RepoInfo
 from bot.service import Service
+from commands.render.github import TRACKER_NAMES
 
-from .auth import Access, OAuth, session_storage, viewer
+from .auth import Access, OAuth, get_session, session_middleware, session_storage, viewer
 from .data import WebData
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def _templates() -> jinja2.Environment:
     env.filters["short"] = lambda sha: (sha or "")[:7]
     env.filters["pts"] = lambda v: "" if v is None else f"{v:.1f}"
     env.filters["signed"] = lambda v: "" if v is None else f"{v:+.1f}"
+    env.globals["tracker_names"] = TRACKER_NAMES
     return env
 
 
@@ -185,14 +186,14 @@ async def _callback(request: web.Request) -> web.Response:
 
 
 async def _logout(request: web.Request) -> web.Response:
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session.invalidate()
     raise web.HTTPFound("/ui/")
 
 
 def build_ui(service: Service) -> web.Application:
     ui = web.Application()
-    aiohttp_session.setup(ui, session_storage(service.config))
+    ui.middlewares.append(session_middleware(session_storage(service.config)))
     ui[SERVICE] = service
     ui[ACCESS] = Access(service.github)
     ui[DATA] = WebData(service)

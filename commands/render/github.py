@@ -450,7 +450,13 @@ def render_run_card(view: RunView, language: str = "en", *, sticky: bool = True)
     chart = _loss_block(view.loss, lang) if view.is_final else None
     if chart:
         out.append(chart)
+    tracking = _tracker_note(view, lang)
+    if tracking:
+        out.append(tracking)
     links = [fmt.link(t(lang, "links.actions"), view.actions_url)] if view.actions_url else []
+    if view.tracker_url:
+        links.append(fmt.link(t(lang, "links.tracker", tool=TRACKER_NAMES.get(view.tracker or "", "tracker")),
+                              view.tracker_url))
     links += [fmt.link(fmt.cell(a.label), a.url) for a in view.artifacts]
     if links:
         out.append(" · ".join(links))
@@ -462,6 +468,21 @@ def render_run_card(view: RunView, language: str = "en", *, sticky: bool = True)
         # Only an absurd reason or hyper-parameter list can get here; keep the card, drop the overflow.
         text = split_comment(text, GITHUB_COMMENT_LIMIT - 100)[0]
     return text
+
+
+TRACKER_NAMES = {"tensorboard": "TensorBoard", "wandb": "Weights & Biases", "swanlab": "SwanLab", "mlflow": "MLflow"}
+
+
+def _tracker_note(view: RunView, lang: Language) -> str | None:
+    """Where a finished training run's curves are when there is no tracker link: TensorBoard's files in the artifact,
+    or why the configured tracker's page is missing (it printed none: usually its credentials on the runner)."""
+    if not view.is_final or not view.loss or view.tracker_url or view.tracker is None:
+        return None
+    if view.tracker == "tensorboard":
+        artifact = fmt.code(f"tunebot-{view.run_id}")
+        return t(lang, "card.tracker.tensorboard",
+                 artifact=fmt.link(artifact, view.actions_url) if view.actions_url else artifact)
+    return t(lang, "card.tracker.missing", tool=TRACKER_NAMES.get(view.tracker, view.tracker))
 
 
 def _times(view: RunView, lang: Language) -> str:

@@ -141,6 +141,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "links.artifacts": ("Artifacts", "产物"),
     "links.base": ("baseline run", "基线运行"),
     "links.new": ("new run", "本次运行"),
+    "links.tracker": ("{tool} run page", "{tool} 运行页面"),
+    "card.tracker.tensorboard": ("TensorBoard event files: `tensorboard/` in the run's artifact {artifact}",
+                                 "TensorBoard 事件文件：本次运行产物 {artifact} 中的 `tensorboard/`"),
+    "card.tracker.missing": ("{tool}: no run page appeared in the training log; check the runner's {tool} settings",
+                             "{tool}：训练日志中没有出现运行页面，请检查运行器的 {tool} 设置"),
     # run card
     "card.title": ("tunebot run {run}: {state}", "tunebot 运行 {run}：{state}"),
     "card.requested": ("requested by @{actor} on {where}", "由 @{actor} 在 {where} 发起"),
@@ -214,6 +219,78 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                               "`/ok-to-train` 用于批准 Pull Request：请在 PR 中评论。"),
     "reply.approved": ("✅ @{actor} approved training on `{sha}`. A new push voids this approval.",
                        "✅ @{actor} 已批准在 `{sha}` 上训练。新的推送会使本次批准失效。"),
+    # /plan and plan=true (commands/costplan.py)
+    "plan.title": ("📋 **Plan** for `{command}`: nothing was started.", "📋 **计划** `{command}`：未启动任何任务。"),
+    "plan.recipe": ("**{kind}** `{model}` · tuner `{tuner}` · data: {datasets} · benchmarks: {benchmarks}",
+                    "**{kind}** `{model}` · 方式 `{tuner}` · 数据：{datasets} · 评测：{benchmarks}"),
+    "plan.hyper": ("- Settings: lora_rank={rank}, lora_alpha={alpha}, learning_rate={lr}, batch={batch}×{accum}, "
+                   "max_length={length}, {steps}, {dtype}{quant}, seed={seed}",
+                   "- 参数：lora_rank={rank}，lora_alpha={alpha}，learning_rate={lr}，batch={batch}×{accum}，"
+                   "max_length={length}，{steps}，{dtype}{quant}，seed={seed}"),
+    "plan.memory": ("- Peak GPU memory per device: **{total} GiB** (weights {weights}, trainable state {trainable}, "
+                    "activations {activations}, overhead {overhead}; ±{acc}%): {fits}",
+                    "- 每卡峰值显存：**{total} GiB**（权重 {weights}，可训练状态 {trainable}，激活 {activations}，"
+                    "其他 {overhead}；误差 ±{acc}%）：{fits}"),
+    "plan.fits": ("fits one {gpu} ({mem} GiB)", "单张 {gpu}（{mem} GiB）可放下"),
+    "plan.no_fit": ("⚠️ does **not** fit one {gpu} ({mem} GiB): lower max_length or batch, use `tuner=qlora`, "
+                    "or more GPUs with ZeRO",
+                    "⚠️ 单张 {gpu}（{mem} GiB）**放不下**：请减小 max_length 或 batch，改用 `tuner=qlora`，或多卡 ZeRO"),
+    "plan.arch_guessed": ("- (the preset declares no architecture: it was estimated from the model size)",
+                          "- （该预设未声明模型结构，按参数量估算）"),
+    "plan.params": ("- Parameters: {params}, trainable: {trainable}", "- 参数量：{params}，可训练：{trainable}"),
+    "plan.tokens": ("- Tokens: at most {tokens} ({steps} steps × {batch} sequences × {length} tokens)",
+                    "- Token 数：至多 {tokens}（{steps} 步 × {batch} 条 × {length} token）"),
+    "plan.tokens_unknown": ("- Tokens and GPU-hours: unknown until the data is downloaded; give `max_steps=` or "
+                            "`max_samples=` for an estimate",
+                            "- Token 数与 GPU 时：数据下载前未知；请指定 `max_steps=` 或 `max_samples=` 以便估算"),
+    "plan.hours": ("- Compute: {flops} FLOPs (6·N·tokens) ≈ **{hours} GPU-hours** ({wall} h on {n}× {gpu} at "
+                   "{mfu}% MFU){declared}",
+                   "- 计算量：{flops} FLOPs（6·N·tokens）≈ **{hours} GPU 时**（{n}× {gpu}，MFU {mfu}%，约 {wall} 小时）"
+                   "{declared}"),
+    "plan.gpu_assumed": (" — no `gpu.type` in .tunebot.yml, so this assumes one",
+                         " —— .tunebot.yml 未设置 `gpu.type`，按此型号估算"),
+    "plan.no_estimate": ("- Evaluation only: no training cost", "- 仅评测：无训练开销"),
+    "plan.queue": ("Queue: {queue} run(s) of this repository ahead of it.", "队列：本仓库前面还有 {queue} 个运行。"),
+    "plan.needs_approval": ("⏸️ Needs approval: {reason}. A maintainer starts exactly this plan with "
+                            "`/approve {hash}`.",
+                            "⏸️ 需要批准：{reason}。维护者评论 `/approve {hash}` 即可启动本计划。"),
+    "plan.hash": ("Plan `{hash}` at `{sha}` (a new push or other settings make another plan).",
+                  "计划 `{hash}`，提交 `{sha}`（新的推送或不同参数会生成新的计划）。"),
+    "reply.plan.waiting": ("⏸️ @{actor} `{command}` waits for approval: {reason}. Someone with `{level}` permission "
+                           "comments `/approve {hash}` to start exactly this plan at `{sha}`.",
+                           "⏸️ @{actor} `{command}` 等待批准：{reason}。拥有 `{level}` 权限的成员评论 `/approve {hash}` "
+                           "即可在 `{sha}` 上启动本计划。"),
+    "reply.plan.approved": ("✅ @{actor} approved plan `{hash}` of @{requester} (`{command}`): starting it.",
+                            "✅ @{actor} 批准了 @{requester} 的计划 `{hash}`（`{command}`），正在启动。"),
+    "reply.plan.none": ("Nothing to approve: no plan on this PR waits for approval.",
+                        "没有待批准的计划：本 PR 没有等待批准的计划。"),
+    "reply.plan.stale": ("Plan `{hash}` was made at `{old}`, but the PR's head is now `{new}`: comment the command "
+                         "again to plan it at the new commit.",
+                         "计划 `{hash}` 基于 `{old}`，但 PR 最新提交已是 `{new}`："
+                         "请重新评论该命令以在新提交上生成计划。"),
+    "reply.plan.unknown": ("No plan `{hash}` waits for approval on this PR (waiting: {waiting}).",
+                           "本 PR 没有等待批准的计划 `{hash}`（等待中：{waiting}）。"),
+    "reply.resume.none": ("Nothing to resume: no cancelled or failed training run on this PR.",
+                          "没有可继续的运行：本 PR 没有已取消或失败的训练运行。"),
+    "reply.resume.unknown": ("Nothing to resume: this repository has no run `{run}`.",
+                             "没有可继续的运行：本仓库没有运行 `{run}`。"),
+    "reply.resume.not_training": ("`{run}` does not train: only a training run resumes from a checkpoint.",
+                                  "`{run}` 不是训练运行：只有训练运行可以从检查点继续。"),
+    "reply.resume.not_ended": ("`{run}` is {state}: only a cancelled or failed run can be resumed.",
+                               "`{run}` 当前状态为{state}：只能继续已取消或失败的运行。"),
+    "reply.resume.no_checkpoint": ("`{run}` uploaded no checkpoint before it stopped (it saves every `save_steps`): "
+                                   "`/retry {run}` trains it again from the start.",
+                                   "`{run}` 停止前没有上传检查点（每 `save_steps` 步保存一次）：可用 `/retry {run}` "
+                                   "从头重新训练。"),
+    "reply.resume.started": ("Resuming `{run}` from checkpoint-{step} as `{new}`: training continues at step {step}.",
+                             "正在以 `{new}` 从 checkpoint-{step} 继续 `{run}`：训练从第 {step} 步接着进行。"),
+    "reply.resume.auto": ("The runner of `{run}` was lost mid-training. Resuming it once, automatically, from the "
+                          "checkpoint-{step} it uploaded, as `{new}`.",
+                          "`{run}` 的 runner 在训练中途丢失。已自动（仅一次）从其上传的 checkpoint-{step} 继续，"
+                          "新运行为 `{new}`。"),
+    "reply.cancel.checkpoint": ("Cancelling `{run}`. Its last checkpoint (step {step}) is kept: `/resume {run}` "
+                                "continues from it.",
+                                "正在取消 `{run}`。其最后的检查点（第 {step} 步）已保留：`/resume {run}` 可从此继续。"),
     "reply.autotrain.refused": ("`{path}` changed, but training was not started: {reason}",
                                 "`{path}` 已修改，但未开始训练：{reason}"),
     "reply.autotrain.config_error": ("⚠️ {error}", "⚠️ {error}"),

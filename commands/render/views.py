@@ -78,6 +78,10 @@ class RunView:
     loss: tuple[tuple[int, float], ...] = ()
     actions_url: str | None = None
     artifacts: tuple[Link, ...] = ()
+    # Where the training curves are: "tensorboard" (event files in the run's artifact), "wandb", "swanlab" or
+    # "mlflow" (ms-swift's --report_to; None for a run that does not train), and that tracker's page of this run.
+    tracker: str | None = None
+    tracker_url: str | None = None
     reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None

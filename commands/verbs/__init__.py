@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import compare, evaluate, misc, runs, train  # noqa: F401  (importing registers the verbs)
+from . import compare, evaluate, misc, plan, runs, train  # noqa: F401  (importing registers the verbs)
 from .base import REGISTRY, Context, RawCommand, VerbSpec, all_specs, get_spec
 
 __all__ = ["REGISTRY", "Context", "RawCommand", "VerbSpec", "all_specs", "get_spec"]

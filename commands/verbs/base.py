@@ -87,7 +87,8 @@ def get_spec(verb: str) -> VerbSpec | None:
 
 
 # The order help and the command reference list the verbs in: the everyday ones first.
-ORDER = ("train", "eval", "compare", "status", "cancel", "retry", "leaderboard", "ok-to-train", "help")
+ORDER = ("train", "eval", "compare", "plan", "status", "cancel", "resume", "retry", "leaderboard", "ok-to-train",
+         "approve", "help")
 
 
 def all_specs() -> list[VerbSpec]:

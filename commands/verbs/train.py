@@ -36,6 +36,8 @@ TRAIN_KEYS: tuple[ArgSpec, ...] = (
             "`none` to skip)", aliases=("benchmarks",), example="cmmlu,ceval"),
     ArgSpec("hub", "choice", "where to download the model", choices=("modelscope", "huggingface"),
             example="huggingface"),
+    ArgSpec("plan", "bool", "show the plan and its cost (memory, tokens, GPU-hours) and start nothing",
+            example="true"),
     ArgSpec("revision", "revision", "model revision: a branch, tag or full commit SHA on the hub (no "
             "`refs/pr/…`)", example="master"),
     ArgSpec("seeds", "int", "train with this many seeds (seed, seed+1, …) to measure training noise (default: "
@@ -61,6 +63,8 @@ def validate(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
         raise ArgError("the model is given twice (as the first word and as `model=`)")
     model_text = positionals[0] if positionals else (keyed["model"][1] if "model" in keyed else None)
     args = parse_keys(keyed, skip=("model", "dataset", "preset", "eval"))
+    if args.get("plan") is False:
+        del args["plan"]  # `plan=false` is a plain /train
     check_seeds(args, ctx)
     if model_text is None:
         if ctx.policy.default_model is None:

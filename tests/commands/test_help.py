@@ -27,8 +27,8 @@ def test_every_example_parses(parse, rich_policy: Policy, verb: str, example: st
 
 
 def test_every_verb_has_a_spec_with_help() -> None:
-    assert [s.name for s in all_specs()] == ["train", "eval", "compare", "status", "cancel", "retry", "leaderboard",
-                                             "ok-to-train", "help"]
+    assert [s.name for s in all_specs()] == ["train", "eval", "compare", "plan", "status", "cancel", "resume", "retry",
+                                             "leaderboard", "ok-to-train", "approve", "help"]
     for spec in all_specs():
         assert spec.usage.startswith(f"/{spec.name}") and spec.summary and spec.summary_zh and spec.examples
         assert get_spec(spec.name.upper()) is spec

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.bot.service.conftest import SIGNING_KEY, job_of
 from tests.e2e.test_github_e2e import wait_runs_done
 from tests.fakes.github import _sha
-from tests.service.conftest import SIGNING_KEY, job_of
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bot.config import DingTalkRobot, Secret
+from tests.bot.service.conftest import SIGNING_KEY, job_of
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.slack import FakeSlack
-from tests.service.conftest import SIGNING_KEY, job_of
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import FakeHfHub
-from tests.agent.test_models import REPO_ID, _files, _job
 from tests.paths import REPO
+from tests.runner_agent.helpers import FakeHfHub
+from tests.runner_agent.test_models import REPO_ID, _files, _job
 
 
 def _fetch(job: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:

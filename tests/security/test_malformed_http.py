@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.bot.service.conftest import Bot
 from tests.rawhttp import closed_by_server
-from tests.service.conftest import Bot
 
 PROBES = {
     "not a request line": b"GARBAGE\r\n\r\n",

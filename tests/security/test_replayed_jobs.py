@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.service.conftest import SIGNING_KEY, job_of
+from tests.bot.service.conftest import SIGNING_KEY, job_of
 
 
 async def _verify(inputs: dict[str, str], job: Path, *extra: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.store import NewRun
 from commands.results import BenchmarkResult, Results, SubsetScore
-from tests.service.conftest import REPO
+from tests.bot.service.conftest import REPO
 
 PRIVATE = "acme/secret-model"
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.bot.service.conftest import SECRET, Bot
 from tests.fakes.deliveries import APP_TARGET_ID, pr_comment_payload
 from tests.rawhttp import closed_by_server, webhook
-from tests.service.conftest import SECRET, Bot
 
 READ_TIMEOUT_S = 1.0
 BODY = json.dumps(pr_comment_payload("Looks good to me."), separators=(",", ":")).encode()

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bot.github.port import Forbidden
-from tests.service.conftest import REPO
+from tests.bot.service.conftest import REPO
 
 
 async def test_ok_to_train_with_a_short_sha_is_refused_and_grants_nothing(memory_bot: Any) -> None:

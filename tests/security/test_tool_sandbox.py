@@ -23,8 +23,8 @@ from runner_agent.context import AgentConfig, RunContext
 from runner_agent.errors import AgentError
 from runner_agent.procs import Supervised, Watchdog, run_supervised
 from runner_agent.sinks import EventBus
-from tests.agent.conftest import run_agent, tiny_job
 from tests.paths import REPO
+from tests.runner_agent.conftest import run_agent, tiny_job
 
 ABI, WHY = sandbox.abi_version()
 needs_landlock = pytest.mark.skipif(ABI < 1, reason=f"no Landlock on this machine: {WHY}")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.bot.service.conftest import REPO
 from tests.fakes.github import FakeRun
-from tests.service.conftest import REPO
 
 _ids = itertools.count(900_001)
 
