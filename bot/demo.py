@@ -42,10 +42,10 @@ async def run_demo(workdir: Path, runs_dir: Path, *, steps: int | None = None,
                       "     ran as the baseline is answered from the store instead of being paid for twice.")
         await session.say("/eval ceval cmmlu model=tiny")
 
-        _banner(term, "3/3  /compare base-model: the tuned adapter against the untuned model, paired per-question\n"
-                      "     outcomes, McNemar's exact test, a bootstrap interval. Both sides are stored, so it answers\n"
-                      "     at once and dispatches nothing. (`/compare main` would compare with what main's own recipe\n"
-                      "     trains; on this demo branch the recipe is main's, so it would say there is nothing to compare.)")
+        _banner(term, "3/3  /compare base-model: the tuned adapter against the untuned model, paired\n"
+                      "     per-question outcomes, McNemar's exact test, a bootstrap interval. Both sides are\n"
+                      "     stored, so it answers at once and dispatches nothing. (`/compare main` compares with\n"
+                      "     what main's own recipe trains: on this branch that is the same recipe.)")
         before = len(session.github.runs)
         await session.say("/compare base-model")
         dispatched = len(session.github.runs) - before
