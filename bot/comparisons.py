@@ -42,7 +42,7 @@ from commands.render import ReportLinks, ScoreView, render_cached_reply, render_
 from commands.render.fmt import code as fmt_code
 from commands.render.github import compare_marker
 from commands.render.i18n import t
-from commands.results import Results, results_from_events
+from commands.results import Results, reported_backends, results_from_events
 
 log = logging.getLogger(__name__)
 
@@ -441,10 +441,15 @@ class Comparisons:
         policy = await self.core.policy_for(run.repo)
         policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
         job = job_from_dict(run.job_spec)
+        events = await store.events_after(run.run_id, -1)
+        used = set(reported_backends(events).values())
+        if job.eval_backend == "served" and used == {"native"}:
+            # The server could not start and the agent scored natively: the baseline is the native one, never a
+            # served score (the results were stored under native keys too).
+            job = replace(job, eval_backend=None)
         if job.eval_base:
             # The base model's scores from the same served evaluation live in the run's events (model="base"),
             # not in the stored results, which are the run's own.
-            events = await store.events_after(run.run_id, -1)
             results = replace(results, base_benchmarks=results_from_events(run.run_id, run.state, events)
                               .base_benchmarks)
         # An adapter evaluated on a PR is a change someone wants measured: compare it with the base model, running

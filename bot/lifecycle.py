@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import secrets
 import zipfile
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.cards import Cards
@@ -15,7 +17,7 @@ from bot.comparisons import Comparisons
 from bot.core import Core
 from bot.github.port import GitHubError, run_id_from_name
 from bot.github.sansio import WorkflowJobEvent, WorkflowRunEvent
-from bot.store import Run
+from bot.store import NewRun, Run
 from bot.store.errors import StoreError
 from commands.events import (
     EVENTS_FILE,
@@ -26,14 +28,22 @@ from commands.events import (
     events_from_log,
     verify_body,
 )
-from commands.jobspec import SpecError
-from commands.results import Results, results_from_events
+from commands.jobspec import JobSpec, SpecError, job_from_dict, to_dict
+from commands.plan import PlanError, PRFacts, adapter_identities, base_result_keys, plan_baseline, stored_result_keys
+from commands.results import Results, reported_backends, results_from_events
 
 log = logging.getLogger(__name__)
 
 # A signed event log holds every event of a run (per-question outcomes of a full CMMLU are ~1 MB).
 MAX_EVENT_LOG = 64 << 20
 _STATUS_TO_STATE = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+
+
+def _job_of(run: Run) -> JobSpec | None:
+    try:
+        return job_from_dict(run.job_spec) if run.job_spec else None
+    except SpecError:
+        return None
 
 
 class Lifecycle:
@@ -145,14 +155,58 @@ class Lifecycle:
             await self.core.chat.run_changed(run, await self.cards.view(run), final=True)
 
     async def _save_results(self, run: Run) -> Results | None:
-        results = results_from_events(run.run_id, run.state, await self.core.store.events_after(run.run_id, -1))
+        events = await self.core.store.events_after(run.run_id, -1)
+        results = results_from_events(run.run_id, run.state, events)
         if not results.benchmarks:
             return None
         wanted = dict(run.benchmark_keys or {})
         keys = {b: wanted.get(b) or f"run:{run.run_id}:{b}" for b in results.benchmarks}
+        job = _job_of(run)
+        if job is not None and job.benchmarks:
+            # Keyed on the backend that really produced each score (a served job that could not start its server
+            # was scored natively): results of different backends never share a key, so never answer each other.
+            trained = run.result_key if job.trains else await self._adapter_training_key(run, job)
+            keys = stored_result_keys(job, self.core.catalog, run.run_id, results.benchmarks, wanted,
+                                      reported_backends(events), adapter_identities(job, trained))
         await self.core.store.save_results(run.run_id, results, keys, run.repo, run.head_sha or "", None,
                                            now=self.core.now())
+        if job is not None and results.base_benchmarks and run.state == "succeeded":
+            await self._save_base_scores(run, job, results, reported_backends(events, base=True))
         return results
+
+    async def _adapter_training_key(self, run: Run, job: JobSpec) -> str | None:
+        source = await self.core.store.get_run(job.adapter.run_id) if job.adapter is not None else None
+        return source.result_key if source is not None and source.repo == run.repo else None
+
+    async def _save_base_scores(self, run: Run, job: JobSpec, results: Results, used: dict[str, str]) -> None:
+        """The base model's scores of an `eval_base` job, stored as what they are: an evaluation of the base model,
+        under the keys a plain `/eval` of it gets (on the backend that really scored it), so that any later request
+        for them (a `/compare base-model`, another PR's baseline) is answered without a run. They are kept as a
+        run of their own (`<run>-base`, never dispatched) because a run stores one result per benchmark."""
+        store, now = self.core.store, self.core.now()
+        served = all(used.get(b, job.eval_backend) == "served" for b in results.base_benchmarks)
+        base_id = f"{run.run_id}-base"
+        try:
+            keys = base_result_keys(job, self.core.catalog, results.base_benchmarks, used)
+            planned = plan_baseline(replace(job, eval_backend="served" if served else None),
+                                    PRFacts(repo=run.repo, head_sha=job.sha), self.core.catalog, base_id)
+        except (PlanError, SpecError) as exc:
+            log.warning("run %s: the base model's scores are not stored for reuse: %s", run.run_id, exc)
+            return
+        benches = {b: r for b, r in results.base_benchmarks.items() if b in keys}
+        new = NewRun(run_id=base_id, repo=run.repo, actor=run.actor, kind="eval", run_token=secrets.token_urlsafe(32),
+                     command=f"{run.command} (the base model, scored in the same evaluation as {run.run_id})",
+                     head_sha=run.head_sha, model=run.model, job_spec=to_dict(planned.job),
+                     result_key=planned.result_key, trigger_key=f"base-scores:{run.run_id}", benchmark_keys=keys)
+        try:
+            await store.create_run(new, now=now)
+            await store.update_run(base_id, now=now, workflow_url=run.workflow_url, gpu_seconds=0.0)
+            await store.advance_run(base_id, "succeeded", now=now, reason=f"scored in run {run.run_id}")
+            await store.save_results(base_id, Results(base_id, "succeeded", benches,
+                                                      manifest={"scored_in": run.run_id}),
+                                     keys, run.repo, run.head_sha or "", None, now=now)
+        except StoreError as exc:  # the run's own results are saved; only the reuse of these is lost
+            log.warning("run %s: the base model's scores are not stored for reuse: %s", run.run_id, exc)
 
     # --- the workflow's side of the story -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from .jobspec import SpecError
+from .jobspec import EVAL_BACKENDS, SpecError
 
 # Versioning: `v` changes when an event an older bot accepted would now be read differently, or when every run would
 # send something an older bot refuses (it refuses unknown types and fields, and then waits on the sequence gap).
@@ -55,6 +55,12 @@ _PAYLOADS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "manifest": ((dict,), False),
         # "base": the untuned base model's score from the same served evaluation (job.eval_base), not the run's own.
         "model": ((str,), False),
+        # The path that really produced the score: "native" or "served" (jobspec.EVAL_BACKENDS). It differs from the
+        # job's `eval_backend` when a served job's server could not start and the agent scored natively; the bot
+        # then stores the score under the native result key. Sent only for jobs with `eval_backend: served`, which
+        # only bots that read it make (it ships with served evaluation), so it stays in the version; absent: the
+        # job's own backend (a native job is always scored natively).
+        "backend": ((str,), False),
     },
     "artifact": {
         "name": ((str,), True),
@@ -140,6 +146,8 @@ def event_from_dict(raw: Any) -> Event:
                             f"{TRACKER_URL_MAX} characters")
     if etype == "finished" and data["status"] not in STATUSES:
         raise SpecError(f"event finished: unknown status {data['status']!r}; allowed: {', '.join(STATUSES)}")
+    if etype == "eval_result" and data.get("backend", "native") not in EVAL_BACKENDS:
+        raise SpecError(f"event eval_result: unknown backend {data['backend']!r}; allowed: {', '.join(EVAL_BACKENDS)}")
     return Event(run_id=run_id, seq=seq, ts=float(ts), type=etype, data=data)
 
 

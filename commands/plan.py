@@ -34,7 +34,7 @@ from .jobspec import (
 )
 from .packs import FILE_PACKS, pack_content_hash, repo_question_files, repo_questions_hash, subject_files
 from .policy import Policy
-from .recipe import RESULT_KEY_VERSION, eval_identity, model_identity, recipe_of
+from .recipe import RESULT_KEY_VERSION, eval_backend_identity, eval_identity, model_identity, recipe_of
 from .recipe import eval_key as _eval_key
 from .verbs.base import default_datasets
 
@@ -472,6 +472,72 @@ def local_question_dirs(planned: Iterable[PlannedJob]) -> list[str]:
                    if b.data_dir is not None and b.content_hash is None})
 
 
+def job_eval_keys(job: JobSpec, catalog: Catalog, adapter: Mapping[str, Any] | None, backend: str | None) \
+        -> dict[str, str]:
+    """The eval result keys of `job`'s benchmarks for `adapter` (None: the base model) on `backend`, exactly as the
+    planner computes them for a job at `job.sha` (a repository pack's questions are keyed on that commit)."""
+    preset = catalog.models.get(job.model.name)
+    if preset is None:
+        raise PlanError(f"unknown model `{job.model.name}`")
+    pr = PRFacts(repo=job.repo, head_sha=job.sha)
+    return _bench_keys(job.benchmarks, _model_identity(job.model, preset), dict(adapter) if adapter else None,
+                       catalog, pr, job.toolchain, backend)
+
+
+def adapter_identities(job: JobSpec, trained_key: str | None) -> list[Mapping[str, Any] | None]:
+    """What the planner may have keyed `job`'s evaluated model on: the base model (None), the training it ran
+    itself, or its input adapter (by that run's training key when the planner knew it, else by run id)."""
+    if job.trains:
+        return [{"train": trained_key}] if trained_key else []
+    if job.adapter is None:
+        return [None]
+    known: list[Mapping[str, Any] | None] = [{"train": trained_key}] if trained_key else []
+    return [*known, {"run": job.adapter.run_id}]
+
+
+def stored_result_keys(job: JobSpec, catalog: Catalog, run_id: str, benchmarks: Iterable[str],
+                       planned: Mapping[str, str], used: Mapping[str, str],
+                       adapters: Iterable[Mapping[str, Any] | None]) -> dict[str, str]:
+    """The key each benchmark's result is stored under, so that results of different backends never share one.
+
+    The planned key when the result came from the backend the job asked for (or the agent did not say: agents before
+    the `backend` field). When the agent reports another backend (a served job whose server could not start was
+    scored natively), the key the same evaluation gets on the backend it really ran on: recomputed with the
+    planner's key functions, with the adapter identity (among `adapters`) that reproduces the planned key. When none
+    does (keys planned by another version), a key of this run alone: the result is kept, and never reused.
+    """
+    asked = eval_backend_identity(job.eval_backend)
+    out: dict[str, str] = {}
+    for bench in benchmarks:
+        planned_key = planned.get(bench)
+        backend = used.get(bench)
+        if backend is None or eval_backend_identity(backend) == asked:
+            out[bench] = planned_key or f"run:{run_id}:{bench}"
+            continue
+        out[bench] = f"run:{run_id}:{bench}:{backend}"
+        for adapter in adapters:
+            try:
+                if job_eval_keys(job, catalog, adapter, job.eval_backend).get(bench) == planned_key:
+                    out[bench] = job_eval_keys(job, catalog, adapter, backend)[bench]
+                    break
+            except (PlanError, SpecError, KeyError):
+                break
+    return out
+
+
+def base_result_keys(job: JobSpec, catalog: Catalog, benchmarks: Iterable[str], used: Mapping[str, str]) \
+        -> dict[str, str]:
+    """Where the base model's scores of an `eval_base` job are stored: under the keys a plain `/eval` of the base
+    model on the same questions gets (plan_baseline's), on the backend each score really came from (`used`; the
+    job's own when the agent did not say)."""
+    out: dict[str, str] = {}
+    for bench in benchmarks:
+        keys = job_eval_keys(job, catalog, None, used.get(bench, job.eval_backend))
+        if bench in keys:
+            out[bench] = keys[bench]
+    return out
+
+
 def local_dataset_paths(planned: Iterable[PlannedJob]) -> list[str]:
     """The repository files these jobs train on whose content (git blob) the planner was not told."""
     return sorted({d.id for pj in planned for d in pj.job.datasets if d.source == "local" and d.blob is None})
@@ -509,7 +575,9 @@ def plan_recipe_baseline(head: JobSpec, catalog: Catalog, ref_sha: str, blobs_at
     validate_job(job)
     key = train_key(job, preset)
     pr = PRFacts(repo=head.repo, head_sha=ref_sha)
-    keys = _bench_keys(benches, _model_identity(job.model, preset), {"train": key}, catalog, pr, job.toolchain)
+    # On the head's backend: a served head is compared with a served baseline, never with a native one.
+    keys = _bench_keys(benches, _model_identity(job.model, preset), {"train": key}, catalog, pr, job.toolchain,
+                       job.eval_backend)
     return PlannedJob(job=job, result_key=key, benchmark_keys=keys)
 
 

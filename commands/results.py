@@ -138,3 +138,15 @@ def results_from_events(run_id: str, status: str, events: Sequence[Event]) -> Re
             prev = manifest.get(key)
             manifest[key] = {**prev, **value} if isinstance(prev, Mapping) and isinstance(value, Mapping) else value
     return Results(run_id, status, benches, manifest=manifest, base_benchmarks=base)
+
+
+def reported_backends(events: Sequence[Event], *, base: bool = False) -> dict[str, str]:
+    """Benchmark -> the backend ("native" / "served") that produced its score, as the agent reported it in its
+    `eval_result` events (the run's own scores, or with `base` the base model's); a benchmark whose event does not
+    say (agents before the field) is left out."""
+    out: dict[str, str] = {}
+    for ev in events:
+        if ev.type == "eval_result" and (ev.data.get("model") == "base") == base \
+                and isinstance(ev.data.get("backend"), str):
+            out[str(ev.data["benchmark"])] = str(ev.data["backend"])
+    return out

@@ -67,6 +67,7 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
     loss: list[tuple[int, float]] = []
     scores: dict[str, ScoreView] = {}
     progress: ProgressView | None = None
+    fallback = False
     tracking = spec.get("tracking")
     tracker = None
     if run.kind in ("train", "train+eval"):
@@ -87,6 +88,8 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
             scores[str(d["benchmark"])] = ScoreView(score=float(d["score"]), n=int(d["n"]))
         elif ev.type == "tracker" and tracker_url is None and d["tool"] == tracker:
             tracker_url = str(d["url"])
+        if ev.type == "eval_result" and spec.get("eval_backend") == "served" and d.get("backend") == "native":
+            fallback = True
     return RunView(
         run_id=run.run_id, command=run.command, actor=run.actor, repo=run.repo, sha=run.head_sha or "",
         model=run.model or "", state=run.state, kind=run.kind, tuner=spec.get("tuner"), hyper=shown,
@@ -94,4 +97,4 @@ def build_run_view(run: RunFacts, events: Sequence[Event], *, baseline: Mapping[
         baseline=dict(baseline or {}), baseline_label=baseline_label, loss=tuple(loss),
         actions_url=run.workflow_url, tracker=tracker, tracker_url=tracker_url, reason=run.reason,
         started_at=_stamp(run.started_at), finished_at=_stamp(run.finished_at), updated_at=_stamp(run.updated_at),
-        pr_number=run.number)
+        pr_number=run.number, eval_fallback=fallback)

@@ -494,11 +494,13 @@ class Runner:
                                            torch_dtype=job.hyper.torch_dtype, offline=eval_offline,
                                            seed=job.hyper.seed, work_name=work_name)
 
+            used_backend = "native"
             try:
                 # Native or served (runner_agent/served.py), as the job asks; base model too when it asks.
                 job_eval = served.evaluate_job(ctx, job, plans, eval_model, adapter_dir, gpu=gpu,
                                                offline=eval_offline, native=native)
                 outcome = job_eval.outcome
+                used_backend = job_eval.backend
                 state.manifest.update(job_eval.manifest)
                 if job_eval.base is not None:
                     state.base_benchmarks.update(job_eval.base.results)
@@ -509,6 +511,9 @@ class Runner:
                     raise
                 failed_reason = f"evaluation failed: {exc.full_reason()}"
                 outcome = None
+            # The path that really scored (a served job may have fallen back to native), said for served jobs only:
+            # the protocol's versioning rule (commands/events.py) keeps the field to jobs of bots that read it.
+            said_backend = {"backend": used_backend} if job.eval_backend == "served" else {}
             if outcome is not None:
                 self._keep_eval_details(ctx, outcome.work, state)
                 state.benchmarks.update(outcome.results)
@@ -524,13 +529,15 @@ class Runner:
                         extra["manifest"]["benchmark_data"] = {name: _bench_manifest(bench_plan)}
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
-                                 questions=dict(res.questions), config_hash=res.config_hash, **extra)
+                                 questions=dict(res.questions), config_hash=res.config_hash,
+                                 **said_backend, **extra)
                 for name, res in sorted(state.base_benchmarks.items()):
                     # The untuned base model, from the same server start (job.eval_base): the bot compares with it
                     # without a second run.
                     ctx.bus.emit("eval_result", benchmark=name, score=res.score, n=res.n, correct=res.correct,
                                  subsets={k: {"n": v.n, "correct": v.correct} for k, v in sorted(res.subsets.items())},
-                                 questions=dict(res.questions), config_hash=res.config_hash, model="base")
+                                 questions=dict(res.questions), config_hash=res.config_hash, model="base",
+                                 **said_backend)
                 if outcome.failed:
                     failed_reason = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failed.items()))
 

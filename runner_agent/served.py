@@ -337,6 +337,12 @@ class JobEval:
     base: EvalOutcome | None
     manifest: dict[str, Any]
 
+    @property
+    def backend(self) -> str:
+        """The path that really scored the models ("native" / "served"), reported with every `eval_result`: a
+        served job that fell back was scored natively, and the bot keys its results so."""
+        return "served" if str(self.manifest.get("eval_backend", "")).startswith("served") else "native"
+
 
 def evaluate_job(
     ctx: RunContext,

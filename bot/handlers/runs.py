@@ -43,7 +43,9 @@ async def _provenance(parts: Parts, run: Run, language: str) -> str:
         input_adapter = job.adapter.sha256 if job.adapter is not None else None
     trains = run.kind in ("train", "train+eval")
     return render_provenance(language, recipe_key=run.result_key if trains else None, datasets=datasets,
-                             eval_keys=dict(run.benchmark_keys or {}),
+                             # Where its results are stored (a served run scored natively is keyed natively), else
+                             # where they will be.
+                             eval_keys=await parts.core.store.result_keys(run.run_id) or dict(run.benchmark_keys or {}),
                              adapter_sha256=await parts.jobs.adapter_sha256(run.run_id) if trains else None,
                              input_adapter=input_adapter,
                              resolved=await parts.jobs.resolved_inputs(run.run_id))

@@ -476,6 +476,8 @@ def render_run_card(view: RunView, language: str = "en", *, sticky: bool = True)
                    t(lang, "cmp.col.delta")]
         out.append(f"**{t(lang, 'card.scores')}**\n\n"
                    + fmt.table(headers, _score_rows(view.scores, view.baseline), "lrrrr"))
+    if view.eval_fallback:
+        out.append(f"*{t(lang, 'card.served_fallback')}*")
     if view.state in ("failed", "cancelled") and view.reason:
         reason = fmt.fenced(fmt.tail_lines(view.reason), "text")
         out.append(f"**{t(lang, 'card.reason')}**{colon(lang).rstrip()}\n\n{reason}")

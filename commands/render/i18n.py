@@ -185,6 +185,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "card.elapsed": ("running for {d}", "已运行 {d}"),
     "card.updated": ("updated {t}", "更新于 {t}"),
     "card.waiting": ("Waiting for a runner…", "等待运行器…"),
+    "card.served_fallback": ("served evaluation could not start: scored natively (these scores are kept with the "
+                             "native ones, apart from served scores)",
+                             "服务化评测未能启动：已改用原生路径评分（这些分数与原生分数归在一起，不与服务化分数混用）"),
     "card.chart.step": ("step", "步数"),
     "card.chart.loss": ("loss", "损失"),
     "card.dropped": ("{k} non-finite loss values left out", "已略去 {k} 个非有限的损失值"),

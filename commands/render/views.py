@@ -87,6 +87,8 @@ class RunView:
     finished_at: float | None = None
     updated_at: float | None = None
     pr_number: int | None = None
+    # A served evaluation (job.eval_backend) whose server could not start: the agent scored natively.
+    eval_fallback: bool = False
 
     def __post_init__(self) -> None:
         if self.state not in RUN_STATES:

@@ -13,6 +13,8 @@ COMPARE_KEYS: tuple[ArgSpec, ...] = (
             aliases=("against", "base"), example="main"),
     ArgSpec("limit", "int", "questions per subject", 1, 100_000, example="50"),
     ArgSpec("force", "bool", "re-evaluate even if identical results are stored", example="true"),
+    ArgSpec("backend", "choice", "how this PR's side is evaluated: `native` or `served` (one ms-swift server); only "
+            "scores of the same backend are compared or reused", choices=("native", "served"), example="served"),
     ArgSpec("seeds", "int", "train with this many seeds (seed, seed+1, …) to measure training noise (default: "
             "`seeds.default` of .tunebot.yml, at most `seeds.max`)", 1, 16, example="3"),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from commands.decision import Command, Parsed, Reply
-from commands.plan import PlanError, PRFacts, plan
+from commands.plan import PlanError, PRFacts, TrainedRun, plan
 from commands.policy import DEFAULT_POLICY, Policy, PolicyError, Runners, parse_policy
 from configs import load_catalog
 
@@ -105,3 +105,56 @@ def test_served_adapter_jobs_score_the_base_model_too_and_its_events_stay_apart(
         assert event_from_json(__import__("json").dumps(ev.to_dict())).data == ev.data
     res = results_from_events("r", "succeeded", events)
     assert res.benchmarks["cmmlu"].score == 1.0 and res.base_benchmarks["cmmlu"].score == 0.0
+
+
+def test_a_fallback_result_is_keyed_on_the_backend_that_really_ran() -> None:
+    """A served job whose server could not start was scored natively: its result takes the key a native job of the
+    same evaluation gets (never the served one), and the base model's scores the keys of a plain `/eval` of it."""
+    from commands.plan import adapter_identities, base_result_keys, stored_result_keys
+
+    for verb, args, trained_key in [("eval", {"adapter": "run-0"}, None),
+                                    ("eval", {}, None),
+                                    ("train", {"eval": ("cmmlu",)}, "")]:
+        served = _plan(verb, backend="served", **args)
+        native = _plan(verb, **args)
+        key = served.result_key if verb == "train" else trained_key
+        adapters = adapter_identities(served.job, key)
+        for used, expected in [({"cmmlu": "native"}, native.benchmark_keys),
+                               ({"cmmlu": "served"}, served.benchmark_keys),
+                               ({}, served.benchmark_keys)]:  # an agent that does not say: the planned backend
+            assert stored_result_keys(served.job, CATALOG, "run-1", ["cmmlu"], served.benchmark_keys, used,
+                                      adapters) == expected
+        assert native.benchmark_keys != served.benchmark_keys
+        # The other way round too: a native job whose result says served is not stored under the native key.
+        back = stored_result_keys(native.job, CATALOG, "run-1", ["cmmlu"], native.benchmark_keys,
+                                  {"cmmlu": "served"}, adapters)
+        assert back == served.benchmark_keys
+    # An adapter the planner knew by its training key is found by it (the run-id identity does not reproduce it).
+    facts = PRFacts(repo="o/r", head_sha=HEAD, trained_runs={"run-0": TrainedRun("run-0", "tiny", "k" * 64)})
+    [served] = plan(Command("eval", {"model": "tiny", "benchmarks": ("cmmlu",), "adapter": "run-0",
+                                     "backend": "served"}), facts, DEFAULT_POLICY, CATALOG, ["run-1"])
+    [native] = plan(Command("eval", {"model": "tiny", "benchmarks": ("cmmlu",), "adapter": "run-0"}), facts,
+                    DEFAULT_POLICY, CATALOG, ["run-1"])
+    assert stored_result_keys(served.job, CATALOG, "run-1", ["cmmlu"], served.benchmark_keys, {"cmmlu": "native"},
+                              adapter_identities(served.job, "k" * 64)) == native.benchmark_keys
+    # Keys that no identity reproduces (planned by another version): this run's own key, reused by nobody.
+    assert stored_result_keys(served.job, CATALOG, "run-1", ["cmmlu"], {"cmmlu": "old"}, {"cmmlu": "native"},
+                              adapter_identities(served.job, None)) == {"cmmlu": "run:run-1:cmmlu:native"}
+
+    # The base model's scores of an eval_base job: the keys of `/eval tiny backend=served` (or native, if it fell back).
+    job = _plan("train", eval=("cmmlu",), backend="served").job
+    assert job.eval_base is True
+    assert base_result_keys(job, CATALOG, ["cmmlu"], {"cmmlu": "served"}) \
+        == _plan("eval", backend="served").benchmark_keys
+    assert base_result_keys(job, CATALOG, ["cmmlu"], {}) == _plan("eval", backend="served").benchmark_keys
+    assert base_result_keys(job, CATALOG, ["cmmlu"], {"cmmlu": "native"}) == _plan("eval").benchmark_keys
+
+
+def test_the_eval_result_event_names_a_known_backend() -> None:
+    from commands.events import make_event
+    from commands.jobspec import SpecError
+
+    ev = make_event("r", 0, 0.0, "eval_result", benchmark="cmmlu", score=0.5, n=2, backend="native")
+    assert ev.data["backend"] == "native"
+    with pytest.raises(SpecError, match="unknown backend 'vllm'; allowed: native, served"):
+        make_event("r", 0, 0.0, "eval_result", benchmark="cmmlu", score=0.5, n=2, backend="vllm")

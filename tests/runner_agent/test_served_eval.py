@@ -103,6 +103,7 @@ def test_a_server_that_cannot_start_falls_back_to_the_native_path_and_says_so(tm
     assert calls == [(adapter, "eval"), (None, "eval-base")]  # adapter, then the base model it was asked for
     assert got.manifest["eval_backend"] == "native" and got.manifest["eval_backend_requested"] == "served"
     assert "swift deploy exited" in got.manifest["eval_backend_note"]
+    assert got.backend == "native"  # what every eval_result event of the run reports: the bot keys it natively
     notes = [e.get("detail") for e in read_events(events) if e["type"] == "phase"]
     assert any("native path instead" in (n or "") for n in notes), notes
 
@@ -146,6 +147,10 @@ def test_served_eval_scores_base_and_adapter_from_one_server(lora_run: AgentRun,
     assert "adapter" in log
     # Per-question results for both models, checked against EvalScope's report as on the native path.
     assert set(results["scores"]) == set(results["base_scores"]) == {"ceval", "cmmlu"}
+    # Every score says which path produced it (the bot keys it on that backend).
+    reported = [(e.get("model"), e["benchmark"], e.get("backend")) for e in run.events if e["type"] == "eval_result"]
+    assert sorted(reported, key=str) == sorted([(m, b, "served") for m in (None, "base") for b in ("ceval", "cmmlu")],
+                                               key=str)
     for name, score in results["scores"].items():
         assert score["n"] == lora_run.results["scores"][name]["n"] == results["base_scores"][name]["n"]
         assert score["config_hash"] != lora_run.results["scores"][name]["config_hash"]  # served ≠ native

@@ -122,3 +122,82 @@ async def test_a_served_train_scores_the_base_model_in_the_same_run_so_compare_n
     # The run's own card shows the adapter's score, not the base model's.
     view = await bot.service.store.get_run(train.run_id)
     assert view is not None and view.state == "succeeded"
+
+
+async def test_a_served_eval_scored_natively_is_stored_as_native_and_never_answers_a_served_request(
+        make_bot) -> None:
+    """Issue 14: the server could not start and the agent scored natively (its signed eval_result says so): the
+    score is stored under the native key, the card says so, a later served request runs again and a native one is
+    answered from the store."""
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/eval cmmlu model=tiny backend=served")
+    await bot.settle()
+    [dispatch] = bot.dispatches()
+    job = job_of(dispatch)
+    assert job.eval_backend == "served"
+    run = await bot.service.store.get_run(job.run_id)
+    await bot.post_event(job.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(job.run_id, run.run_token, 1, "eval_result", **outcomes(1, 0.5), backend="native")
+    await bot.post_event(job.run_id, run.run_token, 2, "finished", status="succeeded")
+    await bot.settle()
+    stored = await bot.service.store.result_keys(job.run_id)
+    assert set(stored) == {"cmmlu"} and stored["cmmlu"] != run.benchmark_keys["cmmlu"]  # not the served key
+    [card] = [c for c in bot.bot_comments() if f"tunebot:run:{job.run_id}" in c]
+    assert "served evaluation could not start: scored natively" in card
+    await bot.comment(f"/status {job.run_id}")  # its provenance names the key its score is really stored under
+    await bot.settle()
+    assert any(stored["cmmlu"][:16] in c for c in bot.bot_comments())
+    assert not any(run.benchmark_keys["cmmlu"][:16] in c for c in bot.bot_comments())
+
+    await bot.comment("/eval cmmlu model=tiny backend=served")  # served asked: the native score does not answer
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+    assert job_of(bot.dispatches()[1]).eval_backend == "served"
+    await bot.comment("/eval cmmlu model=tiny")  # native asked: exactly the key the native score is stored under
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+    assert any(job.run_id in c and "force=true" in c for c in bot.bot_comments())
+
+
+async def test_base_scores_of_a_served_train_answer_a_later_served_base_model_request(make_bot) -> None:
+    """Issue 14: the base model scored in a served train's server start is stored under the keys a plain served
+    `/eval` of the base model gets: another PR's `/compare base-model backend=served` dispatches nothing."""
+    bot = await make_bot(policy=POLICY + "models:\n  default: tiny\n")
+    await bot.comment("/train tiny max_steps=20 backend=served")
+    await bot.settle()
+    train = job_of(bot.dispatches()[0])
+    assert train.eval_base is True
+    run = await bot.service.store.get_run(train.run_id)
+    await bot.post_event(train.run_id, run.run_token, 0, "accepted", kind=run.kind, model="tiny")
+    await bot.post_event(train.run_id, run.run_token, 1, "eval_result", **outcomes(1, 0.9), backend="served")
+    await bot.post_event(train.run_id, run.run_token, 2, "eval_result", **outcomes(2, 0.3), model="base",
+                         backend="served")
+    await bot.post_event(train.run_id, run.run_token, 3, "finished", status="succeeded")
+    await bot.settle()
+    assert len(bot.dispatches()) == 1
+    base = await bot.service.store.load_results(f"{train.run_id}-base")
+    assert base is not None and base.benchmarks["cmmlu"].score == outcomes(2, 0.3)["score"]
+    own = await bot.service.store.load_results(train.run_id)
+    assert own is not None and own.benchmarks["cmmlu"].score == outcomes(1, 0.9)["score"]  # kept apart
+
+    bot.repo.add_pull(2, head_sha="2" * 40)  # another PR, at another commit
+    await bot.comment("/compare base-model backend=served", number=2)
+    await bot.settle()
+    assert len(bot.dispatches()) == 1  # both sides are the stored base-model scores: no run
+    assert any(f"{train.run_id}-base" in c for c in bot.bot_comments(2))
+    assert any("tunebot:compare:" in c and "`base-model`" in c for c in bot.bot_comments(2))
+    await bot.comment("/eval cmmlu model=tiny", number=2)  # native asked: the served scores do not answer it
+    await bot.settle()
+    assert len(bot.dispatches()) == 2
+
+
+async def test_a_served_train_scored_natively_is_compared_with_a_native_baseline(make_bot) -> None:
+    """The fallback's scores are native: the base model it is compared with is evaluated natively too."""
+    bot = await make_bot(policy=POLICY)
+    await bot.comment("/train tiny max_steps=20 tuner=full backend=served")
+    await bot.settle()
+    train = job_of(bot.dispatches()[0])
+    assert train.eval_backend == "served" and not train.eval_base  # a full fine-tune has no adapter to route
+    await run_to_end(bot, train.run_id, {**outcomes(1, 0.9), "backend": "native"})
+    [baseline] = [job_of(d) for d in bot.dispatches()[1:]]
+    assert baseline.adapter is None and baseline.eval_backend is None
