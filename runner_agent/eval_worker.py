@@ -25,18 +25,20 @@ def run_served(spec: dict[str, Any]) -> None:
                 api_key=spec["api_key"],
                 # Greedy, like the native path's do_sample=False; the seed for engines that sample anyway.
                 generation_config={"max_tokens": group["max_tokens"], "temperature": 0.0, "seed": spec.get("seed", 42)},
-                datasets=group["datasets"],
-                dataset_args=group["dataset_args"],
-                dataset_hub=spec.get("dataset_hub", "modelscope"),
-                limit=group["limit"],
-                eval_batch_size=spec.get("batch_size", 8),
-                work_dir=group["work_dir"],
-                no_timestamp=True,
-                seed=spec.get("seed", 42),
+                **_questions(spec, group),
             )
             run_task(task_cfg=cfg)
             print(json.dumps({"event": "group_done", "model": served["model"], "work_dir": group["work_dir"]}),
                   flush=True)
+
+
+def _questions(spec: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+    """What both paths hand EvalScope alike (the same questions, prompts, batch and seed): only how the model is
+    reached differs, so served and native scores are of the same evaluation."""
+    return {"datasets": group["datasets"], "dataset_args": group["dataset_args"],
+            "dataset_hub": spec.get("dataset_hub", "modelscope"), "limit": group["limit"],
+            "eval_batch_size": spec.get("batch_size", 8), "work_dir": group["work_dir"], "no_timestamp": True,
+            "seed": spec.get("seed", 42)}
 
 
 def run(spec: dict[str, Any]) -> None:
@@ -52,14 +54,7 @@ def run(spec: dict[str, Any]) -> None:
             eval_type="llm_ckpt",
             model_args=spec["model_args"],
             generation_config={"max_tokens": group["max_tokens"], "do_sample": False},
-            datasets=group["datasets"],
-            dataset_args=group["dataset_args"],
-            dataset_hub=spec.get("dataset_hub", "modelscope"),
-            limit=group["limit"],
-            eval_batch_size=spec.get("batch_size", 8),
-            work_dir=group["work_dir"],
-            no_timestamp=True,
-            seed=spec.get("seed", 42),
+            **_questions(spec, group),
         )
         run_task(task_cfg=cfg)
         print(json.dumps({"event": "group_done", "work_dir": group["work_dir"]}), flush=True)
