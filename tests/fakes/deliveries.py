@@ -41,6 +41,18 @@ def load_payload(name: str, **overrides: Any) -> dict[str, Any]:
     return payload
 
 
+def pull_request_payload(action: str, *, repo: str, number: int, head_sha: str,
+                         login: str = "Codertocat") -> dict[str, Any]:
+    """A `pull_request` delivery (octokit's example for `action`) about PR `number` of `repo` at `head_sha`."""
+    payload = load_payload(f"pull_request.{action}", number=number)
+    payload["repository"]["full_name"] = repo
+    payload["pull_request"].update(number=number)
+    payload["pull_request"]["head"]["sha"] = head_sha
+    payload["pull_request"]["user"]["login"] = login
+    payload["sender"]["login"] = login
+    return payload
+
+
 def pr_comment_payload(body: str, *, number: int = 1, login: str = "Codertocat", user_type: str = "User",
                        association: str = "OWNER", installation_id: int | None = 1,
                        comment_id: int = 492700400, action: str = "created") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from bot.store import Run
 from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
 from tests.bot.service.memory import memory_bot, migrated_db  # noqa: F401  (the in-memory service, for pytest)
-from tests.fakes.deliveries import DeliveryResult, deliver, load_payload, pr_comment_payload
+from tests.fakes.deliveries import DeliveryResult, deliver, pr_comment_payload, pull_request_payload
 from tests.fakes.github import FakeGitHub, FakeRepo, generate_app_key, public_key_of
 
 SECRET = "webhook-secret-for-tests"
@@ -56,12 +56,7 @@ class Bot:
     async def pull_request(self, action: str, number: int, head_sha: str, *, login: str = "Codertocat",
                            delivery_id: str | None = None) -> DeliveryResult:
         """A signed `pull_request` webhook about PR `number` of the bot's repository at `head_sha`."""
-        payload = load_payload(f"pull_request.{action}", number=number)
-        payload["repository"]["full_name"] = REPO
-        payload["pull_request"].update(number=number)
-        payload["pull_request"]["head"]["sha"] = head_sha
-        payload["pull_request"]["user"]["login"] = login
-        payload["sender"]["login"] = login
+        payload = pull_request_payload(action, repo=REPO, number=number, head_sha=head_sha, login=login)
         return await deliver(f"{self.url}/webhook", "pull_request", payload, SECRET, delivery_id,
                              session=self.session)
 

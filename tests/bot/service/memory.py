@@ -23,7 +23,7 @@ from bot.service import Service
 from bot.store import NewDelivery, Run, Store
 from commands.events import make_event, sign_body
 from commands.jobspec import job_from_json
-from tests.fakes.deliveries import APP_TARGET_ID, load_payload, pr_comment_payload
+from tests.fakes.deliveries import APP_TARGET_ID, load_payload, pr_comment_payload, pull_request_payload
 from tests.fakes.github import FakeRepo
 from tests.fakes.github_port import InMemoryGitHub
 
@@ -92,12 +92,7 @@ class MemoryBot:
 
     async def pull_request(self, action: str, number: int, head_sha: str, *, login: str = "Codertocat",
                            delivery_id: str | None = None) -> Delivered:
-        payload = load_payload(f"pull_request.{action}", number=number)
-        payload["repository"]["full_name"] = REPO
-        payload["pull_request"].update(number=number)
-        payload["pull_request"]["head"]["sha"] = head_sha
-        payload["pull_request"]["user"]["login"] = login
-        payload["sender"]["login"] = login
+        payload = pull_request_payload(action, repo=REPO, number=number, head_sha=head_sha, login=login)
         return await self.deliver("pull_request", payload, delivery_id)
 
     async def workflow_run(self, run_id: int, action: str | None = None) -> Delivered:
