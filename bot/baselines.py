@@ -18,7 +18,7 @@ from commands.plan import PlanError, PlannedJob, plan_recipe_baseline, seedless_
 from commands.policy import DEFAULT_POLICY, Policy
 from commands.recipe import Change, recipe_diff, recipe_of
 from commands.render.fmt import code as fmt_code
-from commands.render.i18n import t
+from commands.render.i18n import Language, t
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -105,7 +105,7 @@ class Baselines:
         return group
 
     async def launch(self, origin: Run | None, repo: str, number: int, pull: PullInfo, policy: Policy,
-                               planned: PlannedJob, ref: ResolvedRef, line: str) -> Run | Reused:
+                     planned: PlannedJob, ref: ResolvedRef, line: str) -> Run | Reused:
         """Start the baseline `planned` at `ref`, once for everyone: every PR asking for the same recipe at the same
         commit waits on one run (its trigger is the recipe key and the commit), and a new one is started only after a
         failed or cancelled attempt."""
@@ -127,9 +127,8 @@ class Baselines:
     def head_seed(self, head: JobSpec, seed: int, job: JobSpec) -> PlannedJob:
         """The head's training recipe with another seed, at the head's commit (a member of a multi-seed compare)."""
         blobs = {d.id: d.blob for d in head.datasets if d.source == "local"}
-        planned = plan_recipe_baseline(with_seed(head, seed, head.run_id), self.core.catalog, head.sha, blobs,
-                                       self.core.new_run_id(), "head", job.benchmarks)
-        return planned
+        return plan_recipe_baseline(with_seed(head, seed, head.run_id), self.core.catalog, head.sha, blobs,
+                                    self.core.new_run_id(), "head", job.benchmarks)
 
     async def baseline_failed(self, run: Run) -> None:
         """A baseline run ended without results: tell every PR waiting on it that its comparison will not come, and
@@ -145,32 +144,30 @@ class Baselines:
         for origin in waiting.values():
             if origin.number is None or origin.repo != run.repo:
                 continue
-            policy = await self.core.policy_for(run.repo)
-            policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
             ref = (origin.compare_ref or "").partition("@")[0] or "?"
             label = f"{ref}@{(run.head_sha or '')[:7]}"
-            conv = Conversation(run.repo, origin.number, True, self.core.bot_login, "OWNER",
-                                f"baseline-failed:{run.run_id}:{origin.run_id}", policy)
-            await self.core.reply(conv, "notice", t(policy.language, "cmp.backfill_failed", ref=fmt_code(label),
-                                                    run=fmt_code(run.run_id), run_id=run.run_id,
-                                                    new=fmt_code(origin.run_id),
-                                                    state=run.state, reason=(run.reason or "—").strip()[:500]))
+            language = await self._notice(run, origin.number, f"baseline-failed:{run.run_id}:{origin.run_id}",
+                                          "cmp.backfill_failed", ref=fmt_code(label), new=fmt_code(origin.run_id))
             await self.cards.refresh(origin.run_id, final=True,
-                                     baseline_label=t(policy.language, "cmp.baseline_failed", ref=label))
+                                     baseline_label=t(language, "cmp.baseline_failed", ref=label))
 
     async def head_failed(self, run: Run) -> None:
         """A head-side member of a comparison (a seed it trained or an adapter it evaluated) ended without results:
         the comparison that waits on it will not come; say so on the PR, with why and what to do."""
         if run.number is None or not run.compare_ref or run.compare_ref == BASE_MODEL:
             return
-        policy = await self.core.policy_for(run.repo)
-        policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
         ref = run.compare_ref.partition("@")
         label = f"{ref[0]}@{ref[2][:7]}" if ref[2] else ref[0]
         job = job_from_dict(run.job_spec) if run.job_spec else None
-        seed = job.hyper.seed if job is not None else "?"
-        conv = Conversation(run.repo, run.number, True, self.core.bot_login, "OWNER", f"head-failed:{run.run_id}",
-                            policy)
-        await self.core.reply(conv, "notice", t(policy.language, "cmp.head_failed", ref=fmt_code(label),
-                                                run=fmt_code(run.run_id), run_id=run.run_id, seed=seed,
-                                                state=run.state, reason=(run.reason or "—").strip()[:500]))
+        await self._notice(run, run.number, f"head-failed:{run.run_id}", "cmp.head_failed", ref=fmt_code(label),
+                           seed=job.hyper.seed if job is not None else "?")
+
+    async def _notice(self, run: Run, number: int, trigger: str, message: str, **values: object) -> Language:
+        """Tell PR `number` that `run`, which a comparison there waits on, ended without results: its state, its
+        reason and what to do (`message`). Returns the repository's language."""
+        policy = await self.core.policy_for(run.repo)
+        policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
+        await self.core.reply(Conversation(run.repo, number, True, self.core.bot_login, "OWNER", trigger, policy),
+                              "notice", t(policy.language, message, run=fmt_code(run.run_id), run_id=run.run_id,
+                                          state=run.state, reason=(run.reason or "—").strip()[:500], **values))
+        return policy.language

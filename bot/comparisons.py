@@ -109,12 +109,10 @@ class Comparisons:
         anchor_id = group[min(group)].run_id if len(group) > 1 else new_run_id
         if stored is not None:
             if len(group) > 1:
-                if not all(r.state == "succeeded" for r in group.values()):
-                    return False
                 seeds = sorted(group)
                 heads = [await store.load_results(group[s].run_id) for s in seeds]
                 news = [h for h in heads if h is not None and h.benchmarks]
-                if len(news) != len(seeds):
+                if len(news) != len(seeds) or any(r.state != "succeeded" for r in group.values()):
                     return False
                 await self.post(repo, number, anchor_id, stored.results, news[0], policy, BASE_MODEL,
                                 seeds=(seeds, [stored.results] * len(seeds), news))
@@ -149,8 +147,7 @@ class Comparisons:
                             "another commit; `/train …` first, or `/compare base-model`")
         group = await self.baselines.seed_group(repo, head)
         first = min(group) if group else head.hyper.seed
-        wanted = [first + i for i in range(seeds)] if seeds else sorted(group)
-        wanted = wanted or [head.hyper.seed]
+        wanted = [first + i for i in range(seeds)] if seeds else sorted(group) or [head.hyper.seed]
         decisions = await self.baselines.decide(repo, job, head, ref, wanted)
         anchor_id = group[wanted[0]].run_id if wanted[0] in group else new_run_id
         key = f"{anchor_id}-vs-{_slug(ref.name)}"
@@ -177,24 +174,19 @@ class Comparisons:
         heads: dict[int, Results] = {}
         for s in wanted:
             reused = await self.jobs.stored(repo, head_plans[s].benchmark_keys)
-            got = reused.results if reused is not None else None
-            if got is None and s in group and group[s].run_id == new_run_id:
-                got = new
-            if got is not None:
-                heads[s] = got
-        heads_ready = len(heads) == len(wanted)
-        if heads_ready and all(isinstance(d, UseStored) for _, d in decisions):
+            if reused is not None:
+                heads[s] = reused.results
+            elif s in group and group[s].run_id == new_run_id:
+                heads[s] = new
+        if len(heads) == len(wanted) and all(isinstance(d, UseStored) for _, d in decisions):
             base_runs = [await store.load_results(d.run_id) for _, d in decisions if isinstance(d, UseStored)]
             if any(b is None or not b.benchmarks for b in base_runs):
                 raise PlanError("a stored baseline has no results")
             bases = [b for b in base_runs if b is not None]
             news = [heads[s] for s in wanted]
-            if len(wanted) == 1:
-                await self.post(repo, number, new_run_id, bases[0], news[0], policy, ref.label, context=context,
-                                key=key)
-                return True
-            await self.post(repo, number, anchor_id, bases[0], news[0], policy, ref.label, context=context, key=key,
-                            seeds=(wanted, bases, news))
+            one = len(wanted) == 1  # several seeds: the first seed's run holds the report
+            await self.post(repo, number, new_run_id if one else anchor_id, bases[0], news[0], policy, ref.label,
+                            context=context, key=key, seeds=None if one else (wanted, bases, news))
             return True
         if not explicit or number is None:
             return False  # waiting: a seed's training or a baseline is still running (it calls back when it lands)
@@ -209,17 +201,14 @@ class Comparisons:
         # Pin the ref to the commit it named now, so the comparison made when the backfill lands is against it.
         await store.update_run(anchor.run_id if anchor else new_run_id, now=self.core.now(), compare_ref=pinned,
                                compare_seeds=seeds)
-        started: list[str] = []
+        actor = anchor.actor if anchor else self.core.bot_login
+        launched: list[Run | Reused] = []
         for seed in missing_heads:
             # `/compare … seeds=N` trains both sides with N seeds: the head's missing seeds too, at the head.
-            pj = self.baselines.head_seed(head, seed, job)
-            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
-                                f"seed:{anchor_id}:{seed}", policy)
-            run = await self.jobs.launch(conv, pull, Command("train", {}, line=f"/train (seed {seed} of "
-                                                                               f"{anchor_id})"),
-                                         replace(pj, compare_ref=pinned, compare_seeds=seeds), "run")
-            if isinstance(run, Run):
-                started.append(run.run_id)
+            conv = Conversation(repo, number, True, actor, "OWNER", f"seed:{anchor_id}:{seed}", policy)
+            cmd = Command("train", {}, line=f"/train (seed {seed} of {anchor_id})")
+            launched.append(await self.jobs.launch(conv, pull, cmd, replace(head_plans[seed], compare_ref=pinned,
+                                                                             compare_seeds=seeds), "run"))
         for seed in wanted:
             if seed in heads or seed in missing_heads or group[seed].state != "succeeded" or job.adapter is None \
                     or job.trains:
@@ -232,20 +221,15 @@ class Comparisons:
                 result_key=content_hash(sorted(head_plans[seed].benchmark_keys.values())),
                 benchmark_keys=head_plans[seed].benchmark_keys,
                 compare_ref=pinned, compare_seeds=seeds)
-            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
-                                f"seed-eval:{anchor_id}:{seed}", policy)
-            run = await self.jobs.launch(conv, pull, Command("eval", {}, line=f"/eval (seed {seed} of {anchor_id})"),
-                                         planned_eval, "run")
-            if isinstance(run, Run):
-                started.append(run.run_id)
+            conv = Conversation(repo, number, True, actor, "OWNER", f"seed-eval:{anchor_id}:{seed}", policy)
+            cmd = Command("eval", {}, line=f"/eval (seed {seed} of {anchor_id})")
+            launched.append(await self.jobs.launch(conv, pull, cmd, planned_eval, "run"))
         for seed, decision in decisions:
-            if not isinstance(decision, Backfill):
-                continue
-            line = f"/compare baseline {ref.label}: the recipe of {head.run_id} (seed {seed}) at {ref.sha[:7]}"
-            run_or_reused = await self.baselines.launch(anchor, repo, number, pull, policy, decision.planned, ref,
-                                                        line)
-            if isinstance(run_or_reused, Run):
-                started.append(run_or_reused.run_id)
+            if isinstance(decision, Backfill):
+                line = f"/compare baseline {ref.label}: the recipe of {head.run_id} (seed {seed}) at {ref.sha[:7]}"
+                launched.append(await self.baselines.launch(anchor, repo, number, pull, policy, decision.planned, ref,
+                                                            line))
+        started = [run.run_id for run in launched if isinstance(run, Run)]
         if started:
             await self.core.reply(Conversation(repo, number, True, self.core.bot_login, "OWNER",
                                                f"backfill:{anchor_id}:{ref.sha}", policy),
@@ -322,8 +306,7 @@ class Comparisons:
             for i, body in enumerate(parts, start=1):
                 # Keyed by the moment it was decided; the remembered (subject, part) makes a repeat edit the earlier
                 # report in place instead of posting a second copy.
-                await self.core.write(f"compare:{key}:{base.run_id}:{i}:{self.core.clock():.6f}",
-                                      "comment_create",
+                await self.core.write(f"compare:{key}:{base.run_id}:{i}:{self.core.clock():.6f}", "comment_create",
                                       {"repo": repo, "number": number, "body": body, "subject": f"compare:{key}",
                                        "purpose": f"part{i}", "marker": f"tunebot:compare:{key}"}, run_id=run_id)
         if run is not None:
