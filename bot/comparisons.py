@@ -1,5 +1,5 @@
 """Decides what a run's results are compared with and posts the comparison (PR report, check run, card, chat); a
-missing baseline is evaluated first (backfilled) and compared when it lands."""
+missing baseline is started (backfilled, bot/baselines.py) and compared when it lands."""
 
 from __future__ import annotations
 
@@ -8,36 +8,19 @@ import logging
 import re
 from dataclasses import dataclass, replace
 
+from bot.baselines import Baselines
 from bot.cards import Cards
 from bot.core import Conversation, Core
 from bot.github.port import PullInfo
 from bot.jobs import Jobs, Reused
 from bot.store import Run
-from commands.baseline import (
-    BASE_MODEL,
-    Backfill,
-    Baseline,
-    NoBaseline,
-    ResolvedRef,
-    SameRecipe,
-    UseStored,
-    decide_baseline,
-    parse_target,
-)
+from commands.baseline import BASE_MODEL, Backfill, NoBaseline, SameRecipe, UseStored, parse_target
 from commands.compare import CompareError, Comparison, Conclusion, compare_results, decide, with_seeds
 from commands.decision import Command
 from commands.jobspec import AdapterRef, JobSpec, SpecError, content_hash, job_from_dict
-from commands.plan import (
-    PlanError,
-    PlannedJob,
-    PRFacts,
-    plan_baseline,
-    plan_recipe_baseline,
-    seedless_key,
-    with_seed,
-)
+from commands.plan import PlanError, PlannedJob, PRFacts, plan_baseline
 from commands.policy import DEFAULT_POLICY, Policy
-from commands.recipe import Change, recipe_diff, recipe_of
+from commands.recipe import recipe_of
 from commands.render import ReportLinks, ScoreView, render_cached_reply, render_comparison
 from commands.render.fmt import code as fmt_code
 from commands.render.github import compare_marker
@@ -45,8 +28,6 @@ from commands.render.i18n import t
 from commands.results import Results, reported_backends, results_from_events
 
 log = logging.getLogger(__name__)
-
-_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def _slug(ref: str) -> str:
@@ -68,6 +49,7 @@ class Comparisons:
         self.core = core
         self.cards = cards
         self.jobs = jobs
+        self.baselines = Baselines(core, cards, jobs)
 
     async def answer_reused(self, conv: Conversation, pull: PullInfo, pj: PlannedJob, reused: Reused,
                             key: str, seeds: int | None = None) -> None:
@@ -123,16 +105,14 @@ class Comparisons:
         stored = await self.jobs.stored(repo, base_pj.benchmark_keys)
         # `/train … seeds=N`: one report for the set (the first seed's run holds it), judged across the seeds,
         # once every seed has landed, instead of one report per seed.
-        group = await self.seed_group(repo, job) if job.trains else {}
+        group = await self.baselines.seed_group(repo, job) if job.trains else {}
         anchor_id = group[min(group)].run_id if len(group) > 1 else new_run_id
         if stored is not None:
             if len(group) > 1:
-                if not all(r.state == "succeeded" for r in group.values()):
-                    return False
                 seeds = sorted(group)
                 heads = [await store.load_results(group[s].run_id) for s in seeds]
                 news = [h for h in heads if h is not None and h.benchmarks]
-                if len(news) != len(seeds):
+                if len(news) != len(seeds) or any(r.state != "succeeded" for r in group.values()):
                     return False
                 await self.post(repo, number, anchor_id, stored.results, news[0], policy, BASE_MODEL,
                                 seeds=(seeds, [stored.results] * len(seeds), news))
@@ -154,117 +134,21 @@ class Comparisons:
             return origin is not None and await self.compare_finished(origin, baseline_run=started.run_id)
         return False
 
-    async def _head_training(self, repo: str, job: JobSpec) -> JobSpec | None:
-        """The training job that made what `job` evaluated: itself, or the run its adapter came from."""
-        if job.trains:
-            return job
-        if job.adapter is None:
-            return None
-        run = await self.core.store.get_run(job.adapter.run_id)
-        if run is None or run.repo != repo or not run.job_spec:
-            return None
-        return job_from_dict(run.job_spec)
-
-    async def resolve(self, repo: str, ref: str) -> ResolvedRef | None:
-        """A ref the user wrote, as a commit (a ref pinned at `/compare` time, `name@sha`, stays that commit)."""
-        name, _, sha = ref.partition("@")
-        if sha and _FULL_SHA.fullmatch(sha):
-            return ResolvedRef(name, sha)
-        found = await self.core.github.resolve_commit(repo, ref)
-        return ResolvedRef(ref, found) if found else None
-
-    async def decide(self, repo: str, job: JobSpec, head: JobSpec, ref: ResolvedRef, seeds: list[int]) \
-            -> list[tuple[int, Baseline]]:
-        """For each seed, plan the head's recipe (with that seed) at the ref's commit and decide
-        (commands/baseline.decide_baseline)."""
-        paths = sorted({d.id for d in head.datasets if d.source == "local"})
-        blobs = await self.core.github.blob_shas(repo, paths, ref.sha) if paths else {}
-        preset = self.core.catalog.models.get(head.model.name)
-        out: list[tuple[int, Baseline]] = []
-        for seed in seeds:
-            head_s = with_seed(head, seed, head.run_id)
-            try:
-                planned: PlannedJob | str = plan_recipe_baseline(head_s, self.core.catalog, ref.sha, blobs,
-                                                                 self.core.new_run_id(), ref.name, job.benchmarks)
-            except (PlanError, SpecError) as exc:
-                planned = str(exc)
-            stored: dict[str, str] = {}
-            changes: tuple[Change, ...] = ()
-            head_key = ""
-            if isinstance(planned, PlannedJob) and preset is not None:
-                for key in planned.benchmark_keys.values():
-                    hit = await self.core.store.find_result(repo, key)
-                    if hit is not None:
-                        stored[key] = hit[0]
-                changes = recipe_diff(recipe_of(planned.job, preset), recipe_of(head_s, preset))
-                head_key = recipe_of(head_s, preset).key()
-            out.append((seed, decide_baseline(head_key, ref, planned, stored, changes)))
-        return out
-
-    async def seed_group(self, repo: str, head: JobSpec) -> dict[int, Run]:
-        """The runs of the head's recipe on its PR at its commit, one per seed (succeeded or still going): what a
-        multi-seed comparison judges together (`/train … seeds=N` makes them; `/compare … seeds=N` adds any
-        missing)."""
-        store = self.core.store
-        head_run = await store.get_run(head.run_id)
-        group: dict[int, Run] = {}
-        if head_run is not None:
-            group[head.hyper.seed] = head_run
-        preset = self.core.catalog.models.get(head.model.name)
-        if head_run is None or head_run.number is None or preset is None:
-            return group
-        recipe = seedless_key(head, preset)
-        for run in await store.runs_for_pr(repo, head_run.number, limit=200):
-            if run.state in ("failed", "cancelled") or not run.job_spec or run.head_sha != head.sha \
-                    or run.kind not in ("train", "train+eval") or run.backfill_for is not None:
-                continue
-            try:
-                other = job_from_dict(run.job_spec)
-            except SpecError:
-                continue
-            if other.model.name == head.model.name and seedless_key(other, preset) == recipe:
-                seed = other.hyper.seed
-                # One run per seed: the finished one, else the newest.
-                if seed not in group or (not group[seed].finished and run.finished):
-                    group[seed] = run
-        return group
-
-    async def _launch_baseline(self, origin: Run | None, repo: str, number: int, pull: PullInfo, policy: Policy,
-                               planned: PlannedJob, ref: ResolvedRef, line: str) -> Run | Reused:
-        """Start the baseline `planned` at `ref`, once for everyone: every PR asking for the same recipe at the same
-        commit waits on one run (its trigger is the recipe key and the commit), and a new one is started only after a
-        failed or cancelled attempt."""
-        store = self.core.store
-        base = f"baseline:{planned.result_key}:{ref.sha}"
-        for attempt in range(100):
-            trigger = base if attempt == 0 else f"{base}:{attempt}"
-            existing = await store.find_run_by_trigger(f"{trigger}:run")
-            if existing is not None and existing.state in ("failed", "cancelled"):
-                continue
-            if existing is not None:
-                return existing
-            conv = Conversation(repo, number, True, origin.actor if origin else self.core.bot_login, "OWNER",
-                                trigger, policy)
-            return await self.jobs.launch(conv, pull, Command("train", {}, line=line), planned, "run",
-                                          backfill_for=origin.run_id if origin else None)
-        raise PlanError(f"the baseline at {ref.label} failed 100 times: see its runs, then `/retry` one")
-
     async def _compare_recipe(self, repo: str, number: int | None, new: Results, job: JobSpec, new_run_id: str,
                               ref_text: str, *, explicit: bool, policy: Policy, pull: PullInfo | None,
                               seeds: int | None = None) -> bool:
         store = self.core.store
-        ref = await self.resolve(repo, ref_text)
+        ref = await self.baselines.resolve(repo, ref_text)
         if ref is None:
             raise PlanError(f"`{ref_text}` is not a branch, tag or commit of {repo}: nothing was started")
-        head = await self._head_training(repo, job)
+        head = await self.baselines.head_training(repo, job)
         if head is None:
             raise PlanError("nothing trained to compare: this compares a trained adapter with the same recipe at "
                             "another commit; `/train …` first, or `/compare base-model`")
-        group = await self.seed_group(repo, head)
+        group = await self.baselines.seed_group(repo, head)
         first = min(group) if group else head.hyper.seed
-        wanted = [first + i for i in range(seeds)] if seeds else sorted(group)
-        wanted = wanted or [head.hyper.seed]
-        decisions = await self.decide(repo, job, head, ref, wanted)
+        wanted = [first + i for i in range(seeds)] if seeds else sorted(group) or [head.hyper.seed]
+        decisions = await self.baselines.decide(repo, job, head, ref, wanted)
         anchor_id = group[wanted[0]].run_id if wanted[0] in group else new_run_id
         key = f"{anchor_id}-vs-{_slug(ref.name)}"
         for _, decision in decisions:
@@ -286,28 +170,23 @@ class Comparisons:
         missing_heads = [s for s in wanted if s not in group]
         # Each seed's head side is its adapter evaluated exactly as this comparison asks (content-addressed keys),
         # whichever run stored it: the /train run, a later eval of its adapter, or a seed trained for this compare.
-        head_plans = {s: self._head_seed(head, s, job) for s in wanted}
+        head_plans = {s: self.baselines.head_seed(head, s, job) for s in wanted}
         heads: dict[int, Results] = {}
         for s in wanted:
             reused = await self.jobs.stored(repo, head_plans[s].benchmark_keys)
-            got = reused.results if reused is not None else None
-            if got is None and s in group and group[s].run_id == new_run_id:
-                got = new
-            if got is not None:
-                heads[s] = got
-        heads_ready = len(heads) == len(wanted)
-        if heads_ready and all(isinstance(d, UseStored) for _, d in decisions):
+            if reused is not None:
+                heads[s] = reused.results
+            elif s in group and group[s].run_id == new_run_id:
+                heads[s] = new
+        if len(heads) == len(wanted) and all(isinstance(d, UseStored) for _, d in decisions):
             base_runs = [await store.load_results(d.run_id) for _, d in decisions if isinstance(d, UseStored)]
             if any(b is None or not b.benchmarks for b in base_runs):
                 raise PlanError("a stored baseline has no results")
             bases = [b for b in base_runs if b is not None]
             news = [heads[s] for s in wanted]
-            if len(wanted) == 1:
-                await self.post(repo, number, new_run_id, bases[0], news[0], policy, ref.label, context=context,
-                                key=key)
-                return True
-            await self.post(repo, number, anchor_id, bases[0], news[0], policy, ref.label, context=context, key=key,
-                            seeds=(wanted, bases, news))
+            one = len(wanted) == 1  # several seeds: the first seed's run holds the report
+            await self.post(repo, number, new_run_id if one else anchor_id, bases[0], news[0], policy, ref.label,
+                            context=context, key=key, seeds=None if one else (wanted, bases, news))
             return True
         if not explicit or number is None:
             return False  # waiting: a seed's training or a baseline is still running (it calls back when it lands)
@@ -322,17 +201,14 @@ class Comparisons:
         # Pin the ref to the commit it named now, so the comparison made when the backfill lands is against it.
         await store.update_run(anchor.run_id if anchor else new_run_id, now=self.core.now(), compare_ref=pinned,
                                compare_seeds=seeds)
-        started: list[str] = []
+        actor = anchor.actor if anchor else self.core.bot_login
+        launched: list[Run | Reused] = []
         for seed in missing_heads:
             # `/compare … seeds=N` trains both sides with N seeds: the head's missing seeds too, at the head.
-            pj = self._head_seed(head, seed, job)
-            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
-                                f"seed:{anchor_id}:{seed}", policy)
-            run = await self.jobs.launch(conv, pull, Command("train", {}, line=f"/train (seed {seed} of "
-                                                                               f"{anchor_id})"),
-                                         replace(pj, compare_ref=pinned, compare_seeds=seeds), "run")
-            if isinstance(run, Run):
-                started.append(run.run_id)
+            conv = Conversation(repo, number, True, actor, "OWNER", f"seed:{anchor_id}:{seed}", policy)
+            cmd = Command("train", {}, line=f"/train (seed {seed} of {anchor_id})")
+            launched.append(await self.jobs.launch(conv, pull, cmd, replace(head_plans[seed], compare_ref=pinned,
+                                                                             compare_seeds=seeds), "run"))
         for seed in wanted:
             if seed in heads or seed in missing_heads or group[seed].state != "succeeded" or job.adapter is None \
                     or job.trains:
@@ -345,20 +221,15 @@ class Comparisons:
                 result_key=content_hash(sorted(head_plans[seed].benchmark_keys.values())),
                 benchmark_keys=head_plans[seed].benchmark_keys,
                 compare_ref=pinned, compare_seeds=seeds)
-            conv = Conversation(repo, number, True, anchor.actor if anchor else self.core.bot_login, "OWNER",
-                                f"seed-eval:{anchor_id}:{seed}", policy)
-            run = await self.jobs.launch(conv, pull, Command("eval", {}, line=f"/eval (seed {seed} of {anchor_id})"),
-                                         planned_eval, "run")
-            if isinstance(run, Run):
-                started.append(run.run_id)
+            conv = Conversation(repo, number, True, actor, "OWNER", f"seed-eval:{anchor_id}:{seed}", policy)
+            cmd = Command("eval", {}, line=f"/eval (seed {seed} of {anchor_id})")
+            launched.append(await self.jobs.launch(conv, pull, cmd, planned_eval, "run"))
         for seed, decision in decisions:
-            if not isinstance(decision, Backfill):
-                continue
-            line = f"/compare baseline {ref.label}: the recipe of {head.run_id} (seed {seed}) at {ref.sha[:7]}"
-            run_or_reused = await self._launch_baseline(anchor, repo, number, pull, policy, decision.planned, ref,
-                                                        line)
-            if isinstance(run_or_reused, Run):
-                started.append(run_or_reused.run_id)
+            if isinstance(decision, Backfill):
+                line = f"/compare baseline {ref.label}: the recipe of {head.run_id} (seed {seed}) at {ref.sha[:7]}"
+                launched.append(await self.baselines.launch(anchor, repo, number, pull, policy, decision.planned, ref,
+                                                            line))
+        started = [run.run_id for run in launched if isinstance(run, Run)]
         if started:
             await self.core.reply(Conversation(repo, number, True, self.core.bot_login, "OWNER",
                                                f"backfill:{anchor_id}:{ref.sha}", policy),
@@ -369,57 +240,6 @@ class Comparisons:
             await self.cards.refresh(anchor_id, final=True,
                                      baseline_label=t(policy.language, "cmp.baseline_training", ref=ref.label))
         return False
-
-    def _head_seed(self, head: JobSpec, seed: int, job: JobSpec) -> PlannedJob:
-        """The head's training recipe with another seed, at the head's commit (a member of a multi-seed compare)."""
-        blobs = {d.id: d.blob for d in head.datasets if d.source == "local"}
-        planned = plan_recipe_baseline(with_seed(head, seed, head.run_id), self.core.catalog, head.sha, blobs,
-                                       self.core.new_run_id(), "head", job.benchmarks)
-        return planned
-
-    async def baseline_failed(self, run: Run) -> None:
-        """A baseline run ended without results: tell every PR waiting on it that its comparison will not come, and
-        why (the run's reason), with what to do."""
-        store = self.core.store
-        waiting: dict[str, Run] = {}
-        if run.backfill_for is not None:
-            origin = await store.get_run(run.backfill_for)
-            if origin is not None:
-                waiting[origin.run_id] = origin
-        for other in await store.runs_comparing_with(run.repo, run.head_sha or ""):
-            waiting.setdefault(other.run_id, other)
-        for origin in waiting.values():
-            if origin.number is None or origin.repo != run.repo:
-                continue
-            policy = await self.core.policy_for(run.repo)
-            policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
-            ref = (origin.compare_ref or "").partition("@")[0] or "?"
-            label = f"{ref}@{(run.head_sha or '')[:7]}"
-            conv = Conversation(run.repo, origin.number, True, self.core.bot_login, "OWNER",
-                                f"baseline-failed:{run.run_id}:{origin.run_id}", policy)
-            await self.core.reply(conv, "notice", t(policy.language, "cmp.backfill_failed", ref=fmt_code(label),
-                                                    run=fmt_code(run.run_id), run_id=run.run_id,
-                                                    new=fmt_code(origin.run_id),
-                                                    state=run.state, reason=(run.reason or "—").strip()[:500]))
-            await self.cards.refresh(origin.run_id, final=True,
-                                     baseline_label=t(policy.language, "cmp.baseline_failed", ref=label))
-
-    async def head_failed(self, run: Run) -> None:
-        """A head-side member of a comparison (a seed it trained or an adapter it evaluated) ended without results:
-        the comparison that waits on it will not come; say so on the PR, with why and what to do."""
-        if run.number is None or not run.compare_ref or run.compare_ref == BASE_MODEL:
-            return
-        policy = await self.core.policy_for(run.repo)
-        policy = policy if isinstance(policy, Policy) else DEFAULT_POLICY
-        ref = run.compare_ref.partition("@")
-        label = f"{ref[0]}@{ref[2][:7]}" if ref[2] else ref[0]
-        job = job_from_dict(run.job_spec) if run.job_spec else None
-        seed = job.hyper.seed if job is not None else "?"
-        conv = Conversation(run.repo, run.number, True, self.core.bot_login, "OWNER", f"head-failed:{run.run_id}",
-                            policy)
-        await self.core.reply(conv, "notice", t(policy.language, "cmp.head_failed", ref=fmt_code(label),
-                                                run=fmt_code(run.run_id), run_id=run.run_id, seed=seed,
-                                                state=run.state, reason=(run.reason or "—").strip()[:500]))
 
     async def compare_finished(self, run: Run, baseline_run: str | None = None) -> bool:
         """After a run's evaluation: compare it (explicitly asked, auto when a baseline exists, or a backfill)."""
@@ -486,8 +306,7 @@ class Comparisons:
             for i, body in enumerate(parts, start=1):
                 # Keyed by the moment it was decided; the remembered (subject, part) makes a repeat edit the earlier
                 # report in place instead of posting a second copy.
-                await self.core.write(f"compare:{key}:{base.run_id}:{i}:{self.core.clock():.6f}",
-                                      "comment_create",
+                await self.core.write(f"compare:{key}:{base.run_id}:{i}:{self.core.clock():.6f}", "comment_create",
                                       {"repo": repo, "number": number, "body": body, "subject": f"compare:{key}",
                                        "purpose": f"part{i}", "marker": f"tunebot:compare:{key}"}, run_id=run_id)
         if run is not None:

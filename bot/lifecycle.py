@@ -146,11 +146,11 @@ class Lifecycle:
             await self.cards.finished(run)
         if run.state != "succeeded" and run.backfill_for is not None:
             # A baseline that will not land: the PRs waiting on it hear so, and why, instead of waiting forever.
-            await self.comparisons.baseline_failed(run)
+            await self.comparisons.baselines.baseline_failed(run)
         elif run.state != "succeeded" and run.compare_ref is not None and run.number is not None:
             # A run the comparison waits on for its head side (a seed `/compare … seeds=N` trains or evaluates)
             # that will not land: same notice.
-            await self.comparisons.head_failed(run)
+            await self.comparisons.baselines.head_failed(run)
         if self.core.chat is not None:
             await self.core.chat.run_changed(run, await self.cards.view(run), final=True)
 

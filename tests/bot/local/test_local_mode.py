@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.local import LocalSession, Terminal
+from bot.local_github import LocalGitHub
 from tests.paths import REPO
 
 
@@ -130,8 +131,6 @@ async def test_compare_main_locally_trains_the_baseline_from_mains_tree(tmp_path
 async def test_the_worktree_of_a_baseline_run_is_removed_when_its_agent_exits(tmp_path: Path) -> None:
     """A job at another commit runs in a git worktree (tree_for); once the agent is done, the worktree goes and git
     forgets it: the user's repository does not collect one worktree per baseline."""
-    from bot.local import LocalGitHub
-
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")

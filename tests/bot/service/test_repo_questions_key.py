@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot.local import LocalGitHub, Terminal
+from bot.local import Terminal
+from bot.local_github import LocalGitHub
 from commands.packs import repo_questions_hash
 from tests.bot.service.conftest import job_of
 from tests.bot.service.test_compare_recipe import blob
