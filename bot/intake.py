@@ -1,5 +1,5 @@
 """Owns the webhook front door: verify the signature over the raw body, cap the size, record the delivery durably
-(deduplicated on app + delivery id), answer 202 in milliseconds, and wake the workers."""
+(deduplicated on app + delivery id) and answer 202 in milliseconds; the runtime's write hands it to the workers."""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ class Intake:
         record_batch: RecordBatch,
         make_delivery: MakeDelivery,
         metrics: Metrics,
-        wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
         max_body_bytes: int | None = None,
     ) -> None:
@@ -42,7 +41,6 @@ class Intake:
         self._committer: GroupCommitter[Any, bool] = GroupCommitter(record_batch)
         self._make = make_delivery
         self._metrics = metrics
-        self._wake = wake
         self._clock = clock
         self._max_body = max_body_bytes
         self.accepting = True
@@ -93,7 +91,6 @@ class Intake:
             return self._answer("store_error", 503, "could not record the delivery; please redeliver")
         if not new:
             return self._answer("duplicate", 200, "duplicate delivery")
-        self._wake()
         self._metrics.observe("webhook_seconds", time.perf_counter() - started)
         return self._answer("accepted", 202, "accepted")
 

@@ -29,15 +29,20 @@ def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
 
 
 class DeliveryStore(Access):
-    async def record_deliveries(self, batch: Sequence[NewDelivery]) -> list[bool]:
-        """Record a batch in ONE transaction; for each item, True if it is new, False if already known.
+    async def record_deliveries(self, batch: Sequence[NewDelivery], *, lease_to: str | None = None,
+                                lease: timedelta = DEFAULT_LEASE, now: datetime | None = None) -> list[Delivery | None]:
+        """Record a batch in ONE transaction; for each item, the stored delivery if it is new, None if already known.
 
-        A repeated (source, delivery_id), whether stored earlier or repeated inside this batch, gives False and
-        leaves the stored row as it was (`INSERT … ON CONFLICT DO NOTHING`). Each item's `received_at` is kept.
+        A repeated (source, delivery_id), whether stored earlier or repeated inside this batch, gives None and leaves
+        the stored row as it was (`INSERT … ON CONFLICT DO NOTHING`). Each item's `received_at` is kept. New rows are
+        pending, or, with `lease_to`, already leased to that replica until `now + lease` (its first attempt, as if it
+        had claimed them: the replica that received them works them off from memory, and if it dies they are
+        anybody's once the lease runs out).
         """
-        rows: list[dict[str, Any]] = []
-        bodies: dict[tuple[str, str], bytes] = {}
+        rows: dict[tuple[str, str], dict[str, Any]] = {}  # the first item of each key, by key
         first: dict[tuple[str, str], int] = {}
+        leased = {} if lease_to is None else {"state": "processing", "attempts": 1, "claimed_by": lease_to,
+                                               "leased_until": utc(now, "now") + lease}  # type: ignore[arg-type]
         for i, d in enumerate(batch):
             key = (non_empty(d.source, "delivery source", 200), non_empty(d.delivery_id, "delivery id", 100))
             non_empty(d.event, "delivery event", 100)
@@ -47,24 +52,23 @@ class DeliveryStore(Access):
             if key in first:
                 continue
             first[key] = i
-            rows.append({"source": key[0], "delivery_id": key[1], "event": d.event, "action": d.action,
+            rows[key] = {"source": key[0], "delivery_id": key[1], "event": d.event, "action": d.action,
                          "received_at": received, "state": "pending", "attempts": 0, "error": None,
-                         "updated_at": received})
-            bodies[key] = bytes(d.body)
+                         "updated_at": received, "claimed_by": None, "leased_until": None, **leased}
         if not rows:
-            return [False] * len(batch)
+            return [None] * len(batch)
         # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") with
         # RETURNING, and only inserted rows come back. (A `.values(rows)` statement would be compiled anew for
         # every batch, which cost more than the database work itself.)
         stmt = (self._insert(t).on_conflict_do_nothing(index_elements=[t.c.source, t.c.delivery_id])
                 .returning(t.c.id, t.c.source, t.c.delivery_id))
         async with self._write() as conn:
-            new = (await conn.execute(stmt, rows)).all()
+            new = {(r[1], r[2]): r[0] for r in (await conn.execute(stmt, list(rows.values()))).all()}
             if new:
-                await conn.execute(b.insert(), [{"delivery": r[0], "body": bodies[(r[1], r[2])]} for r in new])
-        inserted = {(r[1], r[2]) for r in new}
-        return [first.get((d.source, d.delivery_id)) == i and (d.source, d.delivery_id) in inserted
-                for i, d in enumerate(batch)]
+                await conn.execute(b.insert(), [{"delivery": id, "body": bytes(batch[first[key]].body)}
+                                                for key, id in new.items()])
+        return [Delivery(id=new[key], body=bytes(d.body), **rows[key]) if first.get(key) == i and key in new else None
+                for i, d in enumerate(batch) for key in [(d.source, d.delivery_id)]]
 
     async def get_delivery(self, source: str, delivery_id: str) -> Delivery | None:
         async with self._read() as conn:

@@ -78,9 +78,11 @@ async def test_recorded_rows_read_back_exactly_however_they_were_written(store: 
     # received_at in another zone: stored as UTC, read back equal (the same instant, aware, in UTC).
     shanghai = timezone(timedelta(hours=8))
     eastern = NewDelivery("github:app/1", "g-east", "issue_comment", raw, at(1).astimezone(shanghai))
-    assert await store.record_deliveries([delivery("g-fast", seconds=5), eastern]) == [True, True]
+    stored = await store.record_deliveries([delivery("g-fast", seconds=5), eastern])
+    assert [d is not None for d in stored] == [True, True]
     async with store.transaction() as tx:  # recorded inside a transaction: the same rows, the same dedupe
-        assert await tx.record_deliveries([delivery("g-sqla", seconds=7), delivery("g-fast")]) == [True, False]
+        stored = await tx.record_deliveries([delivery("g-sqla", seconds=7), delivery("g-fast")])
+        assert [d is not None for d in stored] == [True, False]
     fast = await store.get_delivery("github:app/1", "g-fast")
     east = await store.get_delivery("github:app/1", "g-east")
     assert fast is not None and fast.received_at == at(5) and fast.updated_at == at(5) and fast.action == "created"
@@ -186,6 +188,34 @@ async def test_every_comment_is_processed_once_and_marked_in_batches(make_bot: A
     assert sum(calls["batch"]) == 80 and len(calls["batch"]) < 80 and calls["single"] == []
     assert bot.runner.app[RUNTIME_KEY].in_flight == 0
     assert bot.bot_comments() == []  # plain comments: no answer, no GitHub write
+
+
+async def test_accepted_deliveries_are_worked_off_from_memory_and_a_full_queue_leaves_them_to_the_claimer(
+        make_bot: Any) -> None:
+    """The receiving replica queues a delivery it has just recorded (leased to itself) without claiming it again;
+    once its queue holds `local_queue`, deliveries are recorded pending and the claimer hands them out."""
+    bot: Bot = await make_bot(replica_id="replica-a")
+    store, runtime = bot.service.store, bot.runner.app[RUNTIME_KEY]
+    claimed: list[str] = []
+    claim = store.claim_pending
+
+    async def spy(*args: Any, **kw: Any) -> Any:
+        got = await claim(*args, **kw)
+        claimed.extend(d.delivery_id for d in got)
+        return got
+
+    store.claim_pending = spy  # type: ignore[method-assign]
+    local = await asyncio.gather(*(bot.comment(f"plain {i}") for i in range(12)))
+    await bot.settle()
+    runtime.local_queue = 0
+    queued = await asyncio.gather(*(bot.comment(f"queued {i}") for i in range(5)))
+    await bot.settle()
+    for r in (*local, *queued):
+        d = await store.get_delivery("29310", r.delivery_id)
+        assert d is not None and (d.state, d.attempts, d.claimed_by) == ("done", 1, "replica-a")
+    assert sorted(claimed) == sorted(r.delivery_id for r in queued)
+    assert bot.service.metrics.value("deliveries_processed_total",
+                                     {"event": "issue_comment", "outcome": "done"}) == 17
 
 
 async def test_a_failing_delivery_is_retried_then_marked_failed_and_the_commenter_told(make_bot: Any) -> None:

@@ -14,11 +14,11 @@ from .helpers import at, delivery
 
 
 async def test_batch_reports_new_and_duplicate_per_item(store: Store) -> None:
-    assert await store.record_deliveries([delivery("g1"), delivery("g2")]) == [True, True]
+    assert [d is not None for d in await store.record_deliveries([delivery("g1"), delivery("g2")])] == [True, True]
     # Redelivery reuses the GUID; a second App may see the same GUID (a different source): that one is new.
     batch = [delivery("g2"), delivery("g3"), delivery("g3"), delivery("g2", source="github:app/2")]
-    assert await store.record_deliveries(batch) == [False, True, False, True]
-    assert await store.record_deliveries([]) == []
+    assert [d is not None for d in await store.record_deliveries(batch)] == [False, True, False, True]
+    assert [d is not None for d in await store.record_deliveries([])] == []
     got = await store.unfinished_deliveries()
     assert [(d.source, d.delivery_id) for d in got] == [
         ("github:app/1", "g1"), ("github:app/1", "g2"), ("github:app/1", "g3"), ("github:app/2", "g2")]
@@ -26,12 +26,30 @@ async def test_batch_reports_new_and_duplicate_per_item(store: Store) -> None:
 
 async def test_duplicate_keeps_the_first_body_and_raw_bytes_survive(store: Store) -> None:
     raw = b'{"comment": {"body": "/train \xe4\xb8\xad"}}\r\n\x00\xff'  # not valid UTF-8 at the end: bytes are bytes
-    assert await store.record_deliveries([delivery("g1", body=raw, seconds=5)]) == [True]
-    assert await store.record_deliveries([delivery("g1", body=b"{}", seconds=9)]) == [False]
+    assert [d is not None for d in await store.record_deliveries([delivery("g1", body=raw, seconds=5)])] == [True]
+    assert [d is not None for d in await store.record_deliveries([delivery("g1", body=b"{}", seconds=9)])] == [False]
     got = await store.get_delivery("github:app/1", "g1")
     assert got is not None and got.body == raw and got.received_at == at(5)
     assert got.state == "pending" and got.attempts == 0 and got.action == "created"
     assert await store.get_delivery("github:app/1", "nope") is None
+
+
+async def test_a_delivery_recorded_leased_is_its_receivers_until_the_lease_runs_out(store: Store) -> None:
+    """The intake's write for a replica that works the delivery off from memory: stored leased to it, first attempt
+    counted, handed back as stored (body included); nobody claims it until the lease runs out."""
+    stored = await store.record_deliveries([delivery("g1", seconds=1), delivery("g1"), delivery("g2", seconds=2)],
+                                           lease_to="replica-a", lease=timedelta(seconds=30), now=at(5))
+    assert [d is not None for d in stored] == [True, False, True]
+    for d in (stored[0], stored[2]):
+        assert d is not None and d == await store.get_delivery(d.source, d.delivery_id)
+        assert (d.state, d.attempts, d.claimed_by, d.leased_until) == ("processing", 1, "replica-a", at(35))
+    assert stored[0] is not None and stored[0].received_at == at(1) and stored[0].body == delivery("g1").body
+    assert await store.claim_pending(10, now=at(34), owner="replica-b") == []
+    taken = await store.claim_pending(10, now=at(36), owner="replica-b")  # replica-a died: its leases ran out
+    assert [(d.delivery_id, d.attempts, d.claimed_by) for d in taken] == [("g1", 2, "replica-b"),
+                                                                        ("g2", 2, "replica-b")]
+    with pytest.raises(StoreError, match="now"):  # a lease needs the time it starts
+        await store.record_deliveries([delivery("g3")], lease_to="replica-a")
 
 
 async def test_claim_hands_out_oldest_first_and_each_once(store: Store) -> None:
@@ -120,9 +138,9 @@ async def test_bad_delivery_input_is_refused_and_nothing_of_the_batch_is_stored(
 async def test_batch_in_a_rolled_back_transaction_leaves_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError, match="crash"):
         async with store.transaction() as tx:
-            assert await tx.record_deliveries([delivery("g1")]) == [True]
+            assert [d is not None for d in await tx.record_deliveries([delivery("g1")])] == [True]
             raise RuntimeError("crash before commit")
-    assert await store.record_deliveries([delivery("g1")]) == [True]
+    assert [d is not None for d in await store.record_deliveries([delivery("g1")])] == [True]
 
 
 async def test_a_claim_is_a_lease_that_another_replica_takes_over_when_it_runs_out(store: Store) -> None:
