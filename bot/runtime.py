@@ -27,10 +27,11 @@ class Runtime:
     Deliveries flow intake or claimer -> queue -> workers -> done marks. The intake's write (`record`) stores new
     deliveries already leased to this replica and queues them as they are, body in hand, while the queue holds fewer
     than `local_queue`; past that it stores them pending (memory stays bounded under a flood) and wakes the claimer.
-    The claimer moves up to `claim_batch` pending deliveries (those, retries, other replicas' lapsed leases) to
-    `processing` in one statement, and claims again only when the workers have taken them all (a slow delivery holds
-    up its own worker, not the queue). `workers` tasks process them concurrently, each yielding to the
-    event loop after every delivery so that webhook answers are never stuck behind a batch. Done marks are written
+    The claimer moves pending deliveries (those, retries, other replicas' lapsed leases) to `processing` in one
+    statement, as many as fit in a queue of `claim_batch`, so a replica never leases far more than its workers are
+    about to start (a slow delivery holds up its own worker, not the queue). `workers` tasks process them
+    concurrently, each yielding to the event loop after every delivery so that webhook answers are never stuck
+    behind a batch. Done marks are written
     in one statement every `mark_interval_s` (sooner once `mark_batch` are waiting). While deliveries keep coming,
     claims are at least `claim_pause_s` apart, so that they come in batches: each write transaction costs the
     webhooks waiting on SQLite's one writer about a millisecond, whatever it holds. A crash between processing and
@@ -60,7 +61,6 @@ class Runtime:
         self.stopping = False
         self.in_flight = 0  # claimed deliveries not yet marked done or failed
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self._taken = asyncio.Event()  # set when a worker takes the last queued delivery
         self._done: list[int] = []
         self.owner = config.replica_id or socket.gethostname()
         self.lease = timedelta(seconds=config.delivery_lease_s)
@@ -119,20 +119,17 @@ class Runtime:
     async def _claimer(self) -> None:
         store = self.service.store
         while not self.stopping and self._claiming:
-            while not self._queue.empty():  # claim again once the workers have taken everything
-                self._taken.clear()
-                await self._taken.wait()
-            if not self._claiming:
-                break
+            room = self.claim_batch - self._queue.qsize()
+            if room <= 0:  # the workers have enough in hand; what is pending waits for room
+                await asyncio.sleep(self.claim_pause_s)
+                continue
             try:
-                batch = await store.claim_pending(self.claim_batch, now=self.service.now(), owner=self.owner,
-                                                  lease=self.lease)
+                batch = await store.claim_pending(room, now=self.service.now(), owner=self.owner, lease=self.lease)
             except Exception:
                 log.exception("claiming deliveries failed")
                 await asyncio.sleep(1.0)
                 continue
             if not batch:
-                await self.flush_done()  # retries marks that failed earlier
                 await self.wakeup.wait(1.0)
                 continue
             self._queue_all(batch)
@@ -141,8 +138,6 @@ class Runtime:
     async def _worker(self, index: int) -> None:
         while True:
             delivery = await self._queue.get()
-            if self._queue.empty():
-                self._taken.set()
             await self._process(delivery)
             await asyncio.sleep(0)  # at least one turn of the loop per delivery: webhooks are answered in between
             if len(self._done) >= self.mark_batch:
@@ -258,7 +253,6 @@ class Runtime:
         deliveries are none of this one's business."""
         deadline = time.monotonic() + timeout
         self._claiming = False
-        self._taken.set()  # the claimer, waiting for the queue to empty, sees that it is to stop
         unstarted: list[int] = []
         while not self._queue.empty():
             unstarted.append(self._queue.get_nowait().id)

@@ -58,9 +58,12 @@ async def test_a_burst_dispatches_every_command_before_the_other_writes(tmp_path
             assert len(await service.store.runs_for_pr(REPO, 1)) == COMMANDS
             assert len(gh.runs) == COMMANDS, writes
             # The dispatches overtook the reactions and cards: the last one went out among the first writes
-            # (FIFO, as before, it was write 3 of each command: about the 23rd of 24, ~15 s behind the first).
+            # (FIFO, as before, it was write 3 of each command: about the 23rd of 24, ~15 s behind the first). A
+            # claim of 4 holds only what was decided by then: a reaction is decided before its command's dispatch
+            # (which waits for GitHub's answers), so each of the first two claims may carry reactions ahead of
+            # dispatches decided a moment later.
             last_dispatch = max(i for i, w in enumerate(writes) if w == "dispatches")
-            assert last_dispatch < COMMANDS + 4, writes
+            assert last_dispatch < COMMANDS + 8, writes
             assert writes.count("comments") < COMMANDS, writes  # the run cards are still waiting their turn
             assert took < 10, took
         finally:
