@@ -159,19 +159,6 @@ class Config:
             out.append(f"TUNEBOT_MAX_CONNECTIONS must be at least 1, got {self.max_connections}")
         return out
 
-    def redacted(self) -> dict[str, Any]:
-        """The configuration as shown to people: secrets say only whether they are set."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Secret):
-                out[f.name] = "set" if value else "unset"
-            elif f.name == "dingtalk_robots":
-                out[f.name] = [r.name for r in value]
-            else:
-                out[f.name] = value
-        return out
-
 
 # Environment names follow the GitHub App conventions people know from probot.
 _ENV: dict[str, str] = {

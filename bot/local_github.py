@@ -92,7 +92,6 @@ class LocalGitHub:
     on_workflow_done: Any = None  # async (WorkflowRun) -> None, set by the session
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     printed: dict[int, str] = field(default_factory=dict)
-    quiet_edits: bool = True
 
     async def get_permission(self, repo: str, user: str) -> Permission:
         return Permission("admin", "admin")  # it is your own machine

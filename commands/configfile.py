@@ -38,15 +38,6 @@ _TOP: dict[str, str] = {
 _ALLOWED = (MARKER, *_TOP, "hyper", "description")
 
 
-def is_training_config(text: str) -> bool:
-    """Whether the text is meant as a tunebot training config (it carries `tunebot: train`)."""
-    try:
-        doc = load(text)
-    except YamlError:
-        return False
-    return isinstance(doc.data, dict) and doc.data.get(MARKER) == MARKER_VALUE
-
-
 def _text(value: Any, path: str, line: int | None, key: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -43,7 +43,6 @@ class ResolvedModel:
     repo: str  # hub id, builtin name, or local path
     revision: str  # resolved commit (hub), recipe revision (builtin), or "local"
     path: Path
-    downloaded_bytes: int = 0
 
     def to_manifest(self) -> dict[str, object]:
         return {"name": self.name, "source": self.source, "id": self.repo, "revision": self.revision,
@@ -205,7 +204,7 @@ def _hub(ctx: RunContext, model: ModelRef) -> ResolvedModel:
         revision = str(state.get("revision") or model.revision or "unknown")
         _write_index(index, {"hub": hub, "repo": repo, "requested": model.revision, "revision": revision,
                              "path": str(path)})
-        return ResolvedModel(model.name, hub, repo, revision, path, int(state.get("bytes", 0) or 0))
+        return ResolvedModel(model.name, hub, repo, revision, path)
 
 
 def _check_snapshot(snapshot: Path, where: str) -> None:

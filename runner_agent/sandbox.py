@@ -53,8 +53,6 @@ _WRITES_V1 = (_WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE_CHAR | _MAKE_DIR 
 # device files, which the driver opens read-write).
 SYSTEM_WRITABLE = (Path("/dev"),)
 
-MODES = ("require", "auto", "off")
-
 
 class _PathBeneath(ctypes.Structure):
     _pack_ = 1  # struct landlock_path_beneath_attr is __attribute__((packed))

@@ -62,7 +62,6 @@ class AppTokenProvider:
         self._tokens: dict[int, _CachedToken] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.mint_count = 0
 
     def token(self, installation_id: int) -> str:
         with self._guard:
@@ -76,7 +75,6 @@ class AppTokenProvider:
             if expires.tzinfo is None:
                 expires = expires.replace(tzinfo=UTC)
             self._tokens[installation_id] = _CachedToken(auth.token, expires)
-            self.mint_count += 1
             log.info("minted installation token for %s (expires %s)", installation_id, expires.isoformat())
             return auth.token
 

@@ -1,23 +1,14 @@
-"""Pure webhook handling: signature check and parsing of a GitHub delivery (headers + raw body) into typed events.
+"""Pure webhook handling: signature check and parsing of a GitHub delivery's payload into typed events.
 
-No I/O, no clock: the service's HTTP handler calls `verify_signature` on the raw bytes first, then `parse_delivery`.
+No I/O, no clock: the intake calls `verify_signature` on the raw bytes; the service later calls `parse_event`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-SIGNATURE_HEADER = "X-Hub-Signature-256"
-EVENT_HEADER = "X-GitHub-Event"
-DELIVERY_HEADER = "X-GitHub-Delivery"
-HOOK_ID_HEADER = "X-GitHub-Hook-ID"
-TARGET_TYPE_HEADER = "X-GitHub-Hook-Installation-Target-Type"
-TARGET_ID_HEADER = "X-GitHub-Hook-Installation-Target-ID"
 
 
 class WebhookError(ValueError):
@@ -33,11 +24,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
         return False
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), received.lower().encode("ascii", errors="replace"))
-
-
-def signature_for(secret: bytes, body: bytes) -> str:
-    """The X-Hub-Signature-256 value GitHub would send for `body` (for tests and for re-signing forwards)."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 # --------------------------------------------------------------------------- events
@@ -158,29 +144,7 @@ class Unsupported:
 WebhookEvent = IssueComment | PullRequestEvent | WorkflowRunEvent | WorkflowJobEvent | Ping | Installation | Unsupported
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A parsed delivery: GitHub's headers plus the typed event."""
-
-    event_name: str
-    delivery_id: str
-    hook_id: str | None
-    target_type: str | None  # "integration" for App deliveries, "repository" for repo hooks
-    target_id: str | None
-    event: WebhookEvent
-
-
 # --------------------------------------------------------------------------- parsing
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        for key, val in headers.items():
-            if key.lower() == lowered:
-                return val
-    return value
-
-
 class _Reader:
     """Typed access to a JSON object that reports the full path of whatever is missing or mistyped."""
 
@@ -349,24 +313,3 @@ def parse_event(event_name: str, payload: Any) -> WebhookEvent:
         return _installation(root, action)
     return Unsupported(event_name, action)
 
-
-def parse_delivery(headers: Mapping[str, str], body: bytes) -> Delivery:
-    """Parse one delivery. Verify the signature *before* calling this; raises WebhookError on malformed input."""
-    event_name = _header(headers, EVENT_HEADER)
-    if not event_name:
-        raise WebhookError(f"missing {EVENT_HEADER} header")
-    delivery_id = _header(headers, DELIVERY_HEADER)
-    if not delivery_id:
-        raise WebhookError(f"missing {DELIVERY_HEADER} header")
-    content_type = (_header(headers, "Content-Type") or "application/json").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded":
-        raise WebhookError("webhook content type is form-encoded; set the App's webhook to application/json")
-    try:
-        payload = json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise WebhookError(f"body is not UTF-8: {exc}") from exc
-    except ValueError as exc:
-        raise WebhookError(f"body is not valid JSON: {exc}") from exc
-    return Delivery(event_name=event_name, delivery_id=delivery_id, hook_id=_header(headers, HOOK_ID_HEADER),
-                    target_type=_header(headers, TARGET_TYPE_HEADER), target_id=_header(headers, TARGET_ID_HEADER),
-                    event=parse_event(event_name, payload))

@@ -78,21 +78,6 @@ def _error(errcode: int, errmsg: str, status: int = 200) -> DingTalkError:
 
 
 # --------------------------------------------------------------------------- message helpers
-def text_message(content: str, *, at_mobiles: list[str] | None = None, at_all: bool = False) -> dict[str, Any]:
-    msg: dict[str, Any] = {"msgtype": "text", "text": {"content": content}}
-    if at_mobiles or at_all:
-        msg["at"] = {"atMobiles": list(at_mobiles or []), "isAtAll": at_all}
-    return msg
-
-
-def markdown_message(title: str, text: str, *, at_mobiles: list[str] | None = None,
-                     at_all: bool = False) -> dict[str, Any]:
-    msg: dict[str, Any] = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
-    if at_mobiles or at_all:
-        msg["at"] = {"atMobiles": list(at_mobiles or []), "isAtAll": at_all}
-    return msg
-
-
 def _as_markdown(msg: dict[str, Any]) -> tuple[str, str]:
     """(title, markdown text) of any robot message type, for merging."""
     kind = msg.get("msgtype")
@@ -132,7 +117,8 @@ def merge_messages(messages: list[dict[str, Any]], max_chars: int = MAX_MARKDOWN
     if omitted:
         body = f"*({omitted} earlier update(s) omitted)*{sep}{body}"
     body = body[-max_chars:]
-    merged = markdown_message(f"{len(messages)} updates: {parts[-1][0]}"[:60], body)
+    merged: dict[str, Any] = {"msgtype": "markdown",
+                              "markdown": {"title": f"{len(messages)} updates: {parts[-1][0]}"[:60], "text": body}}
     mobiles: list[str] = []
     user_ids: list[str] = []
     at_all = False
@@ -159,7 +145,6 @@ class _Pending:
 
 @dataclass
 class RobotStats:
-    sent: int = 0  # HTTP requests that DingTalk accepted
     coalesced: int = 0  # messages that went out merged with others
     throttled: int = 0  # 130101 answers seen
 
@@ -193,12 +178,6 @@ class DingTalkRobot:
         self._flusher: asyncio.Task[None] | None = None
         self._blocked_until = 0.0
 
-    async def send_text(self, content: str, **kw: Any) -> None:
-        await self.send(text_message(content, **kw))
-
-    async def send_markdown(self, title: str, text: str, **kw: Any) -> None:
-        await self.send(markdown_message(title, text, **kw))
-
     async def send(self, message: dict[str, Any]) -> None:
         _as_markdown(message)  # validates msgtype and fields early, with a clear error
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -206,11 +185,6 @@ class DingTalkRobot:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         await done
-
-    async def aclose(self) -> None:
-        """Wait for held-back messages to go out (they are never silently dropped)."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
 
     def _capacity_wait(self) -> float:
         now = self.clock()
@@ -289,4 +263,3 @@ class DingTalkRobot:
             raise _error(errcode, str(data.get("errmsg", "")), status)
         if status != 200:
             raise DingTalkError(-1, "HTTP error with errcode 0", status=status)
-        self.stats.sent += 1

@@ -71,16 +71,8 @@ class EventStore(Access):
         async with self._read() as conn:
             return [_event(r) for r in (await conn.execute(stmt)).all()]
 
-    async def next_expected_seq(self, run_id: str) -> int:
-        """The seq the run needs next: one past the last applied event (0 for a fresh run)."""
-        async with self._read() as conn:
-            last = (await conn.execute(select(runs.c.last_seq).where(runs.c.run_id == run_id))).scalar()
-        if last is None:
-            raise UnknownRun(run_id)
-        return int(last) + 1
-
     async def ready_events(self, run_id: str, *, limit: int = 1000) -> list[Event]:
-        """Events that can be applied now: stored, not yet applied, and contiguous from `next_expected_seq`.
+        """Events that can be applied now: stored, not yet applied, and contiguous from one past the run's `last_seq`.
 
         An event that arrived ahead of a gap stays stored and comes back here once the missing one is appended.
         Apply them in order, then call `mark_events_applied(run_id, expected_last_seq=next-1, last_seq=...)`.

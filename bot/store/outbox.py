@@ -195,9 +195,3 @@ class OutboxStore(Access):
         async with self._read() as conn:
             row = (await conn.execute(select(tm).where(tm.c.subject == subject, tm.c.purpose == purpose))).first()
         return _message(row) if row is not None else None
-
-    async def forget_message(self, subject: str, purpose: str) -> bool:
-        """Drop a remembered message (it was deleted on the platform); True if there was one."""
-        async with self._write() as conn:
-            result = await conn.execute(delete(tm).where(tm.c.subject == subject, tm.c.purpose == purpose))
-        return bool(result.rowcount)

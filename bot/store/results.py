@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, literal, or_, select
+from sqlalchemy import Row, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from commands.results import BenchmarkResult, Results, SubsetScore
@@ -66,7 +66,7 @@ class ResultStore(Access):
         """Save a run's results (all benchmarks, subjects, questions) atomically; saving again replaces them.
 
         `result_keys` maps each benchmark to its content key (what `find_result` reuses by); `config_hash` comes
-        from each BenchmarkResult (what `find_baseline` matches on). The run must exist.
+        from each BenchmarkResult (what `leaderboard` ranks comparable results by). The run must exist.
         """
         now = utc(now)
         _validate(run_id, results, result_keys)
@@ -117,18 +117,6 @@ class ResultStore(Access):
         """The newest result in `repo` with this content key: identical work that need not run again."""
         stmt = (select(tr).where(tr.c.repo == repo, tr.c.result_key == result_key)
                 .order_by(tr.c.created_at.desc(), tr.c.id.desc()).limit(1))
-        return await self._one(stmt)
-
-    async def find_baseline(self, repo: str, sha_or_ref: str, config_hash: str, *,
-                            benchmark: str | None = None) -> tuple[str, BenchmarkResult] | None:
-        """The result to compare against: same eval config (`config_hash`), at a commit (exact sha) or a ref such
-        as `main`. A sha match beats a ref match; among equals the newest wins (a ref moves)."""
-        sha_first = case((tr.c.sha == sha_or_ref, 0), else_=1)
-        stmt = (select(tr).where(tr.c.repo == repo, tr.c.config_hash == config_hash,
-                                 or_(tr.c.sha == sha_or_ref, tr.c.ref == sha_or_ref))
-                .order_by(sha_first, tr.c.created_at.desc(), tr.c.id.desc()).limit(1))
-        if benchmark is not None:
-            stmt = stmt.where(tr.c.benchmark == benchmark)
         return await self._one(stmt)
 
     async def leaderboard(self, repo: str, benchmark: str, limit: int = 10, *,

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import fields
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Row, case, func, or_, select, update
 
@@ -345,9 +345,3 @@ def planned_gpu_seconds(spec: Mapping[str, Any] | None) -> float:
     limits = spec.get("limits") or {}
     gpus = (spec.get("resources") or {}).get("gpus") or 1
     return float(limits.get("wall_clock_s") or 0) * float(gpus)
-
-
-def run_state(value: str) -> RunState:
-    if value not in RUN_STATES:
-        raise StoreError(f"run state {value!r} is not one of {', '.join(RUN_STATES)}")
-    return cast(RunState, value)

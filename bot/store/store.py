@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .base import translate_errors
 from .deliveries import DeliveryStore
 from .engine import Engines, WalCheckpointer, create_engines, ensure_wal, normalize_url, safe_url
-from .errors import SchemaError, StoreError, StoreUnavailable
+from .errors import StoreError, StoreUnavailable
 from .events import EventStore
 from .grants import GrantStore
-from .migrate import current_revision, head_revision, lock, upgrade
+from .migrate import current_revision, lock, upgrade
 from .outbox import OutboxStore
 from .plans import PlanStore
 from .results import ResultStore
@@ -112,12 +112,6 @@ class Store(_Operations):
         """The database's schema revision (None when never migrated)."""
         async with self._connect_errors(), self._engines.reader.connect() as conn:
             return await conn.run_sync(current_revision)
-
-    async def check_schema(self) -> None:
-        """Raise SchemaError unless the database is exactly at this code's head revision."""
-        current, head = await self.schema_revision(), head_revision()
-        if current != head:
-            raise SchemaError(f"database schema is at {current!r}, this tunebot needs {head!r}: run migrate()")
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (for health checks)."""

@@ -7,7 +7,6 @@ setting. Chinese is the default language here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +222,3 @@ def dingtalk_comparison_action_card(
         "title": title, "text": _finish(text, None), "btnOrientation": "0",
         "singleTitle": button or t(lang, "ms.view_report"), "singleURL": url,
     }}
-
-
-def mentions(user_ids: Sequence[str] = (), mobiles: Sequence[str] = (), all: bool = False) -> DingTalkAt:
-    return DingTalkAt(tuple(user_ids), tuple(mobiles), all)

@@ -397,7 +397,3 @@ def t(language: Language, key: str, **values: object) -> str:
     en, zh = _MESSAGES[key]
     text = zh if language == "zh" else en
     return text.format(**values) if values else text
-
-
-def message_keys() -> tuple[str, ...]:
-    return tuple(_MESSAGES)

@@ -269,14 +269,10 @@ def test_example_config_plans_the_same_job_as_its_train_line(catalog) -> None:
 
 
 def test_files_without_the_marker_are_not_configs(catalog) -> None:
-    from commands.configfile import is_training_config
-
     for text in ("model: tiny\n", "- a\n", "", "key: [unclosed\n"):
         assert plan_config_file(text, "configs/x.yaml", PR, pol(), catalog, ["r"]) == []
-        assert not is_training_config(text)
     with pytest.raises(ConfigError, match="line 3: not valid YAML"):
         plan_config_file("tunebot: train\nmodel: [tiny\n", "configs/x.yaml", PR, pol(), catalog, ["r"])
-    assert is_training_config("tunebot: train\nmodel: tiny\n")
 
 
 CONFIG_ERRORS = [

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from commands.compare import RegressionRule
-from commands.policy import DEFAULT_POLICY, Notify, Policy, PolicyError, Quotas, parse_policy, policy_to_dict
+from commands.policy import DEFAULT_POLICY, Notify, Policy, PolicyError, Quotas, parse_policy
 from commands.safeyaml import MAX_CHARS, load
 
 FULL = """\
@@ -79,6 +80,40 @@ def test_every_setting_is_read(catalog) -> None:
     assert policy.regression == (RegressionRule("cmmlu", None, 1.0, True), RegressionRule("*", 0.5, None, False))
     assert "my-sft" in policy.datasets(catalog) and "alpaca-zh" in policy.datasets(catalog)
     assert policy.model_allowed("tiny") and not policy.model_allowed("qwen-7b")
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """The policy in the YAML layout it is read from (to check docs/tunebot-yml.md against DEFAULT_POLICY)."""
+    q = policy.quotas
+    return {
+        "version": 1,
+        "language": policy.language,
+        "hub": policy.hub,
+        "models": {"allowed": list(policy.allowed_models), "default": policy.default_model,
+                   "trust_remote_code": list(policy.trust_remote_code)},
+        "benchmarks": {"default": list(policy.default_benchmarks)},
+        "datasets": {
+            "dir": policy.dataset_dir,
+            "default": list(policy.default_datasets),
+            "hub": {n: {"source": d.source, "id": d.id, "description": d.description}
+                    for n, d in sorted(policy.hub_datasets.items())},
+        },
+        "permissions": {"train": policy.min_permission_train, "eval": policy.min_permission_eval,
+                        "approve": policy.min_permission_approve, "approval_ttl_hours": policy.approval_ttl_hours},
+        "forks": policy.fork_policy,
+        "quotas": {"runs_per_user_per_day": q.runs_per_user_per_day, "gpu_hours_per_day": q.gpu_hours_per_day,
+                   "commands_per_comment": q.max_dispatches_per_comment, "max_run_hours": q.max_run_hours},
+        "auto_train": {"enabled": policy.auto_train, "paths": list(policy.auto_train_paths)},
+        "notify": {"slack": policy.notify.slack_channel, "dingtalk": policy.notify.dingtalk_robot},
+        "regression": [
+            {"benchmark": r.benchmark, "min_gain": r.min_gain, "max_loss": r.max_loss,
+             "require_significance": r.require_significance}
+            for r in policy.regression
+        ],
+        "gpu": {"type": policy.gpu_type, "count": policy.gpu_count},
+        "approval": {"above_gpu_hours": policy.approval_above_gpu_hours},
+        "seeds": {"default": policy.seeds_default, "max": policy.seeds_max},
+    }
 
 
 def test_policy_round_trips_through_its_layout(catalog) -> None:

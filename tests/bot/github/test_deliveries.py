@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from bot.github.sansio import (
     WorkflowJobEvent,
     WorkflowRunEvent,
-    parse_delivery,
+    parse_event,
     verify_signature,
 )
 from tests.fakes.deliveries import deliver, load_payload
@@ -43,7 +44,7 @@ class Receiver(LoopbackServer):
         self.got.append((dict(request.headers), body))
         if not verify_signature(SECRET, body, request.headers.get("X-Hub-Signature-256")):
             return web.Response(status=401, text="bad signature")
-        parse_delivery(request.headers, body)
+        parse_event(request.headers["X-GitHub-Event"], json.loads(body))
         return web.Response(status=202, text="accepted")
 
 
@@ -96,8 +97,7 @@ async def test_fake_github_emits_signed_run_and_job_webhooks(receiver: Receiver)
             run_id = (await r.json())["workflow_run_id"]
         await gh.drain()
         assert [d.status for d in gh.deliveries] == [202, 202]
-        job = parse_delivery(*receiver.got[0]).event
-        run = parse_delivery(*receiver.got[1]).event
+        job, run = (parse_event(headers["X-GitHub-Event"], json.loads(body)) for headers, body in receiver.got[:2])
         assert isinstance(job, WorkflowJobEvent) and job.run_id == run_id and job.status == "in_progress"
         assert isinstance(run, WorkflowRunEvent)
         assert (run.id, run.display_title, run.status, run.conclusion, run.installation_id) == (

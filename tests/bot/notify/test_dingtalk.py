@@ -14,16 +14,24 @@ from bot.notify.dingtalk import (
     DingTalkRateLimited,
     DingTalkRobot,
     DingTalkSecurityError,
-    markdown_message,
     merge_messages,
     sign,
     signed_url,
-    text_message,
 )
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.paths import FIXTURES
 
 VECTORS = json.loads((FIXTURES / "dingtalk" / "sign_vectors.json").read_text())["vectors"]
+
+
+def text_message(content: str, *, at_mobiles: list[str] | None = None) -> dict[str, Any]:
+    return {"msgtype": "text", "text": {"content": content},
+            **({"at": {"atMobiles": at_mobiles}} if at_mobiles else {})}
+
+
+def markdown_message(title: str, text: str, *, at_mobiles: list[str] | None = None) -> dict[str, Any]:
+    return {"msgtype": "markdown", "markdown": {"title": title, "text": text},
+            **({"at": {"atMobiles": at_mobiles}} if at_mobiles else {})}
 
 
 class Clock:
@@ -71,13 +79,12 @@ async def test_signed_send_is_accepted(http_session: aiohttp.ClientSession) -> N
     clock = Clock()
     async with FakeDingTalk(clock=clock) as ding:
         robot = await _robot(ding, http_session, clock)
-        await robot.send_markdown("训练完成", "#### qwen-7b\n> CMMLU 52.1 → 54.3", at_mobiles=["150XXXXXXXX"])
-        await robot.send_text("我就是我, 是不一样的烟火")
+        await robot.send(markdown_message("训练完成", "#### qwen-7b\n> CMMLU 52.1 → 54.3", at_mobiles=["150XXXXXXXX"]))
+        await robot.send(text_message("我就是我, 是不一样的烟火"))
         [md, txt] = ding.messages()
         assert md["markdown"]["title"] == "训练完成" and md["at"]["atMobiles"] == ["150XXXXXXXX"]
         assert txt == {"msgtype": "text", "text": {"content": "我就是我, 是不一样的烟火"}}
         assert ding.calls[0].query["timestamp"] == str(int(clock.now * 1000))
-        assert robot.stats.sent == 2
 
 
 async def test_security_errors_are_typed(http_session: aiohttp.ClientSession) -> None:
@@ -85,15 +92,15 @@ async def test_security_errors_are_typed(http_session: aiohttp.ClientSession) ->
     async with FakeDingTalk(clock=clock) as ding:
         wrong = DingTalkRobot(ding.webhook_url(), "SECwrong", http_session, clock=clock, sleep=clock.sleep)
         with pytest.raises(DingTalkSecurityError) as info:
-            await wrong.send_text("x")
+            await wrong.send(text_message("x"))
         assert info.value.errcode == 310000 and "sign not match" in info.value.errmsg
         skewed = Clock(clock.now - 3601)  # our clock an hour and a second behind DingTalk's
         late = DingTalkRobot(ding.webhook_url(), ding.secret, http_session, clock=skewed, sleep=skewed.sleep)
         with pytest.raises(DingTalkSecurityError, match="invalid timestamp"):
-            await late.send_text("x")
+            await late.send(text_message("x"))
         unknown = DingTalkRobot(ding.webhook_url("nope"), ding.secret, http_session, clock=clock)
         with pytest.raises(DingTalkError) as tok:
-            await unknown.send_text("x")
+            await unknown.send(text_message("x"))
         assert tok.value.errcode == 300005
         assert ding.messages() == []
 
@@ -112,7 +119,7 @@ async def test_limiter_coalesces_instead_of_dropping(http_session: aiohttp.Clien
     clock = Clock()
     async with FakeDingTalk(clock=clock) as ding:
         robot = await _robot(ding, http_session, clock)
-        await asyncio.gather(*[robot.send_text(f"step {i}") for i in range(45)])
+        await asyncio.gather(*[robot.send(text_message(f"step {i}")) for i in range(45)])
         accepted = ding.messages()
         # 19 slots go to single messages; the 20th carries the other 26 merged, all within the first minute.
         assert len(accepted) == 20 and clock.sleeps == []
@@ -123,7 +130,7 @@ async def test_limiter_coalesces_instead_of_dropping(http_session: aiohttp.Clien
         assert robot.stats.coalesced == 26
         # The minute is used up: the next messages wait for the window, then go out one by one.
         clock.now += 10
-        await asyncio.gather(*[robot.send_text(f"late {i}") for i in range(3)])
+        await asyncio.gather(*[robot.send(text_message(f"late {i}")) for i in range(3)])
         assert 49.0 <= sum(clock.sleeps) <= 51.0
         assert [m["text"]["content"] for m in ding.messages()[20:]] == ["late 0", "late 1", "late 2"]
         assert all(c.errcode == 0 for c in ding.calls), "the server never had to throttle us"
@@ -134,8 +141,8 @@ async def test_sequential_sends_over_the_limit_merge_the_backlog(http_session: a
     async with FakeDingTalk(clock=clock) as ding:
         robot = await _robot(ding, http_session, clock)
         for i in range(20):
-            await robot.send_text(f"m{i}")
-        backlog = [asyncio.create_task(robot.send_text(f"b{i}")) for i in range(30)]
+            await robot.send(text_message(f"m{i}"))
+        backlog = [asyncio.create_task(robot.send(text_message(f"b{i}"))) for i in range(30)]
         await asyncio.gather(*backlog)
         sent = ding.messages()
         assert len(sent) == 40 and all(c.errcode == 0 for c in ding.calls)
@@ -148,13 +155,13 @@ async def test_server_throttle_130101_holds_and_retries(http_session: aiohttp.Cl
     async with FakeDingTalk(clock=clock) as ding:
         robot = await _robot(ding, http_session, clock, throttle_backoff=600.0)
         ding.fail_next(130101, "send too fast, exceed 20 times per minute")
-        await robot.send_text("held then delivered")
+        await robot.send(text_message("held then delivered"))
         assert [c.errcode for c in ding.calls] == [130101, 0]
         assert clock.sleeps == [600.0] and robot.stats.throttled == 1
         assert ding.messages()[0]["text"]["content"] == "held then delivered"
         ding.fail_next(130101, "send too fast", times=5)
         with pytest.raises(DingTalkRateLimited) as info:
-            await robot.send_text("gives up after the bounded retry")
+            await robot.send(text_message("gives up after the bounded retry"))
         assert info.value.errcode == 130101
 
 
@@ -163,12 +170,12 @@ async def test_fake_throttles_a_client_without_limiter(http_session: aiohttp.Cli
     async with FakeDingTalk(clock=clock) as ding:
         robot = await _robot(ding, http_session, clock, limit=1000, max_throttle_retries=0)
         for i in range(20):
-            await robot.send_text(f"m{i}")
+            await robot.send(text_message(f"m{i}"))
         with pytest.raises(DingTalkRateLimited, match="exceed 20 times per minute"):
-            await robot.send_text("m20")
+            await robot.send(text_message("m20"))
         clock.now += 120  # a minute later the fake still throttles (10 minutes)
         with pytest.raises(DingTalkRateLimited):
-            await robot.send_text("m21")
+            await robot.send(text_message("m21"))
         assert len(ding.messages()) == 20
 
 

@@ -188,6 +188,3 @@ async def test_remembered_messages_first_writer_wins(store: Store) -> None:
     assert moved.message_id == "555" and moved.created_at == at(0) and moved.updated_at == at(3)
     got = await store.message_for("tb-1", "sticky")
     assert got == moved
-    assert await store.forget_message("tb-1", "sticky")
-    assert not await store.forget_message("tb-1", "sticky")
-    assert await store.message_for("tb-1", "sticky") is None

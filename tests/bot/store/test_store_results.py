@@ -109,43 +109,6 @@ async def test_find_result_reuses_the_newest_identical_work_in_the_same_repo(sto
     assert await store.find_result("octo/demo", "other-key") is None
 
 
-async def test_baseline_prefers_the_exact_sha_then_the_newest_on_the_ref(store: Store) -> None:
-    main_sha_old, main_sha_new, pr_sha = "1" * 40, "2" * 40, "3" * 40
-    saves = [("tb-000000000001", main_sha_old, "main", "cfg-1", 10), ("tb-000000000002", main_sha_new, "main",
-             "cfg-1", 20), ("tb-000000000003", pr_sha, "refs/pull/7/head", "cfg-1", 30),
-             ("tb-000000000004", main_sha_new, "main", "cfg-2", 40)]
-    for rid, sha, ref, cfg, seconds in saves:
-        await make_run(store, rid, seconds=seconds)
-        await store.save_results(rid, results(rid, bench("cmmlu", per_subject=2, seed=seconds, config_hash=cfg)),
-                                 {"cmmlu": f"rk-{rid}"}, "octo/demo", sha, ref, now=at(seconds))
-
-    async def baseline(x: str, cfg: str = "cfg-1", **kw: str) -> str | None:
-        found = await store.find_baseline("octo/demo", x, cfg, **kw)
-        return found[0] if found else None
-
-    assert await baseline("main") == "tb-000000000002"  # newest on the ref with the same eval config
-    assert await baseline(main_sha_old) == "tb-000000000001"  # an exact commit
-    assert await baseline("main", "cfg-2") == "tb-000000000004"
-    assert await baseline("main", "cfg-3") is None
-    assert await baseline("main", benchmark="ceval") is None
-    assert await baseline("main", benchmark="cmmlu") == "tb-000000000002"
-    found = await store.find_baseline("octo/demo", "main", "cfg-1")
-    assert found is not None and found[1].config_hash == "cfg-1" and found[1].n == 12
-
-
-async def test_a_sha_match_beats_a_newer_ref_match(store: Store) -> None:
-    # A branch literally named like a sha must not shadow the commit itself.
-    sha = "4" * 40
-    await make_run(store, "tb-000000000001", seconds=1)
-    await store.save_results("tb-000000000001", results("tb-000000000001", bench("cmmlu", per_subject=1, seed=1)),
-                             {"cmmlu": "a"}, "octo/demo", sha, "main", now=at(1))
-    await make_run(store, "tb-000000000002", seconds=2)
-    await store.save_results("tb-000000000002", results("tb-000000000002", bench("cmmlu", per_subject=1, seed=2)),
-                             {"cmmlu": "b"}, "octo/demo", "5" * 40, sha, now=at(2))
-    found = await store.find_baseline("octo/demo", sha, "cfg-1")
-    assert found is not None and found[0] == "tb-000000000001"
-
-
 async def test_leaderboard_ranks_one_entry_per_content_key(store: Store) -> None:
     entries = [("tb-000000000001", "qwen-7b", "k-a", 0.50, 1), ("tb-000000000002", "qwen-7b", "k-a", 0.55, 2),
                ("tb-000000000003", "llama-8b", "k-b", 0.70, 3), ("tb-000000000004", "tiny", "k-c", 0.10, 4)]
