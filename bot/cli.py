@@ -1,5 +1,8 @@
 """`tunebot serve` (and `serve --check`) and `tunebot runs list|show`: the service's command-line entry points, where
-the one configuration object is built."""
+the one configuration object is built.
+
+The service, the store and aiohttp are imported inside the commands that use them, so that `--help`, a flag error
+or `tunebot runs leaderboard` answer without loading them (none of these imports is there for a cycle)."""
 
 from __future__ import annotations
 

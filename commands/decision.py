@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .values import ArgValue, quote_user, render_value
-from .verbs import get_spec
+from .verbs.base import render_command
 
 __all__ = ["ArgValue", "Command", "Decision", "Ignore", "Parsed", "Reply", "quote_user", "render_value"]
 
@@ -32,21 +32,8 @@ class Command:
         return self.args.get(key, default)
 
     def render(self) -> str:
-        """Canonical text that parses back to an equal command (the help registry says which args are positional)."""
-        spec = get_spec(self.verb)
-        parts = [f"/{self.verb}"]
-        keyed = dict(self.args)
-        if spec is not None:
-            for name in spec.positional:
-                if name not in keyed:
-                    continue
-                value = keyed.pop(name)
-                if isinstance(value, tuple):
-                    parts.extend(render_value(v) for v in value)
-                else:
-                    parts.append(render_value(value))
-        parts.extend(f"{k}={render_value(v)}" for k, v in sorted(keyed.items()))
-        return " ".join(parts)
+        """Canonical text that parses back to an equal command."""
+        return render_command(self.verb, self.args)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from commands.catalog import Catalog, build_catalog
+from commands.packs import FILE_PACKS
 
 CONFIG_DIR = Path(__file__).resolve().parent
 # Real CMMLU / C-Eval samples shipped with the package (see benchmarks/data/SOURCES.md): the demo, the tests and a
@@ -40,8 +41,6 @@ def with_pack_digests(catalog: Catalog, root: Path | None) -> Catalog:
     refuses files that hash otherwise. None: no digests, jobs carry no pack hash."""
     if root is None or not root.is_dir():
         return catalog
-    from commands.packs import FILE_PACKS
-
     digests: dict[str, str] = {}
     for pack in FILE_PACKS:
         for path in sorted((root / pack).rglob("*.csv")):

@@ -167,6 +167,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Agen
 
 def _fetch(cfg: AgentConfig, job_path: Path) -> int:
     """Acquire the job's model only: for warming a runner's cache, and for testing the download path."""
+    # Here, not at the top (as `Runner` below): `--help` and flag errors answer without loading the runner.
     import tempfile
 
     from commands.jobspec import SpecError, job_from_json

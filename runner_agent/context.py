@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sandbox
+from .errors import AgentError
 from .hub_code import tool_environ
 from .procs import Watchdog
 from .sinks import EventBus
@@ -82,8 +83,6 @@ class RunContext:
     def confine_tools(self) -> None:
         """Decide, before any tool runs, whether tool processes are confined (runner_agent/sandbox.py); with
         `require`, a runner that cannot confine them refuses the job."""
-        from .errors import AgentError
-
         mode = self.config.tool_sandbox
         if mode == "off":
             self.sandbox_abi, self.sandbox_note = 0, "turned off (TUNEBOT_TOOL_SANDBOX=off)"

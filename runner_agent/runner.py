@@ -27,6 +27,7 @@ from commands.catalog import Catalog
 from commands.events import EVENTS_FILE
 from commands.jobspec import JobSpec, SpecError, Toolchain, job_from_json, to_dict
 from commands.results import BenchmarkResult, Results
+from configs import load_catalog
 
 from . import checkpoints, evaluation, models, report, served, training
 from . import datasets as datasets_mod
@@ -401,8 +402,6 @@ class Runner:
 
     def _execute(self, ctx: RunContext, job: JobSpec, state: RunState, t0: float) -> tuple[str, str | None]:
         cfg = self.cfg
-        from configs import load_catalog
-
         catalog: Catalog = load_catalog()
         gpu = gpu_available(cfg.base_env)
         vers = report.versions()

@@ -18,6 +18,7 @@ from commands.decision import Decision, Reply
 from commands.jobspec import SpecError, job_from_json, job_to_json, to_dict
 from commands.plan import PlanError, PRFacts, plan
 from commands.policy import Policy, PolicyError, parse_policy
+from configs import load_catalog
 
 PLACEHOLDER_REPO = "octo-org/example"
 PLACEHOLDER_SHA = "0" * 40
@@ -58,8 +59,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from configs import load_catalog
-
     catalog = load_catalog()
     text = sys.stdin.read() if args.comment == "-" else args.comment
     policy: Policy | PolicyError = parse_policy(None)

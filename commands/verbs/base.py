@@ -6,7 +6,7 @@ Help, the command reference and parsing are all generated from these specs, so t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,7 +14,7 @@ from ..args import ArgError, ArgSpec, did_you_mean, normalise_key, split_names
 from ..catalog import Catalog, DatasetEntry, ModelPreset
 from ..grammar import Word
 from ..policy import Policy
-from ..values import ArgValue, quote_user
+from ..values import ArgValue, quote_user, render_value
 
 # Which policy permission a verb needs: the bot's authorizer maps this to a level (see commands.authz).
 Gate = Literal["train", "eval", "approve", "read"]
@@ -84,6 +84,20 @@ def register(spec: VerbSpec) -> VerbSpec:
 def get_spec(verb: str) -> VerbSpec | None:
     name = _ALIASES.get(verb.lower().replace("_", "-"))
     return REGISTRY.get(name) if name else None
+
+
+def render_command(verb: str, args: Mapping[str, ArgValue]) -> str:
+    """Canonical text that parses back to an equal command (the verb's spec says which args are positional)."""
+    spec = get_spec(verb)
+    parts = [f"/{verb}"]
+    keyed = dict(args)
+    for name in spec.positional if spec is not None else ():
+        if name not in keyed:
+            continue
+        value = keyed.pop(name)
+        parts.extend(render_value(v) for v in (value if isinstance(value, tuple) else (value,)))
+    parts.extend(f"{k}={render_value(v)}" for k, v in sorted(keyed.items()))
+    return " ".join(parts)
 
 
 # The order help and the command reference list the verbs in: the everyday ones first.

@@ -7,7 +7,7 @@ import re
 
 from ..args import ArgError, ArgSpec
 from ..values import ArgValue, quote_user
-from .base import Context, RawCommand, VerbSpec, get_spec, register, split_args, too_many
+from .base import Context, RawCommand, VerbSpec, get_spec, register, render_command, split_args, too_many
 
 PLANNABLE = ("train", "eval", "compare")
 _HASH = re.compile(r"^[0-9a-f]{6,64}$")
@@ -24,9 +24,8 @@ def _plan(raw: RawCommand, ctx: Context) -> dict[str, ArgValue]:
     inner = RawCommand(spec.name, raw.words[1:], raw.line, raw.lineno)
     args = dict(spec.validate(inner, ctx))
     args.pop("plan", None)
-    from ..decision import Command  # decision imports the registry: a module-level import would be circular
     # The canonical text of the inner command: the handler plans exactly what the parser validated.
-    return {"command": Command(spec.name, args).render()}
+    return {"command": render_command(spec.name, args)}
 
 
 PLAN = register(VerbSpec(
