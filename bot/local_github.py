@@ -58,8 +58,8 @@ def _git(cwd: Path, *args: str, timeout: float = 30) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-class Thread(Protocol):
-    """Where local mode shows the PR thread (`bot.local.Terminal` prints it)."""
+class Screen(Protocol):
+    """Where local mode shows what the bot writes on the PR (`bot.local.Terminal` prints it)."""
 
     def bot(self, text: str, *, edited: bool = False) -> None: ...
 
@@ -81,7 +81,7 @@ class LocalGitHub:
 
     workdir: Path
     runs_dir: Path
-    terminal: Thread
+    terminal: Screen
     user: str
     repo: str = "local/demo"
     head_sha: str = "0" * 40
