@@ -29,6 +29,7 @@ def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
 
 
 class DeliveryStore(Access):
+    _record_stmt: Any = None
     async def record_deliveries(self, batch: Sequence[NewDelivery], *, lease_to: str | None = None,
                                 lease: timedelta = DEFAULT_LEASE, now: datetime | None = None) -> list[Delivery | None]:
         """Record a batch in ONE transaction; for each item, the stored delivery if it is new, None if already known.
@@ -57,13 +58,14 @@ class DeliveryStore(Access):
                          "updated_at": received, "claimed_by": None, "leased_until": None, **leased}
         if not rows:
             return [None] * len(batch)
-        # executemany of one cached statement: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues") with
-        # RETURNING, and only inserted rows come back. (A `.values(rows)` statement would be compiled anew for
-        # every batch, which cost more than the database work itself.)
-        stmt = (self._insert(t).on_conflict_do_nothing(index_elements=[t.c.source, t.c.delivery_id])
-                .returning(t.c.id, t.c.source, t.c.delivery_id))
+        # executemany of one statement built once: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues")
+        # with RETURNING, and only inserted rows come back. (A statement built per batch costs its cache key every
+        # time, and a `.values(rows)` one a compilation: either cost more than the database work itself.)
+        if self._record_stmt is None:
+            self._record_stmt = (self._insert(t).on_conflict_do_nothing(index_elements=[t.c.source, t.c.delivery_id])
+                                 .returning(t.c.id, t.c.source, t.c.delivery_id))
         async with self._write() as conn:
-            new = {(r[1], r[2]): r[0] for r in (await conn.execute(stmt, list(rows.values()))).all()}
+            new = {(r[1], r[2]): r[0] for r in (await conn.execute(self._record_stmt, list(rows.values()))).all()}
             if new:
                 await conn.execute(b.insert(), [{"delivery": id, "body": bytes(batch[first[key]].body)}
                                                 for key, id in new.items()])
