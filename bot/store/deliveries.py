@@ -29,7 +29,8 @@ def _delivery(row: Row[Any], body: bytes | None = None) -> Delivery:
 
 
 class DeliveryStore(Access):
-    _record_stmt: Any = None
+    _record_stmt: Any = None  # the INSERT of `record_deliveries`, built on first use (it depends on the dialect)
+
     async def record_deliveries(self, batch: Sequence[NewDelivery], *, lease_to: str | None = None,
                                 lease: timedelta = DEFAULT_LEASE, now: datetime | None = None) -> list[Delivery | None]:
         """Record a batch in ONE transaction; for each item, the stored delivery if it is new, None if already known.
