@@ -163,6 +163,15 @@ class FakeRun:
     cancel_requested: bool = False
 
 
+def zipped(files: dict[str, bytes]) -> bytes:
+    """An artifact as `actions/upload-artifact` leaves it: the files, zipped."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return buf.getvalue()
+
+
 @dataclass
 class FakeArtifact:
     id: int
@@ -1243,11 +1252,7 @@ class FakeGitHub(LoopbackServer):
     def add_artifact(self, run_id: int, name: str, files: dict[str, bytes]) -> FakeArtifact:
         """What `actions/upload-artifact` leaves: the files of one artifact of a workflow run, zipped."""
         run = self.runs[run_id]
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path, data in files.items():
-                zf.writestr(path, data)
-        art = FakeArtifact(next(self._ids), run.repo, run_id, name, buf.getvalue(), self.clock())
+        art = FakeArtifact(next(self._ids), run.repo, run_id, name, zipped(files), self.clock())
         self.artifacts[art.id] = art
         return art
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import inspect
-import io
 import itertools
 import json
 import re
-import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +62,7 @@ from tests.fakes.github import (
     FakeRepo,
     FakeRun,
     git_blob_sha,
+    zipped,
 )
 
 Clock = Callable[[], datetime]
@@ -172,11 +171,7 @@ class InMemoryGitHub:
     def add_artifact(self, run_id: int, name: str, files: dict[str, bytes]) -> FakeArtifact:
         """What `actions/upload-artifact` leaves: the files of one artifact of a workflow run, zipped."""
         run = self.runs[run_id]
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path, data in files.items():
-                zf.writestr(path, data)
-        art = FakeArtifact(next(self._ids), run.repo, run_id, name, buf.getvalue(), self.clock())
+        art = FakeArtifact(next(self._ids), run.repo, run_id, name, zipped(files), self.clock())
         self.artifacts[art.id] = art
         return art
 
