@@ -6,10 +6,12 @@ start-up, checks), not a hand-made shortcut.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,18 @@ def train_adapter(work: Path, cache: Path, steps: int = 80) -> Run:
         return Run(out, 0, 0.0, "")
     return run(work, cache, job("bench-adapter", kind="train", benchmarks=[],
                                 hyper={"max_steps": steps, "save_steps": steps, "learning_rate": 0.002}))
+
+
+def setup(doc: str, prefix: str) -> tuple[argparse.Namespace, Path, Path, Run]:
+    """The flags every eval bench takes (--limit, --work), its scratch and cache directories, and the trained
+    adapter they evaluate."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=10, help="questions per subject (4 subjects)")
+    ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix=prefix))
+    cache = work / "cache"
+    return args, work, cache, train_adapter(work, cache)
 
 
 def eval_job(run_id: str, adapter: Run | None, limit: int, **changes: Any) -> dict[str, Any]:

@@ -9,9 +9,7 @@ gave the same per-question outcomes.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,13 +18,7 @@ import agent_jobs
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=10, help="questions per subject (4 subjects)")
-    ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-compare-eval-"))
-    cache = work / "cache"
-    adapter = agent_jobs.train_adapter(work, cache)
+    args, work, cache, adapter = agent_jobs.setup(__doc__, "bench-compare-eval-")
     served = agent_jobs.run(work, cache, agent_jobs.eval_job("both-served", adapter, args.limit,
                                                              eval_backend="served", eval_base=True))
     native_adapter = agent_jobs.run(work, cache, agent_jobs.eval_job("adapter-native", adapter, args.limit))

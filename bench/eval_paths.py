@@ -10,9 +10,7 @@ ratio, and the per-question agreement of the extracted answers (target >= 99 %),
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,13 +19,7 @@ import agent_jobs
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=10, help="questions per subject (4 subjects)")
-    ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-eval-paths-"))
-    cache = work / "cache"
-    adapter = agent_jobs.train_adapter(work, cache)
+    args, work, cache, adapter = agent_jobs.setup(__doc__, "bench-eval-paths-")
     native = agent_jobs.run(work, cache, agent_jobs.eval_job("native", adapter, args.limit))
     served = agent_jobs.run(work, cache, agent_jobs.eval_job("served", adapter, args.limit, eval_backend="served"))
     if served.results["manifest"].get("eval_backend") != "served-transformers":
