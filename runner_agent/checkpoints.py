@@ -9,6 +9,7 @@ that hash in its signed spec, so the runner refuses any other archive.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -49,7 +50,12 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 def pack(path: Path) -> bytes:
     """The checkpoint folder as a gzip'd tar (files in name order, fixed mtimes: equal folders, equal archives)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+    # tarfile's "w:gz" stamps the gzip header with the current time (RFC 1952 MTIME), so two packs a second apart
+    # differed; the header's time is fixed too.
+    with (
+        gzip.GzipFile(filename="", fileobj=buf, mode="wb", compresslevel=1, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             info = tar.gettarinfo(str(item), arcname=f"{path.name}/{item.relative_to(path).as_posix()}")
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
